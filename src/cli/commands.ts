@@ -1,0 +1,12 @@
+/** The `switchyard` subcommands: name -> module. Each module exports summary, usage and run(argv). */
+export interface Command {
+  summary: string
+  usage: string
+  run(argv: string[]): Promise<number>
+}
+
+export const COMMANDS: Record<string, () => Promise<Command>> = {
+  start: () => import('./commands/start.js'),
+  check: () => import('./commands/check.js'),
+  whoami: () => import('./commands/whoami.js')
+}

@@ -1,0 +1,29 @@
+import { ConfigError } from '../../config/load.js'
+import { startServer } from '../../server.js'
+import { parseFlags } from '../flags.js'
+
+export const summary = 'start the proxy, its admin listener and its sidecars'
+export const usage = 'switchyard start [--config upstreams.yaml]'
+
+export async function run(argv: string[]): Promise<number> {
+  const { values } = parseFlags(argv, { config: { type: 'string', short: 'c', default: process.env.SWITCHYARD_CONFIG ?? 'upstreams.yaml' } }, usage)
+  let server
+  try {
+    server = await startServer(String(values.config))
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`switchyard: ${err.message}\n`)
+      return 1
+    }
+    const e = err as NodeJS.ErrnoException
+    process.stderr.write(`switchyard: cannot start: ${e.code === 'EADDRINUSE' ? `address in use (${e.message})` : e.message}\n`)
+    return 1
+  }
+  return await new Promise<number>((resolve) => {
+    const stop = (signal: string): void => {
+      void server.shutdown(signal).then(() => resolve(0), () => resolve(1))
+    }
+    process.once('SIGTERM', () => stop('SIGTERM'))
+    process.once('SIGINT', () => stop('SIGINT'))
+  })
+}

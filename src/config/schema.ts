@@ -1,0 +1,158 @@
+/**
+ * The upstreams.yaml schema. Types derive from it (DESIGN.md habit 3), so the two cannot drift.
+ * Durations are integers in milliseconds, sizes integers in bytes; keys are snake_case.
+ */
+import { Type, type Static } from '@sinclair/typebox'
+
+/** A string enum as plain JSON Schema `enum`, so a wrong value reads "expected one of: ...". */
+function StringEnum<T extends string>(values: readonly T[], def?: T) {
+  return Type.Unsafe<T>({ type: 'string', enum: [...values], ...(def === undefined ? {} : { default: def }) })
+}
+
+const Name = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$', description: 'a name of letters, digits, _ . - (at most 63)' })
+const Ms = (def: number) => Type.Integer({ minimum: 0, default: def })
+const Port = (def: number) => Type.Integer({ minimum: 0, maximum: 65535, default: def })
+
+export const BALANCERS = ['round_robin', 'weighted', 'least_request', 'random', 'hash'] as const
+
+const Listen = Type.Object({
+  host: Type.String({ default: '0.0.0.0' }),
+  port: Port(8080)
+}, { additionalProperties: false, default: {} })
+
+const Admin = Type.Object({
+  host: Type.String({ default: '127.0.0.1' }),
+  port: Port(9901),
+  /** Required for mutating admin calls when the admin listener is not on loopback. */
+  token: Type.Optional(Type.String())
+}, { additionalProperties: false, default: {} })
+
+const Limits = Type.Object({
+  max_header_bytes: Type.Integer({ minimum: 1024, maximum: 1048576, default: 16384 }),
+  headers_timeout_ms: Ms(10000),
+  request_timeout_ms: Ms(60000),
+  keep_alive_timeout_ms: Ms(5000),
+  max_body_bytes: Type.Integer({ minimum: 0, default: 10 * 1024 * 1024 }),
+  shutdown_timeout_ms: Ms(10000)
+}, { additionalProperties: false, default: {} })
+
+const Member = Type.Object({
+  url: Type.String({ minLength: 1 }),
+  weight: Type.Integer({ minimum: 1, maximum: 10000, default: 1 }),
+  name: Type.Optional(Name)
+}, { additionalProperties: false })
+
+const HashOn = Type.Object({
+  header: Type.Optional(Type.String({ minLength: 1 })),
+  cookie: Type.Optional(Type.String({ minLength: 1 })),
+  source_ip: Type.Optional(Type.Boolean())
+}, { additionalProperties: false })
+
+const Pool = Type.Object({
+  members: Type.Array(Member, { minItems: 1 }),
+  balancer: StringEnum(BALANCERS, 'round_robin'),
+  hash_on: Type.Optional(HashOn),
+  /** preserve: send the client's Host; upstream: send the member's host:port. */
+  host_header: StringEnum(['preserve', 'upstream'] as const, 'preserve'),
+  timeouts: Type.Object({
+    connect_ms: Ms(2000),
+    request_ms: Ms(30000)
+  }, { additionalProperties: false, default: {} }),
+  max_connections: Type.Integer({ minimum: 1, maximum: 100000, default: 128 }),
+  tls: Type.Object({
+    verify: Type.Boolean({ default: true })
+  }, { additionalProperties: false, default: {} })
+}, { additionalProperties: false })
+
+const Match = Type.Object({
+  host: Type.Optional(Type.String({ minLength: 1 })),
+  path_prefix: Type.String({ pattern: '^/', default: '/' }),
+  methods: Type.Optional(Type.Array(Type.String({ pattern: '^[A-Z]+$' }), { minItems: 1 })),
+  headers: Type.Optional(Type.Record(Type.String(), Type.String()))
+}, { additionalProperties: false, default: {} })
+
+const Variant = Type.Object({
+  name: Name,
+  pool: Type.String({ minLength: 1 }),
+  weight: Type.Number({ minimum: 0 })
+}, { additionalProperties: false })
+
+const Split = Type.Object({
+  name: Name,
+  variants: Type.Array(Variant, { minItems: 1 }),
+  sticky: Type.Object({
+    cookie: Type.Optional(Type.String({ pattern: '^[!#$%&\'*+.^_`|~0-9A-Za-z-]+$' })),
+    header: Type.Optional(Type.String({ minLength: 1 })),
+    cookie_max_age_s: Type.Integer({ minimum: 0, default: 2592000 })
+  }, { additionalProperties: false, default: {} }),
+  override_header: Type.String({ minLength: 1, default: 'x-switchyard-variant' })
+}, { additionalProperties: false })
+
+export const RouteCache = Type.Object({
+  enabled: Type.Boolean({ default: true }),
+  /** TTL applied when the origin gives no freshness information (0 = do not cache then). */
+  default_ttl_s: Type.Integer({ minimum: 0, default: 0 }),
+  max_entry_bytes: Type.Integer({ minimum: 0, default: 1048576 }),
+  /** all: key on the whole query; none: ignore it; or a list of parameter names to keep. */
+  query: Type.Union([StringEnum(['all', 'none'] as const), Type.Array(Type.String())], { default: 'all', description: "'all', 'none' or a list of query parameter names" }),
+  /** Share responses that carry Set-Cookie with other clients (off by default, RFC 9111 section 7.3). */
+  share_set_cookie: Type.Boolean({ default: false })
+}, { additionalProperties: false })
+
+const Route = Type.Object({
+  name: Name,
+  match: Match,
+  pool: Type.Optional(Type.String({ minLength: 1 })),
+  split: Type.Optional(Split),
+  max_body_bytes: Type.Optional(Type.Integer({ minimum: 0 })),
+  cache: Type.Optional(RouteCache)
+}, { additionalProperties: false })
+
+const Cache = Type.Object({
+  store: StringEnum(['auto', 'memory', 'redis'] as const, 'auto'),
+  max_bytes: Type.Integer({ minimum: 0, default: 64 * 1024 * 1024 }),
+  key_prefix: Type.String({ default: 'switchyard:' }),
+  redis: Type.Object({
+    url: Type.Optional(Type.String()),
+    timeout_ms: Ms(100)
+  }, { additionalProperties: false, default: {} })
+}, { additionalProperties: false, default: {} })
+
+const Sidecar = Type.Object({
+  name: Name,
+  /** `switchyard` runs this program's own CLI; anything else is an executable on PATH or a path. */
+  command: Type.String({ minLength: 1 }),
+  args: Type.Array(Type.String(), { default: [] }),
+  env: Type.Record(Type.String(), Type.String(), { default: {} }),
+  enabled: Type.Boolean({ default: true }),
+  restart: Type.Object({
+    initial_delay_ms: Ms(250),
+    max_delay_ms: Ms(30000)
+  }, { additionalProperties: false, default: {} }),
+  stop_timeout_ms: Ms(5000)
+}, { additionalProperties: false })
+
+export const ConfigSchema = Type.Object({
+  listen: Listen,
+  admin: Admin,
+  limits: Limits,
+  trusted_proxies: Type.Array(Type.String(), { default: [] }),
+  logging: Type.Object({
+    level: StringEnum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info'),
+    access_log: Type.Boolean({ default: false })
+  }, { additionalProperties: false, default: {} }),
+  pools: Type.Record(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$' }), Pool),
+  routes: Type.Array(Route),
+  cache: Cache,
+  sidecars: Type.Array(Sidecar, { default: [] })
+}, { additionalProperties: false })
+
+export type Config = Static<typeof ConfigSchema>
+export type PoolConfig = Static<typeof Pool>
+export type MemberConfig = Static<typeof Member>
+export type RouteConfig = Static<typeof Route>
+export type SplitConfig = Static<typeof Split>
+export type RouteCacheConfig = Static<typeof RouteCache>
+export type CacheConfig = Static<typeof Cache>
+export type SidecarConfig = Static<typeof Sidecar>
+export type BalancerName = (typeof BALANCERS)[number]

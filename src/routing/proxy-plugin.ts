@@ -1,0 +1,316 @@
+import { randomUUID } from 'node:crypto'
+import type { ServerResponse } from 'node:http'
+import { Transform, type Readable, type TransformCallback } from 'node:stream'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import replyFrom, { type FastifyReplyFromHooks } from '@fastify/reply-from'
+
+type Hooks = Required<FastifyReplyFromHooks>
+import type { Dispatcher } from 'undici'
+import { classifyUpstreamError, NO_MEMBER, upstreamErrorBody, type ClassifiedError } from '../errors.js'
+import { methodLabel, type ProxyMetrics } from '../metrics/proxy-metrics.js'
+import type { Member } from '../upstreams/member.js'
+import type { Pool } from '../upstreams/pool.js'
+import type { UpstreamDispatcher } from '../upstreams/dispatcher.js'
+import { clientResponseHeaders, upstreamRequestHeaders } from './forwarding-headers.js'
+import { normalizeHost } from './route-table.js'
+import { normalizePath } from './normalize-path.js'
+import type { RouteRuntime, Runtime } from './runtime.js'
+
+export interface ProxyDeps {
+  /** The live runtime; read once per request so a reload swaps it atomically. */
+  runtime: () => Runtime
+  metrics: ProxyMetrics
+  dispatcher: UpstreamDispatcher
+  accessLog: boolean
+}
+
+/** Per-request state, one object per request, read by the static hooks below. */
+class Exchange {
+  route: RouteRuntime | undefined = undefined
+  pool: Pool | undefined = undefined
+  member: Member | undefined = undefined
+  variant: string | undefined = undefined
+  setCookie: string | undefined = undefined
+  clientIp = ''
+  path = ''
+  upstreamStart = 0
+  constructor(readonly start: number, readonly request: FastifyRequest, readonly deps: ProxyDeps) {}
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    switchyard: Exchange | null
+  }
+}
+
+const kExchange = Symbol('switchyard.exchange')
+type TrackedResponse = ServerResponse & { [kExchange]?: Exchange }
+
+const VIA = 'switchyard'
+const REQUEST_ID = /^[A-Za-z0-9._:/+=-]{1,128}$/
+const BODYLESS = new Set(['GET', 'HEAD'])
+
+class BodyTooLarge extends Error {
+  readonly code = 'SY_BODY_TOO_LARGE'
+}
+
+/** Counts a chunked request body and fails the upload once it passes the route's limit. */
+class BodyLimit extends Transform {
+  private seen = 0
+  constructor(private readonly limit: number) { super() }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.seen += chunk.length
+    if (this.seen > this.limit) cb(new BodyTooLarge(`request body exceeds ${this.limit} bytes`))
+    else cb(null, chunk)
+  }
+}
+
+function plain(reply: FastifyReply, status: number, body: string): FastifyReply {
+  return reply.code(status).header('content-type', 'text/plain; charset=utf-8').send(body)
+}
+
+function reject(ex: Exchange, reply: FastifyReply, status: number, reason: string, body: string): FastifyReply {
+  ex.deps.metrics.unrouted.labels(reason).inc()
+  return plain(reply, status, body)
+}
+
+function stripIpv4Mapped(ip: string | undefined): string {
+  if (ip === undefined) return ''
+  return ip.startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip
+}
+
+/** The client address: the peer, or with trusted proxies the right-most untrusted X-Forwarded-For hop. */
+function clientAddress(peer: string, rt: Runtime, xff: string | string[] | undefined): { ip: string; trusted: boolean } {
+  const trusted = rt.trusted
+  if (trusted === undefined || !trusted.check(peer, peer.includes(':') ? 'ipv6' : 'ipv4')) return { ip: peer, trusted: false }
+  if (xff === undefined) return { ip: peer, trusted: true }
+  const hops = (Array.isArray(xff) ? xff.join(',') : xff).split(',')
+  for (let i = hops.length - 1; i >= 0; i--) {
+    const hop = hops[i].trim()
+    if (hop === '') continue
+    if (!trusted.check(hop, hop.includes(':') ? 'ipv6' : 'ipv4')) return { ip: hop, trusted: true }
+  }
+  return { ip: peer, trusted: true }
+}
+
+function onResponseClose(this: TrackedResponse): void {
+  const ex = this[kExchange]
+  if (ex === undefined) return
+  this[kExchange] = undefined
+  const { metrics } = ex.deps
+  const route = ex.route
+  const poolName = ex.pool?.name ?? ''
+  const code = this.writableFinished ? String(this.statusCode) : '499'
+  const seconds = (performance.now() - ex.start) / 1000
+  metrics.requests.labels(route?.name ?? '', poolName, methodLabel(ex.request.method), code).inc()
+  if (route !== undefined) {
+    metrics.requestDuration.labels(route.name, poolName).observe(seconds)
+    metrics.inFlight.labels(route.name).dec()
+  }
+  if (ex.member !== undefined) ex.member.inFlight--
+  if (ex.deps.accessLog) {
+    ex.request.log.info({ reqId: ex.request.id, method: ex.request.method, path: ex.path, route: route?.name, pool: poolName, member: ex.member?.name, code, ms: Math.round(seconds * 1e4) / 10, client: ex.clientIp }, 'access')
+  }
+}
+
+const rewriteRequestHeaders: Hooks['rewriteRequestHeaders'] = (request, headers) => {
+  const ex = request.switchyard as Exchange
+  const member = ex.member as Member
+  const pool = ex.pool as Pool
+  const peer = stripIpv4Mapped(request.raw.socket.remoteAddress)
+  const rt = ex.deps.runtime()
+  const trustedPeer = rt.trusted !== undefined && ex.clientIp !== peer ? true : rt.trusted !== undefined && rt.trusted.check(peer, peer.includes(':') ? 'ipv6' : 'ipv4')
+  void headers // reply-from's copy; we rebuild from the client's headers with our own rules
+  return upstreamRequestHeaders(request.headers, {
+    clientIp: ex.clientIp,
+    trustedPeer,
+    peerIp: peer,
+    proto: 'http',
+    originalHost: request.headers.host ?? '',
+    upstreamHost: pool.preserveHost ? (request.headers.host ?? member.host) : member.host,
+    via: `${request.raw.httpVersion} ${VIA}`,
+    requestId: request.id,
+    variant: ex.variant,
+    bodyless: BODYLESS.has(request.method)
+  }) as unknown as ReturnType<Hooks['rewriteRequestHeaders']>
+}
+
+const rewriteHeaders: Hooks['rewriteHeaders'] = (headers, request) => {
+  const ex = (request as FastifyRequest).switchyard as Exchange
+  return clientResponseHeaders(headers as Record<string, string | string[] | undefined>, `1.1 ${VIA}`, (request as FastifyRequest).id, ex.variant, ex.setCookie) as typeof headers
+}
+
+const onUpstreamResponse: Hooks['onResponse'] = (request, anyReply, res) => {
+  const reply = anyReply as unknown as FastifyReply
+  const ex = request.switchyard as Exchange
+  const stream = res.stream as Readable
+  if (reply.sent) {
+    stream.destroy()
+    return
+  }
+  ex.deps.metrics.upstreamDuration.labels((ex.pool as Pool).name, (ex.member as Member).name).observe((performance.now() - ex.upstreamStart) / 1000)
+  reply.send(stream)
+}
+
+const onUpstreamError: Hooks['onError'] = (anyReply, { error }) => {
+  const reply = anyReply as unknown as FastifyReply
+  const ex = reply.request.switchyard as Exchange
+  if (reply.sent) return
+  for (const h of Object.keys(reply.getHeaders())) reply.removeHeader(h)
+  if ((error as { cause?: unknown }).cause instanceof BodyTooLarge || error instanceof BodyTooLarge) {
+    ex.deps.metrics.unrouted.labels('body_too_large').inc()
+    reply.header('connection', 'close')
+    plain(reply, 413, `413 Content Too Large: request body exceeds ${ex.route?.maxBodyBytes} bytes\n`)
+    return
+  }
+  const c = classifyUpstreamError(error)
+  recordUpstreamError(ex, c)
+  reply.request.log.warn({ pool: ex.pool?.name, member: ex.member?.name, kind: c.kind, err: error }, 'upstream request failed')
+  plain(reply, c.status, upstreamErrorBody((ex.pool as Pool).name, c))
+}
+
+function recordUpstreamError(ex: Exchange, c: ClassifiedError): void {
+  const member = ex.member
+  if (member !== undefined) member.failures++
+  ex.deps.metrics.upstreamErrors.labels(ex.pool?.name ?? '', member?.name ?? '', c.kind).inc()
+}
+
+/** We retry with our own policy; reply-from's built-in retries (e.g. ten on a 503) are off. */
+const noRetry = (): null => null
+
+interface FromOptions {
+  timeout: number
+  rewriteRequestHeaders: typeof rewriteRequestHeaders
+  rewriteHeaders: typeof rewriteHeaders
+  onResponse: typeof onUpstreamResponse
+  onError: typeof onUpstreamError
+  retryDelay: typeof noRetry
+}
+const fromOptionsCache = new WeakMap<Pool, FromOptions>()
+function fromOptions(pool: Pool): FromOptions {
+  let o = fromOptionsCache.get(pool)
+  if (o === undefined) {
+    o = { timeout: pool.requestTimeoutMs, rewriteRequestHeaders, rewriteHeaders, onResponse: onUpstreamResponse, onError: onUpstreamError, retryDelay: noRetry }
+    fromOptionsCache.set(pool, o)
+  }
+  return o
+}
+
+/**
+ * The request path: route table -> split -> balancer -> reply-from over the pooled undici
+ * dispatcher. Bodies stream both ways; nothing is buffered.
+ */
+export async function proxyPlugin(app: FastifyInstance, deps: ProxyDeps): Promise<void> {
+  await app.register(replyFrom, {
+    undici: deps.dispatcher as unknown as Dispatcher,
+    disableRequestLogging: true,
+    retryMethods: [],
+    contentTypesToEncode: []
+  })
+  app.decorateRequest('switchyard', null)
+  // Never parse bodies: every content type passes through as the raw stream.
+  app.removeAllContentTypeParsers()
+  app.addContentTypeParser('*', (_req, payload, done) => done(null, payload))
+
+  const handler = (request: FastifyRequest, reply: FastifyReply): FastifyReply => {
+    const rt = deps.runtime()
+    const raw = request.raw
+    const ex = new Exchange(performance.now(), request, deps)
+    request.switchyard = ex
+    const res = reply.raw as TrackedResponse
+    res[kExchange] = ex
+    res.once('close', onResponseClose)
+
+    const method = request.method
+    if (method === 'TRACE' || method === 'CONNECT') {
+      reply.header('allow', 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS')
+      return reject(ex, reply, 405, 'method_not_allowed', `405 Method Not Allowed: ${method} is not proxied\n`)
+    }
+
+    let url = raw.url ?? '/'
+    let hostHeader = request.headers.host
+    if (url.charCodeAt(0) !== 47) {
+      // absolute-form (RFC 9112 section 3.2.2): the target's authority replaces Host.
+      let abs: URL | undefined
+      try { abs = /^https?:\/\//i.test(url) ? new URL(url) : undefined } catch { abs = undefined }
+      if (abs === undefined) return reject(ex, reply, 400, 'bad_path', '400 Bad Request: unsupported request target\n')
+      hostHeader = abs.host
+      url = abs.pathname + abs.search
+    }
+    const host = normalizeHost(hostHeader)
+    if (host === undefined) return reject(ex, reply, 400, 'bad_host', '400 Bad Request: missing or invalid Host header\n')
+
+    const q = url.indexOf('?')
+    const n = normalizePath(q < 0 ? url : url.slice(0, q))
+    if (!n.ok) return reject(ex, reply, 400, 'bad_path', `400 Bad Request: ${n.reason}\n`)
+    ex.path = n.path
+
+    const route = rt.table.match(host, n.path, method, request.headers)
+    if (route === undefined) return reject(ex, reply, 404, 'no_route', '404 Not Found: no route matches this host and path\n')
+    ex.route = route
+    deps.metrics.inFlight.labels(route.name).inc()
+
+    const peer = stripIpv4Mapped(raw.socket.remoteAddress)
+    ex.clientIp = rt.trusted === undefined ? peer : clientAddress(peer, rt, request.headers['x-forwarded-for']).ip
+
+    const len = request.headers['content-length']
+    if (len !== undefined && Number(len) > route.maxBodyBytes) {
+      reply.header('connection', 'close')
+      return reject(ex, reply, 413, 'body_too_large', `413 Content Too Large: request body exceeds ${route.maxBodyBytes} bytes\n`)
+    }
+    if (len === undefined && request.body != null && typeof (request.body as Readable).pipe === 'function') {
+      request.body = (request.body as Readable).pipe(new BodyLimit(route.maxBodyBytes))
+    }
+
+    let pool = route.pool
+    if (route.split !== undefined) {
+      const s = route.split
+      const h = request.headers
+      const a = s.assign(
+        h[s.overrideHeader] as string | undefined,
+        readSplitCookie(h.cookie, s.cookieName),
+        s.stickyHeader === undefined ? undefined : (h[s.stickyHeader] as string | undefined)
+      )
+      pool = a.variant.target
+      ex.variant = a.variant.name
+      if (a.source === 'new') ex.setCookie = a.variant.setCookie
+      deps.metrics.splitAssignments.labels(s.name, a.variant.name, a.source).inc()
+    }
+    ex.pool = pool as Pool
+    const member = ex.pool.pick(request.headers, ex.clientIp)
+    if (member === undefined) {
+      recordUpstreamError(ex, NO_MEMBER)
+      return plain(reply, 503, upstreamErrorBody(ex.pool.name, NO_MEMBER))
+    }
+    ex.member = member
+    member.inFlight++
+    member.requests++
+    ex.upstreamStart = performance.now()
+    // Query string: reply-from takes it verbatim from the original request URL.
+    return reply.from(member.origin + n.path, fromOptions(ex.pool))
+  }
+
+  app.route({
+    method: app.supportedMethods.filter((m) => m !== 'CONNECT'),
+    url: '/*',
+    handler
+  })
+  app.setNotFoundHandler((request, reply) => {
+    // Only reached for methods Fastify does not route (e.g. an unknown extension method).
+    reply.header('connection', 'close')
+    return plain(reply, 501, `501 Not Implemented: method ${request.method} is not supported\n`)
+  })
+}
+
+function readSplitCookie(header: string | undefined, name: string): string | undefined {
+  if (header === undefined || !header.includes(name)) return undefined
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=')
+    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim()
+  }
+  return undefined
+}
+
+export function requestIdFrom(header: string | string[] | undefined): string {
+  return typeof header === 'string' && REQUEST_ID.test(header) ? header : randomUUID()
+}

@@ -1,0 +1,187 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+import { AggregatorRegistry, Counter, Gauge, type Registry } from 'prom-client'
+import type { Logger } from 'pino'
+import type { SidecarConfig } from '../config/schema.js'
+import { METRICS_REQUEST, type MetricsMessage } from './child-metrics.js'
+
+/** The CLI entry a `command: switchyard` sidecar runs (this package's own compiled CLI). */
+export const CLI_ENTRY = fileURLToPath(new URL('../cli/main.js', import.meta.url))
+
+type State = 'starting' | 'running' | 'backoff' | 'stopping' | 'stopped'
+
+/** A run this long resets the backoff: the sidecar was healthy, the next crash is a new incident. */
+const STABLE_MS = 10000
+
+class Sidecar {
+  state: State = 'stopped'
+  child: ChildProcess | undefined
+  restarts = 0
+  failuresInARow = 0
+  startedAt = 0
+  lastExit: string | undefined
+  timer: NodeJS.Timeout | undefined
+  exited: Promise<void> = Promise.resolve()
+
+  constructor(readonly spec: SidecarConfig) {}
+
+  toJSON(): Record<string, unknown> {
+    return {
+      name: this.spec.name,
+      command: this.spec.command,
+      args: this.spec.args,
+      pid: this.child?.pid ?? null,
+      state: this.state,
+      restarts: this.restarts,
+      uptime_s: this.state === 'running' ? Math.round((Date.now() - this.startedAt) / 100) / 10 : 0,
+      last_exit: this.lastExit ?? null
+    }
+  }
+}
+
+/**
+ * Starts sidecar processes, restarts one that dies with exponential backoff, forwards its
+ * output to our log under its name, and on stop sends SIGTERM, then SIGKILL after the grace
+ * period, so no child outlives the proxy.
+ */
+export class Supervisor {
+  private readonly sidecars = new Map<string, Sidecar>()
+  private readonly restartsTotal: Counter<'sidecar'>
+  private stopping = false
+  private nextMsgId = 1
+
+  constructor(specs: readonly SidecarConfig[], private readonly log: Logger, registry: Registry) {
+    for (const s of specs) if (s.enabled) this.sidecars.set(s.name, new Sidecar(s))
+    this.restartsTotal = new Counter({ name: 'switchyard_sidecar_restarts_total', help: 'Times each sidecar was restarted after it exited.', labelNames: ['sidecar'], registers: [registry] })
+    const sidecars = this.sidecars
+    new Gauge({
+      name: 'switchyard_sidecar_up',
+      help: 'Whether each sidecar process is running (1) or not (0).',
+      labelNames: ['sidecar'],
+      registers: [registry],
+      collect() {
+        for (const s of sidecars.values()) this.labels(s.spec.name).set(s.state === 'running' ? 1 : 0)
+      }
+    })
+    for (const s of this.sidecars.values()) this.restartsTotal.labels(s.spec.name).inc(0)
+  }
+
+  start(): void {
+    for (const s of this.sidecars.values()) this.launch(s)
+  }
+
+  list(): Record<string, unknown>[] {
+    return [...this.sidecars.values()].map((s) => s.toJSON())
+  }
+
+  private launch(s: Sidecar): void {
+    if (this.stopping) return
+    const { spec } = s
+    const own = spec.command === 'switchyard'
+    const file = own ? process.execPath : spec.command
+    const args = own ? [CLI_ENTRY, ...spec.args] : [...spec.args]
+    s.state = 'starting'
+    let child: ChildProcess
+    try {
+      child = spawn(file, args, {
+        env: { ...process.env, ...spec.env, SWITCHYARD_SIDECAR_NAME: spec.name },
+        stdio: own ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe']
+      })
+    } catch (err) {
+      this.onExit(s, `spawn failed: ${(err as Error).message}`)
+      return
+    }
+    s.child = child
+    s.exited = new Promise((resolve) => child.once('exit', () => resolve()))
+    const log = this.log.child({ sidecar: spec.name })
+    for (const [stream, name] of [[child.stdout, 'stdout'], [child.stderr, 'stderr']] as const) {
+      if (stream === null) continue
+      createInterface({ input: stream, crlfDelay: Infinity }).on('line', (line) => log.info({ stream: name }, line))
+    }
+    child.once('spawn', () => {
+      s.state = 'running'
+      s.startedAt = Date.now()
+      log.info({ pid: child.pid }, 'sidecar started')
+    })
+    child.once('error', (err) => {
+      // ENOENT and friends: 'exit' may not follow, so treat it as an exit.
+      if (child.pid === undefined) this.onExit(s, `spawn failed: ${err.message}`)
+      else log.warn({ err }, 'sidecar process error')
+    })
+    child.once('exit', (code, signal) => this.onExit(s, signal !== null ? `signal ${signal}` : `exit code ${code}`))
+  }
+
+  private onExit(s: Sidecar, how: string): void {
+    if (s.state === 'stopped' || s.state === 'backoff') return
+    s.lastExit = how
+    s.child = undefined
+    if (this.stopping || s.state === 'stopping') {
+      s.state = 'stopped'
+      return
+    }
+    const ranMs = s.startedAt === 0 ? 0 : Date.now() - s.startedAt
+    s.failuresInARow = ranMs >= STABLE_MS ? 0 : s.failuresInARow + 1
+    const { initial_delay_ms: base, max_delay_ms: max } = s.spec.restart
+    const delay = Math.min(max, base * 2 ** Math.max(0, s.failuresInARow - 1))
+    s.state = 'backoff'
+    this.log.warn({ sidecar: s.spec.name, exit: how, restart_in_ms: delay, restarts: s.restarts + 1 }, 'sidecar exited; restarting after backoff')
+    s.timer = setTimeout(() => {
+      s.timer = undefined
+      s.restarts++
+      this.restartsTotal.labels(s.spec.name).inc()
+      s.state = 'stopped'
+      this.launch(s)
+    }, delay)
+  }
+
+  /** SIGTERM every sidecar, SIGKILL those still alive after their stop_timeout_ms. */
+  async stop(): Promise<void> {
+    this.stopping = true
+    await Promise.all([...this.sidecars.values()].map(async (s) => {
+      if (s.timer !== undefined) clearTimeout(s.timer)
+      const child = s.child
+      if (child === undefined || child.exitCode !== null || child.signalCode !== null) {
+        s.state = 'stopped'
+        return
+      }
+      s.state = 'stopping'
+      child.kill('SIGTERM')
+      const killer = setTimeout(() => {
+        this.log.warn({ sidecar: s.spec.name }, 'sidecar did not stop in time; sending SIGKILL')
+        child.kill('SIGKILL')
+      }, s.spec.stop_timeout_ms)
+      await s.exited
+      clearTimeout(killer)
+      s.state = 'stopped'
+    }))
+  }
+
+  /** Asks every running `switchyard` sidecar for its metrics over IPC and renders them together. */
+  async collectMetrics(timeoutMs = 1000): Promise<string> {
+    const asks: Promise<unknown[] | undefined>[] = []
+    for (const s of this.sidecars.values()) {
+      const child = s.child
+      if (child === undefined || !child.connected || s.state !== 'running') continue
+      const id = this.nextMsgId++
+      asks.push(new Promise((resolve) => {
+        const done = (v: unknown[] | undefined): void => {
+          clearTimeout(t)
+          child.off('message', onMsg)
+          resolve(v)
+        }
+        const onMsg = (m: MetricsMessage): void => {
+          if (m?.type === METRICS_REQUEST && m.id === id) done(m.metrics)
+        }
+        const t = setTimeout(() => done(undefined), timeoutMs)
+        child.on('message', onMsg)
+        try { child.send({ type: METRICS_REQUEST, id }) } catch { done(undefined) }
+      }))
+    }
+    const got = (await Promise.all(asks)).filter((m): m is unknown[] => Array.isArray(m) && m.length > 0)
+    if (got.length === 0) return ''
+    // Each sidecar labels its series with sidecar="<name>", so aggregation never merges two of them.
+    const merged = AggregatorRegistry.aggregate(got as Parameters<typeof AggregatorRegistry.aggregate>[0])
+    return merged.metrics()
+  }
+}

@@ -1,0 +1,55 @@
+import { Pool as UndiciPool, type Dispatcher } from 'undici'
+
+export interface OriginOptions {
+  connectTimeoutMs: number
+  maxConnections: number
+  verifyTls: boolean
+}
+
+/**
+ * One keep-alive undici connection pool per upstream origin, shared by every pool that lists
+ * the origin and kept across config reloads. reply-from hands each request here; we route it
+ * to the origin's pool.
+ */
+export class UpstreamDispatcher {
+  private readonly origins = new Map<string, UndiciPool>()
+
+  /** Creates the origin's connection pool if it has none yet; the first caller's options win. */
+  ensure(origin: string, opts: OriginOptions): void {
+    if (this.origins.has(origin)) return
+    this.origins.set(origin, new UndiciPool(origin, {
+      connections: opts.maxConnections,
+      pipelining: 1,
+      // Below Node's default server keepAliveTimeout (5 s) so we never reuse a socket the
+      // upstream is about to close; undici also honours a Keep-Alive: timeout hint.
+      keepAliveTimeout: 4000,
+      keepAliveMaxTimeout: 60000,
+      connect: { timeout: opts.connectTimeoutMs, rejectUnauthorized: opts.verifyTls }
+    }))
+  }
+
+  request(opts: Dispatcher.RequestOptions, callback: (err: Error | null, data: Dispatcher.ResponseData) => void): void {
+    const pool = this.origins.get(String(opts.origin))
+    if (pool === undefined) {
+      callback(Object.assign(new Error(`no connection pool for ${String(opts.origin)}`), { code: 'UND_ERR_INVALID_ARG' }), undefined as unknown as Dispatcher.ResponseData)
+      return
+    }
+    pool.request(opts, callback)
+  }
+
+  /** Closes pools whose origin is no longer in `keep` (after a reload). */
+  async retain(keep: ReadonlySet<string>): Promise<void> {
+    const gone: Promise<void>[] = []
+    for (const [origin, pool] of this.origins) {
+      if (!keep.has(origin)) {
+        this.origins.delete(origin)
+        gone.push(pool.close())
+      }
+    }
+    await Promise.all(gone)
+  }
+
+  async close(): Promise<void> {
+    await this.retain(new Set())
+  }
+}
