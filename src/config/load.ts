@@ -48,7 +48,8 @@ function formatIssues(file: string, issues: ConfigIssue[]): string {
   return `invalid configuration (${issues.length} problem${issues.length === 1 ? '' : 's'}):\n  ${lines.join('\n  ')}`
 }
 
-const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, coerceTypes: false })
+// coerceTypes: a quoted "${PORT}" still fills an integer field, as docker compose allows.
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, coerceTypes: true })
 const validateSchema = ajv.compile(ConfigSchema)
 
 export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): Config {
