@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import type { ServerResponse } from 'node:http'
+import { METHODS, type ServerResponse } from 'node:http'
 import { Transform, type Readable, type TransformCallback } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import replyFrom, { type FastifyReplyFromHooks } from '@fastify/reply-from'
@@ -290,6 +290,10 @@ export async function proxyPlugin(app: FastifyInstance, deps: ProxyDeps): Promis
     return reply.from(member.origin + n.path, fromOptions(ex.pool))
   }
 
+  // Proxy every method Node's parser accepts (WebDAV and friends too), except CONNECT: we never tunnel.
+  for (const m of METHODS) {
+    if (m !== 'CONNECT' && !app.supportedMethods.includes(m)) app.addHttpMethod(m, { hasBody: true })
+  }
   app.route({
     method: app.supportedMethods.filter((m) => m !== 'CONNECT'),
     url: '/*',

@@ -1,0 +1,87 @@
+import t from 'tap'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { alive, runCli, spawnCli } from '../fixtures/cli.js'
+import { deadPort, startUpstream } from '../fixtures/upstream.js'
+import { fetchText, waitFor } from '../fixtures/proxy.js'
+
+const dir = mkdtempSync(join(tmpdir(), 'sy-cli-'))
+function file(name: string, text: string): string {
+  const p = join(dir, name)
+  writeFileSync(p, text)
+  return p
+}
+
+t.test('check: ok and bad files, exit codes', async (t) => {
+  const good = file('good.yaml', 'pools: { p: { members: [{ url: "http://127.0.0.1:1" }] } }\nroutes: [{ name: r, match: {}, pool: p }]\n')
+  const ok = await runCli(['check', good])
+  t.equal(ok.code, 0)
+  t.match(ok.stdout, /good\.yaml: ok \(1 pools, 1 routes, 0 sidecars\)/)
+  const bad = file('bad.yaml', 'pools: { p: { members: [{ url: "http://127.0.0.1:1", weight: 0 }] } }\nroutes: [{ name: r, match: {}, pool: q }]\n')
+  const no = await runCli(['check', bad])
+  t.equal(no.code, 1)
+  t.match(no.stderr, /bad\.yaml:1:\d+: pools\.p\.members\[0\]\.weight: expected a number >= 1, got 0/)
+  const usage = await runCli(['check', '--bogus'])
+  t.equal(usage.code, 2)
+  t.match(usage.stderr, /usage: switchyard check/)
+  const unknown = await runCli(['frobnicate'])
+  t.equal(unknown.code, 2)
+  t.match(unknown.stderr, /unknown command "frobnicate"/)
+})
+
+t.test('start refuses a bad config before listening', async (t) => {
+  const port = await deadPort()
+  const bad = file('bad-start.yaml', `listen: { port: ${port}, host: 127.0.0.1 }\npools: {}\nroutes: [{ name: r, match: {}, pool: missing }]\n`)
+  const r = await runCli(['start', '--config', bad])
+  t.equal(r.code, 1)
+  t.match(r.stderr, /bad-start\.yaml:3:\d+: routes\[0\]\.pool: unknown pool "missing" \(no pools are defined\)/)
+  await t.rejects(fetchText(`http://127.0.0.1:${port}/`), 'nothing listens')
+})
+
+t.test('start: serves, restarts a killed sidecar, drains on SIGTERM, leaves no child behind', async (t) => {
+  const [proxyPort, adminPort, whoamiPort] = [await deadPort(), await deadPort(), await deadPort()]
+  const slow = await startUpstream('slow', (_req, res) => { setTimeout(() => res.end('finished'), 400) })
+  t.teardown(() => slow.close())
+  const cfg = file('start.yaml', `
+listen: { host: 127.0.0.1, port: ${proxyPort} }
+admin: { port: ${adminPort} }
+limits: { shutdown_timeout_ms: 5000 }
+pools:
+  demo: { members: [{ url: "http://127.0.0.1:${whoamiPort}" }] }
+  slow: { members: [{ url: "${slow.url}" }] }
+routes:
+  - { name: slow, match: { path_prefix: /slow }, pool: slow }
+  - { name: demo, match: {}, pool: demo }
+sidecars:
+  - { name: who, command: switchyard, args: [whoami, --port, "${whoamiPort}", --name, demo-1], restart: { initial_delay_ms: 50 } }
+`)
+  const proc = spawnCli(['start', '--config', cfg])
+  t.teardown(() => { proc.child.kill('SIGKILL') })
+  const proxy = `http://127.0.0.1:${proxyPort}`
+  const admin = `http://127.0.0.1:${adminPort}`
+  await waitFor(async () => (await fetchText(`${proxy}/`).catch(() => ({ status: 0, body: '' }))).body.startsWith('Name: demo-1'), 10000, 'the demo backend through the proxy')
+
+  const before = JSON.parse((await fetchText(`${admin}/admin/sidecars`)).body).sidecars[0]
+  t.equal(before.state, 'running')
+  process.kill(before.pid, 'SIGKILL')
+  await waitFor(async () => {
+    const s = JSON.parse((await fetchText(`${admin}/admin/sidecars`)).body).sidecars[0]
+    return s.state === 'running' && s.pid !== before.pid && s.restarts === 1
+  }, 10000, 'the sidecar to be restarted')
+  const after = JSON.parse((await fetchText(`${admin}/admin/sidecars`)).body).sidecars[0]
+  t.match((await fetchText(`${admin}/metrics`)).body, /switchyard_sidecar_restarts_total\{sidecar="who"\} 1/)
+  await waitFor(async () => (await fetchText(`${proxy}/`).catch(() => ({ status: 0 }))).status === 200, 10000, 'the restarted backend')
+
+  // A request in flight when SIGTERM arrives still completes.
+  const inflight = fetchText(`${proxy}/slow`)
+  await waitFor(() => slow.hits === 1, 5000, 'the slow request to reach the upstream')
+  proc.child.kill('SIGTERM')
+  const r = await inflight
+  t.equal(r.status, 200)
+  t.equal(r.body, 'finished')
+  const exit = await proc.exited
+  t.equal(exit.code, 0, 'exit code 0 after a graceful shutdown')
+  await waitFor(() => !alive(after.pid), 5000, 'the sidecar to be gone')
+  t.notOk(alive(after.pid), 'no orphaned sidecar')
+})
