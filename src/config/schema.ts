@@ -95,6 +95,12 @@ export const RouteCache = Type.Object({
   max_entry_bytes: Type.Integer({ minimum: 0, default: 1048576 }),
   /** all: key on the whole query; none: ignore it; or a list of parameter names to keep. */
   query: Type.Union([StringEnum(['all', 'none'] as const), Type.Array(Type.String())], { default: 'all', description: "'all', 'none' or a list of query parameter names" }),
+  /**
+   * bypass: a request carrying cookies (other than the proxy's own split cookie) is neither
+   * served from nor stored in the cache, as Varnish does by default; ignore: cookies do not
+   * matter (the origin must mark personal answers private or Vary: Cookie).
+   */
+  cookies: StringEnum(['bypass', 'ignore'] as const, 'bypass'),
   /** Share responses that carry Set-Cookie with other clients (off by default, RFC 9111 section 7.3). */
   share_set_cookie: Type.Boolean({ default: false })
 }, { additionalProperties: false })

@@ -6,36 +6,15 @@ import replyFrom, { type FastifyReplyFromHooks } from '@fastify/reply-from'
 
 type Hooks = Required<FastifyReplyFromHooks>
 import type { Dispatcher } from 'undici'
-import { classifyUpstreamError, NO_MEMBER, upstreamErrorBody, type ClassifiedError } from '../errors.js'
-import { methodLabel, type ProxyMetrics } from '../metrics/proxy-metrics.js'
-import type { Member } from '../upstreams/member.js'
+import { NO_MEMBER, upstreamErrorBody } from '../errors.js'
+import { methodLabel } from '../metrics/proxy-metrics.js'
 import type { Pool } from '../upstreams/pool.js'
-import type { UpstreamDispatcher } from '../upstreams/dispatcher.js'
-import { clientResponseHeaders, upstreamRequestHeaders } from './forwarding-headers.js'
+import { Exchange, plain, type ProxyDeps } from './exchange.js'
 import { normalizeHost } from './route-table.js'
 import { normalizePath } from './normalize-path.js'
-import type { RouteRuntime, Runtime } from './runtime.js'
+import type { Runtime } from './runtime.js'
 
-export interface ProxyDeps {
-  /** The live runtime; read once per request so a reload swaps it atomically. */
-  runtime: () => Runtime
-  metrics: ProxyMetrics
-  dispatcher: UpstreamDispatcher
-  accessLog: boolean
-}
-
-/** Per-request state, one object per request, read by the static hooks below. */
-class Exchange {
-  route: RouteRuntime | undefined = undefined
-  pool: Pool | undefined = undefined
-  member: Member | undefined = undefined
-  variant: string | undefined = undefined
-  setCookie: string | undefined = undefined
-  clientIp = ''
-  path = ''
-  upstreamStart = 0
-  constructor(readonly start: number, readonly request: FastifyRequest, readonly deps: ProxyDeps) {}
-}
+export type { ProxyDeps } from './exchange.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -46,9 +25,8 @@ declare module 'fastify' {
 const kExchange = Symbol('switchyard.exchange')
 type TrackedResponse = ServerResponse & { [kExchange]?: Exchange }
 
-const VIA = 'switchyard'
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE'])
 const REQUEST_ID = /^[A-Za-z0-9._:/+=-]{1,128}$/
-const BODYLESS = new Set(['GET', 'HEAD'])
 
 class BodyTooLarge extends Error {
   readonly code = 'SY_BODY_TOO_LARGE'
@@ -63,10 +41,6 @@ class BodyLimit extends Transform {
     if (this.seen > this.limit) cb(new BodyTooLarge(`request body exceeds ${this.limit} bytes`))
     else cb(null, chunk)
   }
-}
-
-function plain(reply: FastifyReply, status: number, body: string): FastifyReply {
-  return reply.code(status).header('content-type', 'text/plain; charset=utf-8').send(body)
 }
 
 function reject(ex: Exchange, reply: FastifyReply, status: number, reason: string, body: string): FastifyReply {
@@ -107,38 +81,21 @@ function onResponseClose(this: TrackedResponse): void {
     metrics.requestDuration.labels(route.name, poolName).observe(seconds)
     metrics.inFlight.labels(route.name).dec()
   }
-  if (ex.member !== undefined) ex.member.inFlight--
+  ex.releaseMember()
+  // RFC 9111 section 4.4: a successful unsafe request invalidates what we cached for its URL.
+  if (route?.cache !== undefined && ex.deps.cache !== undefined && !SAFE_METHODS.has(ex.request.method) && this.statusCode < 400 && this.writableFinished) {
+    ex.deps.cache.invalidate(ex, ex.reply?.getHeader('location'), ex.reply?.getHeader('content-location'))
+  }
   if (ex.deps.accessLog) {
     ex.request.log.info({ reqId: ex.request.id, method: ex.request.method, path: ex.path, route: route?.name, pool: poolName, member: ex.member?.name, code, ms: Math.round(seconds * 1e4) / 10, client: ex.clientIp }, 'access')
   }
 }
 
-const rewriteRequestHeaders: Hooks['rewriteRequestHeaders'] = (request, headers) => {
-  const ex = request.switchyard as Exchange
-  const member = ex.member as Member
-  const pool = ex.pool as Pool
-  const peer = stripIpv4Mapped(request.raw.socket.remoteAddress)
-  const rt = ex.deps.runtime()
-  const trustedPeer = rt.trusted !== undefined && ex.clientIp !== peer ? true : rt.trusted !== undefined && rt.trusted.check(peer, peer.includes(':') ? 'ipv6' : 'ipv4')
-  void headers // reply-from's copy; we rebuild from the client's headers with our own rules
-  return upstreamRequestHeaders(request.headers, {
-    clientIp: ex.clientIp,
-    trustedPeer,
-    peerIp: peer,
-    proto: 'http',
-    originalHost: request.headers.host ?? '',
-    upstreamHost: pool.preserveHost ? (request.headers.host ?? member.host) : member.host,
-    via: `${request.raw.httpVersion} ${VIA}`,
-    requestId: request.id,
-    variant: ex.variant,
-    bodyless: BODYLESS.has(request.method)
-  }) as unknown as ReturnType<Hooks['rewriteRequestHeaders']>
-}
+const rewriteRequestHeaders: Hooks['rewriteRequestHeaders'] = (request) =>
+  (request.switchyard as Exchange).upstreamHeaders() as unknown as ReturnType<Hooks['rewriteRequestHeaders']>
 
-const rewriteHeaders: Hooks['rewriteHeaders'] = (headers, request) => {
-  const ex = (request as FastifyRequest).switchyard as Exchange
-  return clientResponseHeaders(headers as Record<string, string | string[] | undefined>, `1.1 ${VIA}`, (request as FastifyRequest).id, ex.variant, ex.setCookie) as typeof headers
-}
+const rewriteHeaders: Hooks['rewriteHeaders'] = (headers, request) =>
+  ((request as FastifyRequest).switchyard as Exchange).clientHeaders(headers as Record<string, string | string[] | undefined>) as typeof headers
 
 const onUpstreamResponse: Hooks['onResponse'] = (request, anyReply, res) => {
   const reply = anyReply as unknown as FastifyReply
@@ -148,7 +105,7 @@ const onUpstreamResponse: Hooks['onResponse'] = (request, anyReply, res) => {
     stream.destroy()
     return
   }
-  ex.deps.metrics.upstreamDuration.labels((ex.pool as Pool).name, (ex.member as Member).name).observe((performance.now() - ex.upstreamStart) / 1000)
+  ex.observeUpstream()
   reply.send(stream)
 }
 
@@ -163,16 +120,7 @@ const onUpstreamError: Hooks['onError'] = (anyReply, { error }) => {
     plain(reply, 413, `413 Content Too Large: request body exceeds ${ex.route?.maxBodyBytes} bytes\n`)
     return
   }
-  const c = classifyUpstreamError(error)
-  recordUpstreamError(ex, c)
-  reply.request.log.warn({ pool: ex.pool?.name, member: ex.member?.name, kind: c.kind, err: error }, 'upstream request failed')
-  plain(reply, c.status, upstreamErrorBody((ex.pool as Pool).name, c))
-}
-
-function recordUpstreamError(ex: Exchange, c: ClassifiedError): void {
-  const member = ex.member
-  if (member !== undefined) member.failures++
-  ex.deps.metrics.upstreamErrors.labels(ex.pool?.name ?? '', member?.name ?? '', c.kind).inc()
+  ex.failUpstream(reply, error)
 }
 
 /** We retry with our own policy; reply-from's built-in retries (e.g. ten on a 503) are off. */
@@ -212,11 +160,12 @@ export async function proxyPlugin(app: FastifyInstance, deps: ProxyDeps): Promis
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', (_req, payload, done) => done(null, payload))
 
-  const handler = (request: FastifyRequest, reply: FastifyReply): FastifyReply => {
+  const handler = (request: FastifyRequest, reply: FastifyReply): FastifyReply | Promise<FastifyReply> => {
     const rt = deps.runtime()
     const raw = request.raw
-    const ex = new Exchange(performance.now(), request, deps)
+    const ex = new Exchange(performance.now(), request, deps, rt)
     request.switchyard = ex
+    ex.reply = reply
     const res = reply.raw as TrackedResponse
     res[kExchange] = ex
     res.once('close', onResponseClose)
@@ -244,6 +193,8 @@ export async function proxyPlugin(app: FastifyInstance, deps: ProxyDeps): Promis
     const n = normalizePath(q < 0 ? url : url.slice(0, q))
     if (!n.ok) return reject(ex, reply, 400, 'bad_path', `400 Bad Request: ${n.reason}\n`)
     ex.path = n.path
+    ex.host = host
+    ex.query = q < 0 ? '' : url.slice(q)
 
     const route = rt.table.match(host, n.path, method, request.headers)
     if (route === undefined) return reject(ex, reply, 404, 'no_route', '404 Not Found: no route matches this host and path\n')
@@ -251,7 +202,14 @@ export async function proxyPlugin(app: FastifyInstance, deps: ProxyDeps): Promis
     deps.metrics.inFlight.labels(route.name).inc()
 
     const peer = stripIpv4Mapped(raw.socket.remoteAddress)
-    ex.clientIp = rt.trusted === undefined ? peer : clientAddress(peer, rt, request.headers['x-forwarded-for']).ip
+    ex.peerIp = peer
+    if (rt.trusted === undefined) {
+      ex.clientIp = peer
+    } else {
+      const c = clientAddress(peer, rt, request.headers['x-forwarded-for'])
+      ex.clientIp = c.ip
+      ex.trustedPeer = c.trusted
+    }
 
     const len = request.headers['content-length']
     if (len !== undefined && Number(len) > route.maxBodyBytes) {
@@ -277,15 +235,15 @@ export async function proxyPlugin(app: FastifyInstance, deps: ProxyDeps): Promis
       deps.metrics.splitAssignments.labels(s.name, a.variant.name, a.source).inc()
     }
     ex.pool = pool as Pool
-    const member = ex.pool.pick(request.headers, ex.clientIp)
+    if (route.cache !== undefined && deps.cache !== undefined) {
+      const handled = deps.cache.handle(ex, reply)
+      if (handled !== undefined) return handled
+    }
+    const member = ex.pickMember()
     if (member === undefined) {
-      recordUpstreamError(ex, NO_MEMBER)
+      ex.recordUpstreamError(NO_MEMBER)
       return plain(reply, 503, upstreamErrorBody(ex.pool.name, NO_MEMBER))
     }
-    ex.member = member
-    member.inFlight++
-    member.requests++
-    ex.upstreamStart = performance.now()
     // Query string: reply-from takes it verbatim from the original request URL.
     return reply.from(member.origin + n.path, fromOptions(ex.pool))
   }

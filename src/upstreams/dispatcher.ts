@@ -37,6 +37,13 @@ export class UpstreamDispatcher {
     pool.request(opts, callback)
   }
 
+  /** A request to one member, for cache fills that tee the body themselves. */
+  fetch(origin: string, req: { path: string; method: 'GET' | 'HEAD'; headers: Record<string, string | string[]>; timeoutMs: number }): Promise<Dispatcher.ResponseData> {
+    const pool = this.origins.get(origin)
+    if (pool === undefined) return Promise.reject(new Error(`no connection pool for ${origin}`))
+    return pool.request({ path: req.path, method: req.method, headers: req.headers, headersTimeout: req.timeoutMs, bodyTimeout: req.timeoutMs })
+  }
+
   /** Closes pools whose origin is no longer in `keep` (after a reload). */
   async retain(keep: ReadonlySet<string>): Promise<void> {
     const gone: Promise<void>[] = []

@@ -1,0 +1,444 @@
+/**
+ * The shared HTTP cache in front of cache-enabled routes (RFC 9111 via http-cache-semantics,
+ * never hand-written freshness rules). One instance per app; the store is memory or Redis.
+ *
+ * Flow for a GET/HEAD on a caching route:
+ *   lookup -> fresh: serve (HIT) | stale within stale-while-revalidate: serve (STALE) and refresh
+ *   once in the background | stale: conditional request upstream, 304 refreshes the entry
+ *   (REVALIDATED), an error within stale-if-error serves it (STALE) | nothing: fetch (MISS),
+ *   concurrent misses for one key collapsed into one upstream request.
+ * Cache fills talk to the member through the same undici pools as reply-from, so the response
+ * can be teed into the store while it streams to the client.
+ */
+import { createHash } from 'node:crypto'
+import type { IncomingHttpHeaders } from 'node:http'
+import type { Readable } from 'node:stream'
+import CachePolicy from 'http-cache-semantics'
+import type { FastifyReply } from 'fastify'
+import type { Logger } from 'pino'
+import { NO_MEMBER, upstreamErrorBody } from '../errors.js'
+import type { Exchange } from '../routing/exchange.js'
+import { plain } from '../routing/exchange.js'
+import type { RouteCacheConfig } from '../config/schema.js'
+import { notModified, notModifiedHeaders } from './conditional.js'
+import type { CacheMetrics } from './cache-metrics.js'
+
+type Headers = Record<string, string | string[] | undefined>
+
+/** What we keep next to the body: the serialised policy, plus the Vary marker form. */
+interface Meta {
+  v: 1
+  /** Present on a Vary marker: the request header names the stored variants are keyed on. */
+  vary?: string[]
+  policy?: CachePolicy.CachePolicyObject
+  url?: string
+}
+
+interface Stored {
+  policy: CachePolicy
+  body: Buffer
+  key: string
+}
+
+/** Result of a cache fill that other requests for the same key waited on. */
+type Shared = { kind: 'stored'; stored: Stored } | { kind: 'pass' }
+
+/** The slice of the cache store this layer uses (src/cache/store.ts implements it). */
+export interface CacheEntry { meta: string | Buffer; body: Buffer }
+export interface EntryStore {
+  get(key: string): Promise<CacheEntry | undefined>
+  set(key: string, entry: CacheEntry, ttlMs: number): Promise<void>
+  delete(key: string): Promise<void>
+}
+
+/** The parts a primary cache key is built from; `cacheKey` turns them into a namespaced digest. */
+export interface KeyParts { pool: string; host: string; path: string; query: string }
+
+export interface HttpCacheDeps {
+  store: EntryStore
+  cacheKey: (parts: KeyParts) => string
+  metrics: CacheMetrics
+  log: Logger
+}
+
+const POLICY_OPTIONS = { shared: true, cacheHeuristic: 0.1, immutableMinTimeToLive: 24 * 3600 * 1000 }
+/** Keep entries with a validator this long past their usable lifetime, for cheap 304 revalidation. */
+const REVALIDATION_GRACE_MS = 10 * 60 * 1000
+/** Conditional and range request fields we do not forward on a cache fill: we answer them ourselves. */
+const CLIENT_CONDITIONALS = ['if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'if-range']
+const SAFE = new Set(['GET', 'HEAD'])
+
+function first(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v
+}
+
+export class HttpCache {
+  private readonly inflight = new Map<string, Promise<Shared>>()
+  private readonly refreshing = new Set<string>()
+
+  constructor(private readonly deps: HttpCacheDeps) {}
+
+  /**
+   * Serves a request on a caching route, or returns undefined to let the plain proxy path
+   * forward it (unsafe methods, Range requests, requests the route's policy bypasses).
+   */
+  handle(ex: Exchange, reply: FastifyReply): Promise<FastifyReply> | undefined {
+    const req = ex.request
+    const cfg = (ex.route as { cache: RouteCacheConfig }).cache
+    if (!cfg.enabled || !SAFE.has(req.method) || req.headers.range !== undefined) return undefined
+    if (cfg.cookies === 'bypass' && hasForeignCookie(req.headers.cookie, ex)) {
+      this.count(ex, 'bypass')
+      ex.cacheStatus = 'BYPASS'
+      return undefined
+    }
+    return this.serve(ex, reply, cfg)
+  }
+
+  /** After a successful unsafe request: drop what we hold for its URL and Location (RFC 9111 section 4.4). */
+  invalidate(ex: Exchange, location: unknown, contentLocation: unknown): void {
+    const keys = [this.primaryKey(ex, ex.path, ex.query, (ex.route as { cache: RouteCacheConfig }).cache)]
+    for (const l of [location, contentLocation]) {
+      if (typeof l !== 'string') continue
+      let u: URL
+      try { u = new URL(l, `http://${ex.host}`) } catch { continue }
+      // Only same-origin locations (RFC 9111 section 4.4: a cache MUST NOT invalidate other origins).
+      if (u.hostname.toLowerCase() !== ex.host) continue
+      keys.push(this.primaryKey(ex, u.pathname, u.search, (ex.route as { cache: RouteCacheConfig }).cache))
+    }
+    for (const k of keys) void this.deps.store.delete(k)
+  }
+
+  private count(ex: Exchange, result: string): void {
+    this.deps.metrics.lookups.labels(ex.route?.name ?? '', result).inc()
+  }
+
+  private primaryKey(ex: Exchange, path: string, query: string, cfg: RouteCacheConfig): string {
+    return this.deps.cacheKey({ pool: ex.pool?.name ?? '', host: ex.host, path, query: keyedQuery(query, cfg.query) })
+  }
+
+  /** The request as http-cache-semantics sees it: our normalised URL and host, the client's headers. */
+  private policyRequest(ex: Exchange): CachePolicy.Request {
+    return { url: ex.path + ex.query, method: 'GET', headers: { ...ex.request.headers, host: ex.host } as CachePolicy.Headers }
+  }
+
+  private async lookup(ex: Exchange, primary: string): Promise<Stored | undefined> {
+    const got = await this.deps.store.get(primary)
+    if (got === undefined) return undefined
+    const meta = parseMeta(got)
+    if (meta === undefined) return undefined
+    if (meta.vary !== undefined) {
+      const key = variantKey(primary, meta.vary, ex.request.headers)
+      const v = await this.deps.store.get(key)
+      const vm = v === undefined ? undefined : parseMeta(v)
+      if (v === undefined || vm?.policy === undefined) return undefined
+      return { policy: CachePolicy.fromObject(vm.policy), body: v.body, key }
+    }
+    if (meta.policy === undefined) return undefined
+    return { policy: CachePolicy.fromObject(meta.policy), body: got.body, key: primary }
+  }
+
+  private async serve(ex: Exchange, reply: FastifyReply, cfg: RouteCacheConfig): Promise<FastifyReply> {
+    const primary = this.primaryKey(ex, ex.path, ex.query, cfg)
+    const preq = this.policyRequest(ex)
+    let stored: Stored | undefined
+    try {
+      stored = await this.lookup(ex, primary)
+    } catch (err) {
+      this.count(ex, 'error')
+      this.deps.log.warn({ err }, 'cache lookup failed; serving from upstream')
+    }
+    if (stored !== undefined) {
+      const ev = stored.policy.evaluateRequest(preq)
+      if (ev.response !== undefined && ev.revalidation === undefined) {
+        this.count(ex, 'hit')
+        return this.sendStored(ex, reply, stored, ev.response.headers as Headers, 'HIT', 'hit')
+      }
+      if (ev.response !== undefined && ev.revalidation !== undefined && !ev.revalidation.synchronous) {
+        this.count(ex, 'stale')
+        this.refreshInBackground(ex, primary, stored, cfg)
+        return this.sendStored(ex, reply, stored, ev.response.headers as Headers, 'STALE', 'hit; detail=stale-while-revalidate')
+      }
+      if (ev.revalidation !== undefined && hasValidator(stored.policy)) {
+        return this.revalidate(ex, reply, primary, stored, ev.revalidation.headers as Headers, cfg)
+      }
+    }
+    return this.fill(ex, reply, primary, cfg, stored)
+  }
+
+  private sendStored(ex: Exchange, reply: FastifyReply, stored: Stored, headers: Headers, xcache: string, status: string): FastifyReply {
+    ex.cacheStatus = xcache
+    const h = ex.clientHeaders(headers)
+    h['x-cache'] = xcache
+    h['cache-status'] = `switchyard; ${status}`
+    if (notModified(ex.request.headers as Headers, headers)) {
+      const nm = notModifiedHeaders(headers) as Record<string, string | string[]>
+      nm['x-cache'] = xcache
+      nm['cache-status'] = h['cache-status'] as string
+      nm.via = h.via as string
+      nm['x-request-id'] = ex.request.id
+      return reply.code(304).headers(nm).send()
+    }
+    return reply.code((stored.policy as unknown as { status(): number }).status()).headers(h).send(stored.body)
+  }
+
+  /** A conditional request for a stale entry; 304 refreshes it, an error may serve it stale. */
+  private async revalidate(ex: Exchange, reply: FastifyReply, primary: string, stored: Stored, condHeaders: Headers, cfg: RouteCacheConfig): Promise<FastifyReply> {
+    const member = ex.pickMember()
+    if (member === undefined) {
+      ex.recordUpstreamError(NO_MEMBER)
+      return this.staleOnError(ex, reply, stored, undefined) ?? plain(reply, 503, upstreamErrorBody((ex.pool as { name: string }).name, NO_MEMBER))
+    }
+    let res
+    try {
+      res = await ex.deps.dispatcher.fetch(member.origin, this.fillRequest(ex, condHeaders))
+    } catch (err) {
+      return this.staleOnError(ex, reply, stored, err) ?? ex.failUpstream(reply, err)
+    }
+    ex.observeUpstream()
+    if (res.statusCode === 304) {
+      res.body.resume()
+      const { policy, modified } = stored.policy.revalidatedPolicy(this.policyRequest(ex), { status: 304, headers: res.headers as CachePolicy.Headers })
+      if (!modified) {
+        const updated: Stored = { policy, body: stored.body, key: stored.key }
+        this.count(ex, 'revalidated')
+        void this.write(primary, stored.key, updated, ex)
+        return this.sendStored(ex, reply, updated, policy.responseHeaders() as Headers, 'REVALIDATED', 'hit; fwd=stale; fwd-status=304')
+      }
+    }
+    if (res.statusCode >= 500) {
+      const served = this.staleOnError(ex, reply, stored, undefined, res.statusCode)
+      if (served !== undefined) { res.body.resume(); return served }
+    }
+    this.count(ex, 'miss')
+    return this.respondAndStore(ex, reply, primary, cfg, res, 'MISS', 'fwd=stale')
+  }
+
+  /** stale-if-error (RFC 5861): serve the stale entry when the origin failed, if it allows. */
+  private staleOnError(ex: Exchange, reply: FastifyReply, stored: Stored, err: unknown, status?: number): FastifyReply | undefined {
+    // revalidatedPolicy hands back the same policy, unmodified, exactly when stale-if-error allows it.
+    let same = false
+    try {
+      const r = stored.policy.revalidatedPolicy(this.policyRequest(ex), { status: status ?? 502, headers: {} })
+      same = !r.modified && r.policy === stored.policy
+    } catch { same = false }
+    if (!same) return undefined
+    const policy = stored.policy
+    if (err !== undefined) ex.request.log.warn({ err, pool: ex.pool?.name }, 'upstream failed; serving stale entry (stale-if-error)')
+    this.count(ex, 'stale')
+    return this.sendStored(ex, reply, stored, policy.responseHeaders() as Headers, 'STALE', `hit; fwd=stale; detail=stale-if-error`)
+  }
+
+  /** A miss (or an entry we cannot revalidate): one upstream request per key at a time. */
+  private async fill(ex: Exchange, reply: FastifyReply, primary: string, cfg: RouteCacheConfig, stale: Stored | undefined): Promise<FastifyReply> {
+    const pending = this.inflight.get(primary)
+    if (pending !== undefined) {
+      const shared = await pending
+      if (shared.kind === 'stored' && shared.stored.policy.satisfiesWithoutRevalidation(this.policyRequest(ex))) {
+        this.count(ex, 'hit')
+        return this.sendStored(ex, reply, shared.stored, shared.stored.policy.responseHeaders() as Headers, 'HIT', 'hit; detail=collapsed')
+      }
+      // Not shareable (or not for this request's Vary): go upstream ourselves.
+    }
+    let settle: (s: Shared) => void = () => {}
+    const leader = pending === undefined
+    if (leader) this.inflight.set(primary, new Promise<Shared>((resolve) => { settle = resolve }))
+    const finish = (s: Shared): void => {
+      if (leader) {
+        this.inflight.delete(primary)
+        settle(s)
+      }
+    }
+    const member = ex.pickMember()
+    if (member === undefined) {
+      finish({ kind: 'pass' })
+      ex.recordUpstreamError(NO_MEMBER)
+      if (stale !== undefined) {
+        const served = this.staleOnError(ex, reply, stale, undefined)
+        if (served !== undefined) return served
+      }
+      return plain(reply, 503, upstreamErrorBody((ex.pool as { name: string }).name, NO_MEMBER))
+    }
+    let res
+    try {
+      res = await ex.deps.dispatcher.fetch(member.origin, this.fillRequest(ex, undefined))
+    } catch (err) {
+      finish({ kind: 'pass' })
+      if (stale !== undefined) {
+        const served = this.staleOnError(ex, reply, stale, err)
+        if (served !== undefined) return served
+      }
+      return ex.failUpstream(reply, err)
+    }
+    ex.observeUpstream()
+    this.count(ex, 'miss')
+    return this.respondAndStore(ex, reply, primary, cfg, res, stale === undefined ? 'MISS' : 'EXPIRED', stale === undefined ? 'fwd=miss' : 'fwd=stale', finish)
+  }
+
+  private fillRequest(ex: Exchange, conditional: Headers | undefined): { path: string; method: 'GET' | 'HEAD'; headers: Record<string, string | string[]>; timeoutMs: number } {
+    const headers = ex.upstreamHeaders()
+    for (const h of CLIENT_CONDITIONALS) delete headers[h]
+    if (conditional !== undefined) {
+      const inm = first(conditional['if-none-match'])
+      const ims = first(conditional['if-modified-since'])
+      if (inm !== undefined) headers['if-none-match'] = inm
+      if (ims !== undefined) headers['if-modified-since'] = ims
+    }
+    // Fill with GET even for a HEAD, so the entry has a body for later GETs.
+    return { path: ex.path + ex.query, method: 'GET', headers, timeoutMs: (ex.pool as { requestTimeoutMs: number }).requestTimeoutMs }
+  }
+
+  /** Streams the upstream response to the client, teeing it into the store when storable. */
+  private respondAndStore(
+    ex: Exchange, reply: FastifyReply, primary: string, cfg: RouteCacheConfig,
+    res: { statusCode: number; headers: IncomingHttpHeaders; body: Readable },
+    xcache: string, status: string, finish: (s: Shared) => void = () => {}
+  ): FastifyReply {
+    const resHeaders = withDefaultTtl(res.headers as Headers, cfg.default_ttl_s)
+    const policy = new CachePolicy(this.policyRequest(ex), { status: res.statusCode, headers: resHeaders as CachePolicy.Headers }, POLICY_OPTIONS)
+    const length = Number(first(res.headers['content-length']) ?? NaN)
+    const storable = policy.storable() &&
+      (cfg.share_set_cookie || res.headers['set-cookie'] === undefined) &&
+      !(Number.isFinite(length) && length > cfg.max_entry_bytes) &&
+      policy.timeToLive() > 0
+    const h = ex.clientHeaders(res.headers as Headers)
+    h['x-cache'] = xcache
+    h['cache-status'] = `switchyard; ${status}${storable ? '; stored' : ''}`
+    ex.cacheStatus = xcache
+    if (!storable) {
+      finish({ kind: 'pass' })
+      return reply.code(res.statusCode).headers(h).send(ex.request.method === 'HEAD' ? (res.body.resume(), undefined) : res.body)
+    }
+    const chunks: Buffer[] = []
+    let size = 0
+    let tooBig = false
+    res.body.on('data', (c: Buffer) => {
+      if (tooBig) return
+      size += c.length
+      if (size > cfg.max_entry_bytes) { tooBig = true; chunks.length = 0; return }
+      chunks.push(c)
+    })
+    res.body.once('end', () => {
+      if (tooBig) { finish({ kind: 'pass' }); return }
+      const stored: Stored = { policy, body: Buffer.concat(chunks, size), key: primary }
+      const vary = varyNames(res.headers.vary)
+      if (vary !== undefined && vary.length > 0) stored.key = variantKey(primary, vary, ex.request.headers)
+      finish({ kind: 'stored', stored })
+      void this.write(primary, stored.key, stored, ex, vary)
+    })
+    res.body.once('error', () => finish({ kind: 'pass' }))
+    if (ex.request.method === 'HEAD') {
+      res.body.resume()
+      return reply.code(res.statusCode).headers(h).send()
+    }
+    return reply.code(res.statusCode).headers(h).send(res.body)
+  }
+
+  private async write(primary: string, key: string, stored: Stored, ex: Exchange, vary?: string[]): Promise<void> {
+    const ttl = stored.policy.timeToLive() + (hasValidator(stored.policy) ? REVALIDATION_GRACE_MS : 0)
+    if (ttl <= 0) return
+    try {
+      if (key !== primary) {
+        const marker: Meta = { v: 1, vary: vary ?? varyNames((stored.policy.responseHeaders() as Headers).vary) ?? [] }
+        await this.deps.store.set(primary, { meta: JSON.stringify(marker), body: Buffer.alloc(0) }, ttl)
+      }
+      const meta: Meta = { v: 1, policy: stored.policy.toObject(), url: `${ex.host}${ex.path}${ex.query}` }
+      await this.deps.store.set(key, { meta: JSON.stringify(meta), body: stored.body }, ttl)
+    } catch (err) {
+      this.deps.log.warn({ err }, 'cache store failed')
+    }
+  }
+
+  /** stale-while-revalidate: one background refresh per key at a time. */
+  private refreshInBackground(ex: Exchange, primary: string, stored: Stored, _cfg: RouteCacheConfig): void {
+    if (this.refreshing.has(stored.key)) return
+    this.refreshing.add(stored.key)
+    const pool = ex.pool
+    const member = pool?.pick(ex.request.headers, ex.clientIp)
+    if (member === undefined) { this.refreshing.delete(stored.key); return }
+    const preq = this.policyRequest(ex)
+    const req = this.fillRequest(ex, stored.policy.revalidationHeaders(preq) as Headers)
+    member.inFlight++
+    void ex.deps.dispatcher.fetch(member.origin, req).then(async (res) => {
+      if (res.statusCode === 304) {
+        res.body.resume()
+        const { policy, modified } = stored.policy.revalidatedPolicy(preq, { status: 304, headers: res.headers as CachePolicy.Headers })
+        if (!modified) await this.write(primary, stored.key, { policy, body: stored.body, key: stored.key }, ex)
+        return
+      }
+      const policy = new CachePolicy(preq, { status: res.statusCode, headers: res.headers as CachePolicy.Headers }, POLICY_OPTIONS)
+      const body = Buffer.from(await res.body.arrayBuffer())
+      if (policy.storable() && res.headers['set-cookie'] === undefined && body.length <= _cfg.max_entry_bytes) {
+        await this.write(primary, stored.key, { policy, body, key: stored.key }, ex, varyNames(res.headers.vary))
+      }
+    }).catch((err: unknown) => {
+      this.deps.log.warn({ err, pool: pool?.name }, 'background revalidation failed')
+    }).finally(() => {
+      member.inFlight--
+      this.refreshing.delete(stored.key)
+    })
+  }
+}
+
+function parseMeta(e: CacheEntry): Meta | undefined {
+  try {
+    const m = JSON.parse(typeof e.meta === 'string' ? e.meta : e.meta.toString('utf8')) as Meta
+    return m.v === 1 ? m : undefined
+  } catch {
+    return undefined
+  }
+}
+
+function hasValidator(p: CachePolicy): boolean {
+  const h = p.responseHeaders() as Headers
+  return h.etag !== undefined || h['last-modified'] !== undefined
+}
+
+function varyNames(v: string | string[] | undefined): string[] | undefined {
+  if (v === undefined) return undefined
+  const s = Array.isArray(v) ? v.join(',') : v
+  return [...new Set(s.split(',').map((x) => x.trim().toLowerCase()).filter((x) => x !== ''))].sort()
+}
+
+/** The variant's key: the primary key plus a digest of the values of the headers Vary names. */
+function variantKey(primary: string, names: string[], headers: IncomingHttpHeaders): string {
+  const h = createHash('sha256')
+  for (const n of names) {
+    const v = headers[n]
+    // Normalise whitespace in lists so "gzip,br" and "gzip, br" share a variant (RFC 9111 section 4.1).
+    h.update(JSON.stringify([n, v === undefined ? null : (Array.isArray(v) ? v.join(',') : v).split(',').map((x) => x.trim()).join(',')]))
+  }
+  return `${primary}:v:${h.digest('base64url')}`
+}
+
+/** Only the query parameters the route keys on (RFC 9111 lets a cache choose its key). */
+function keyedQuery(query: string, rule: RouteCacheConfig['query']): string {
+  if (rule === 'all' || query === '') return rule === 'none' ? '' : query
+  if (rule === 'none') return ''
+  const params = new URLSearchParams(query.slice(1))
+  const kept = new URLSearchParams()
+  for (const name of [...rule].sort()) for (const v of params.getAll(name)) kept.append(name, v)
+  const s = kept.toString()
+  return s === '' ? '' : `?${s}`
+}
+
+/**
+ * default_ttl_s: when the origin gave no freshness information at all, let a shared cache keep
+ * the response that long by adding s-maxage (only shared caches read it).
+ */
+function withDefaultTtl(h: Headers, ttl: number): Headers {
+  if (ttl <= 0) return h
+  const cc = first(h['cache-control'])
+  if (h.expires !== undefined || (cc !== undefined && /max-age|s-maxage|no-cache|no-store|private/i.test(cc))) return h
+  return { ...h, 'cache-control': cc === undefined ? `s-maxage=${ttl}` : `${cc}, s-maxage=${ttl}` }
+}
+
+/** A Cookie header with anything besides the proxy's own split cookies. */
+function hasForeignCookie(cookie: string | undefined, ex: Exchange): boolean {
+  if (cookie === undefined || cookie === '') return false
+  const own = ex.route?.split?.cookieName
+  for (const part of cookie.split(';')) {
+    const name = part.slice(0, part.indexOf('=') < 0 ? undefined : part.indexOf('=')).trim()
+    if (name !== '' && name !== own) return true
+  }
+  return false
+}
