@@ -2,10 +2,12 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import { Gauge, Registry } from 'prom-client'
 import type { Logger } from 'pino'
 import type { Config } from './config/schema.js'
+import { ConfigError, loadConfigFile } from './config/load.js'
 import { adminPlugin } from './admin/admin-plugin.js'
 import { createProxyMetrics } from './metrics/proxy-metrics.js'
 import { proxyPlugin, requestIdFrom } from './routing/proxy-plugin.js'
-import { buildRuntime, type Runtime } from './routing/runtime.js'
+import type { Runtime } from './routing/runtime.js'
+import { RuntimeManager } from './routing/runtime-manager.js'
 import { Supervisor } from './sidecars/supervisor.js'
 import { UpstreamDispatcher } from './upstreams/dispatcher.js'
 
@@ -13,7 +15,11 @@ export interface AppOptions {
   logger: Logger
   /** Start the config's sidecars (off in tests that only exercise the proxy). */
   sidecars?: boolean
+  /** The file the config came from: reload() reads it again. */
+  configPath?: string
 }
+
+export type ReloadResult = { ok: true; started: string[]; stopped: string[] } | { ok: false; error: string }
 
 export interface SwitchyardApp {
   proxy: FastifyInstance
@@ -21,6 +27,11 @@ export interface SwitchyardApp {
   registry: Registry
   runtime: () => Runtime
   supervisor: Supervisor | undefined
+  /**
+   * Reads and validates the config file again; a good one is swapped in atomically (routes,
+   * pools, sidecars), a bad one is logged and the running config stays.
+   */
+  reload(): Promise<ReloadResult>
   /** Marks the proxy ready (after listen) or not ready (draining). */
   setReady(ready: boolean): void
   close(): Promise<void>
@@ -31,15 +42,27 @@ export async function buildApp(config: Config, opts: AppOptions): Promise<Switch
   const registry = new Registry()
   const metrics = createProxyMetrics(registry)
   const dispatcher = new UpstreamDispatcher()
-  let runtime = buildRuntime(config, dispatcher)
-  const current = (): Runtime => runtime
+  const runtimes = new RuntimeManager(config, dispatcher, metrics, opts.logger)
+  const current = (): Runtime => runtimes.current
   new Gauge({
     name: 'switchyard_upstream_in_flight',
     help: 'Requests outstanding at each pool member.',
     labelNames: ['pool', 'member'],
     registers: [registry],
     collect() {
-      for (const pool of runtime.pools.values()) for (const m of pool.members) this.labels(pool.name, m.name).set(m.inFlight)
+      this.reset()
+      for (const pool of runtimes.current.pools.values()) for (const m of pool.members) this.labels(pool.name, m.name).set(m.inFlight)
+    }
+  })
+  new Gauge({
+    name: 'switchyard_upstream_healthy',
+    help: 'Whether each member is healthy (1) by active checks and outlier detection, or not (0).',
+    labelNames: ['pool', 'member'],
+    registers: [registry],
+    collect() {
+      this.reset()
+      const now = Date.now()
+      for (const pool of runtimes.current.pools.values()) for (const m of pool.members) this.labels(pool.name, m.name).set(m.healthy(now) ? 1 : 0)
     }
   })
   let ready = false
@@ -68,8 +91,33 @@ export async function buildApp(config: Config, opts: AppOptions): Promise<Switch
     ? new Supervisor(config.sidecars, opts.logger.child({ component: 'sidecars' }), registry)
     : undefined
 
+  let running = config
+  let reloading: Promise<ReloadResult> | undefined
+  const reload = (): Promise<ReloadResult> => {
+    reloading ??= (async (): Promise<ReloadResult> => {
+      if (opts.configPath === undefined) return { ok: false, error: 'no config file to reload from' }
+      let next: Config
+      try {
+        next = loadConfigFile(opts.configPath)
+      } catch (err) {
+        const error = err instanceof ConfigError ? err.message : String(err)
+        opts.logger.error({ file: opts.configPath, problems: err instanceof ConfigError ? err.issues.length : undefined }, `reload rejected; keeping the running config: ${error}`)
+        return { ok: false, error }
+      }
+      for (const k of ['listen', 'admin', 'workers', 'cache'] as const) {
+        if (JSON.stringify(next[k]) !== JSON.stringify(running[k])) opts.logger.warn({ key: k }, `${k} changed: takes effect after a restart`)
+      }
+      await runtimes.swap(next)
+      const sc = supervisor === undefined ? { started: [], stopped: [] } : await supervisor.update(next.sidecars)
+      running = next
+      opts.logger.info({ file: opts.configPath, routes: next.routes.length, pools: Object.keys(next.pools).length, ...sc }, 'config reloaded')
+      return { ok: true, ...sc }
+    })().finally(() => { reloading = undefined })
+    return reloading
+  }
+
   const admin = Fastify({ loggerInstance: opts.logger.child({ component: 'admin' }) as unknown as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }) })
-  await admin.register(adminPlugin, { registry, runtime: current, supervisor, ready: () => ready })
+  await admin.register(adminPlugin, { registry, runtime: current, supervisor, ready: () => ready, reload, token: config.admin.token, loopbackOnly: isLoopback(config.admin.host) })
 
   return {
     proxy,
@@ -77,15 +125,19 @@ export async function buildApp(config: Config, opts: AppOptions): Promise<Switch
     registry,
     runtime: current,
     supervisor,
+    reload,
     setReady(r: boolean) { ready = r },
     async close() {
       ready = false
       await proxy.close()
       await admin.close()
       await supervisor?.stop()
+      runtimes.close()
       await dispatcher.close()
-      // Keep `runtime` referenced for reload (later) without lint noise.
-      runtime = current()
     }
   }
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.')
 }

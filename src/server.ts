@@ -19,7 +19,7 @@ export function createLogger(config: Pick<Config, 'logging'>): Logger {
 export async function startServer(configPath: string, log?: Logger): Promise<RunningServer> {
   const config = loadConfigFile(configPath)
   const logger = log ?? createLogger(config)
-  const app = await buildApp(config, { logger, sidecars: true })
+  const app = await buildApp(config, { logger, sidecars: true, configPath })
   app.supervisor?.start()
   const adminAddress = await app.admin.listen({ host: config.admin.host, port: config.admin.port })
   const proxyAddress = await app.proxy.listen({ host: config.listen.host, port: config.listen.port })

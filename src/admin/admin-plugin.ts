@@ -1,7 +1,9 @@
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Registry } from 'prom-client'
 import type { Runtime } from '../routing/runtime.js'
 import type { Supervisor } from '../sidecars/supervisor.js'
+import type { ReloadResult } from '../app.js'
+import { timingSafeEqual } from 'node:crypto'
 
 export interface AdminDeps {
   registry: Registry
@@ -9,6 +11,10 @@ export interface AdminDeps {
   supervisor: Supervisor | undefined
   /** False until the proxy listens, and again once it starts draining. */
   ready: () => boolean
+  reload: () => Promise<ReloadResult>
+  /** Bearer token for mutating calls; required when the admin listener is not on loopback. */
+  token: string | undefined
+  loopbackOnly: boolean
 }
 
 /** The admin listener: metrics, probes and read-only views of live state. */
@@ -29,4 +35,24 @@ export async function adminPlugin(app: FastifyInstance, deps: AdminDeps): Promis
     return { pools }
   })
   app.get('/admin/sidecars', async () => ({ sidecars: deps.supervisor?.list() ?? [] }))
+
+  /** Mutating calls: open on loopback without a token; elsewhere only with `Authorization: Bearer <admin.token>`. */
+  const authorize = async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    const token = deps.token === undefined || deps.token === '' ? undefined : deps.token
+    if (token === undefined) {
+      if (deps.loopbackOnly) return
+      await reply.code(403).type('text/plain').send('403 Forbidden: set admin.token to use mutating admin calls on a non-loopback admin listener\n')
+      return
+    }
+    const got = Buffer.from(String(req.headers.authorization ?? ''))
+    const want = Buffer.from(`Bearer ${token}`)
+    if (got.length !== want.length || !timingSafeEqual(got, want)) {
+      await reply.code(401).header('www-authenticate', 'Bearer').type('text/plain').send('401 Unauthorized: Authorization: Bearer <admin.token> required\n')
+    }
+  }
+
+  app.post('/admin/reload', { preHandler: authorize }, async (_req, reply) => {
+    const r = await deps.reload()
+    return reply.code(r.ok ? 200 : 422).send(r)
+  })
 }

@@ -48,8 +48,43 @@ const HashOn = Type.Object({
   source_ip: Type.Optional(Type.Boolean())
 }, { additionalProperties: false })
 
+const HealthCheck = Type.Object({
+  /** http: GET `path` and expect a status in the range; tcp: a connect is enough. */
+  type: StringEnum(['http', 'tcp'] as const, 'http'),
+  path: Type.String({ pattern: '^/', default: '/health' }),
+  expected_status: Type.Object({
+    min: Type.Integer({ minimum: 100, maximum: 599, default: 200 }),
+    max: Type.Integer({ minimum: 100, maximum: 599, default: 399 })
+  }, { additionalProperties: false, default: {} }),
+  interval_ms: Type.Integer({ minimum: 50, default: 2000 }),
+  timeout_ms: Type.Integer({ minimum: 10, default: 1000 }),
+  /** Consecutive passes that bring a down member back, and failures that take it down. */
+  rise: Type.Integer({ minimum: 1, default: 2 }),
+  fall: Type.Integer({ minimum: 1, default: 3 })
+}, { additionalProperties: false })
+
+const Outlier = Type.Object({
+  /** Consecutive 5xx answers or connect failures that eject a member (0 turns ejection off). */
+  consecutive_failures: Type.Integer({ minimum: 0, default: 5 }),
+  /** First ejection lasts this long; each further ejection of the same member lasts longer. */
+  base_ejection_ms: Type.Integer({ minimum: 1, default: 10000 }),
+  max_ejection_ms: Type.Integer({ minimum: 1, default: 300000 }),
+  max_ejected_percent: Type.Integer({ minimum: 0, maximum: 100, default: 50 })
+}, { additionalProperties: false, default: {} })
+
 const Pool = Type.Object({
   members: Type.Array(Member, { minItems: 1 }),
+  health_check: Type.Optional(HealthCheck),
+  outlier: Outlier,
+  /** When fewer than this share of members is healthy, balance over all of them (Envoy's panic mode). */
+  panic_threshold_percent: Type.Integer({ minimum: 0, maximum: 100, default: 50 }),
+  retry_budget: Type.Object({
+    /** Retries may add at most this share of the pool's requests over the window... */
+    percent: Type.Integer({ minimum: 0, maximum: 100, default: 20 }),
+    /** ...but this many retries per second are always allowed, so a quiet pool can retry. */
+    min_per_second: Type.Integer({ minimum: 0, default: 3 }),
+    window_ms: Type.Integer({ minimum: 1000, default: 10000 })
+  }, { additionalProperties: false, default: {} }),
   balancer: StringEnum(BALANCERS, 'round_robin'),
   hash_on: Type.Optional(HashOn),
   /** preserve: send the client's Host; upstream: send the member's host:port. */
@@ -105,12 +140,27 @@ export const RouteCache = Type.Object({
   share_set_cookie: Type.Boolean({ default: false })
 }, { additionalProperties: false })
 
+const Retries = Type.Object({
+  /** Further tries after the first, each on a different member when the pool has one. */
+  attempts: Type.Integer({ minimum: 0, maximum: 10, default: 2 }),
+  /** Upstream statuses that are retried like a failed connection. */
+  on_status: Type.Array(Type.Integer({ minimum: 500, maximum: 599 }), { default: [502, 503, 504] }),
+  /** POST and PATCH are never retried unless listed here explicitly. */
+  methods: Type.Array(Type.String({ pattern: '^[A-Z]+$' }), { default: ['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE'] }),
+  per_try_timeout_ms: Type.Optional(Type.Integer({ minimum: 1 })),
+  /** A request body up to this size is held so it can be replayed; larger bodies are never retried. */
+  buffer_body_bytes: Type.Integer({ minimum: 0, default: 65536 })
+}, { additionalProperties: false, default: {} })
+
 const Route = Type.Object({
   name: Name,
   match: Match,
   pool: Type.Optional(Type.String({ minLength: 1 })),
   split: Type.Optional(Split),
   max_body_bytes: Type.Optional(Type.Integer({ minimum: 0 })),
+  retries: Retries,
+  /** Overall deadline for the request across all tries (0 = only the per-try timeouts). */
+  timeout_ms: Type.Integer({ minimum: 0, default: 0 }),
   cache: Type.Optional(RouteCache)
 }, { additionalProperties: false })
 
@@ -139,6 +189,8 @@ const Sidecar = Type.Object({
 }, { additionalProperties: false })
 
 export const ConfigSchema = Type.Object({
+  /** Proxy processes sharing the listener (node:cluster); 0 = one per CPU core, 1 = no cluster. */
+  workers: Type.Integer({ minimum: 0, maximum: 64, default: 0 }),
   listen: Listen,
   admin: Admin,
   limits: Limits,
@@ -161,4 +213,6 @@ export type SplitConfig = Static<typeof Split>
 export type RouteCacheConfig = Static<typeof RouteCache>
 export type CacheConfig = Static<typeof Cache>
 export type SidecarConfig = Static<typeof Sidecar>
+export type HealthCheckConfig = Static<typeof HealthCheck>
+export type RetriesConfig = Static<typeof Retries>
 export type BalancerName = (typeof BALANCERS)[number]

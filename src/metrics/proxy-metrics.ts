@@ -54,6 +54,24 @@ export function createProxyMetrics(registry: Registry) {
       labelNames: ['split', 'variant', 'source'] as const,
       registers: [registry]
     }),
+    retries: new Counter({
+      name: 'switchyard_retries_total',
+      help: 'Retries on another member, by route, pool and reason (refused, reset, connect_timeout, dns, status_5xx).',
+      labelNames: ['route', 'pool', 'reason'] as const,
+      registers: [registry]
+    }),
+    retryBudgetExhausted: new Counter({
+      name: 'switchyard_retry_budget_exhausted_total',
+      help: 'Retries not made because the pool\'s retry budget was spent.',
+      labelNames: ['pool'] as const,
+      registers: [registry]
+    }),
+    ejections: new Counter({
+      name: 'switchyard_upstream_ejections_total',
+      help: 'Times a member was ejected by outlier detection.',
+      labelNames: ['pool', 'member'] as const,
+      registers: [registry]
+    }),
     unrouted: new Counter({
       name: 'switchyard_unrouted_requests_total',
       help: 'Requests rejected before routing, by reason (no_route, bad_host, bad_path, method_not_allowed, body_too_large).',

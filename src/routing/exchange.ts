@@ -40,11 +40,19 @@ export class Exchange {
   /** Cache outcome for X-Cache / Cache-Status, when the route caches. */
   cacheStatus: string | undefined = undefined
   reply: FastifyReply | undefined = undefined
+  /** Retries: whether this request may be retried, how many tries so far, members already tried. */
+  retryable = false
+  tries = 0
+  tried: Set<Member> | undefined = undefined
+  /** performance.now() deadline across all tries (0 = none). */
+  deadline = 0
+  /** The request body, held in memory so a retry can replay it (small bodies only). */
+  body: Buffer | undefined = undefined
   constructor(readonly start: number, readonly request: FastifyRequest, readonly deps: ProxyDeps, readonly rt: Runtime) {}
 
   /** Picks a member of the chosen pool and counts it in flight; undefined when none is available. */
   pickMember(): Member | undefined {
-    const m = (this.pool as Pool).pick(this.request.headers, this.clientIp)
+    const m = (this.pool as Pool).pick(this.request.headers, this.clientIp, this.tried)
     if (m !== undefined) {
       this.member = m
       m.inFlight++
@@ -88,9 +96,17 @@ export class Exchange {
     this.deps.metrics.upstreamDuration.labels((this.pool as Pool).name, (this.member as Member).name).observe((performance.now() - this.upstreamStart) / 1000)
   }
 
+  /** Passive health: feeds the pool's outlier detection with this exchange's outcome. */
+  outcome(failed: boolean): void {
+    if (this.member !== undefined) (this.pool as Pool).recordOutcome(this.member, failed)
+  }
+
   recordUpstreamError(c: ClassifiedError): void {
     const member = this.member
-    if (member !== undefined) member.failures++
+    if (member !== undefined) {
+      member.failures++
+      if (c.kind !== 'no_member') (this.pool as Pool).recordOutcome(member, true)
+    }
     this.deps.metrics.upstreamErrors.labels(this.pool?.name ?? '', member?.name ?? '', c.kind).inc()
   }
 

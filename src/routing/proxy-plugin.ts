@@ -6,13 +6,14 @@ import replyFrom, { type FastifyReplyFromHooks } from '@fastify/reply-from'
 
 type Hooks = Required<FastifyReplyFromHooks>
 import type { Dispatcher } from 'undici'
-import { NO_MEMBER, upstreamErrorBody } from '../errors.js'
+import { classifyUpstreamError, NO_MEMBER, upstreamErrorBody } from '../errors.js'
 import { methodLabel } from '../metrics/proxy-metrics.js'
+import type { Member } from '../upstreams/member.js'
 import type { Pool } from '../upstreams/pool.js'
 import { Exchange, plain, type ProxyDeps } from './exchange.js'
 import { normalizeHost } from './route-table.js'
 import { normalizePath } from './normalize-path.js'
-import type { Runtime } from './runtime.js'
+import type { RouteRuntime, Runtime } from './runtime.js'
 
 export type { ProxyDeps } from './exchange.js'
 
@@ -25,6 +26,7 @@ declare module 'fastify' {
 const kExchange = Symbol('switchyard.exchange')
 type TrackedResponse = ServerResponse & { [kExchange]?: Exchange }
 
+const BODYLESS_METHODS = new Set(['GET', 'HEAD'])
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE'])
 const REQUEST_ID = /^[A-Za-z0-9._:/+=-]{1,128}$/
 
@@ -106,6 +108,12 @@ const onUpstreamResponse: Hooks['onResponse'] = (request, anyReply, res) => {
     return
   }
   ex.observeUpstream()
+  const failed = res.statusCode >= 500
+  ex.outcome(failed)
+  if (failed && (ex.route as RouteRuntime).retryOn.has(res.statusCode) && tryAgain(ex, reply, `status_${res.statusCode}`)) {
+    stream.destroy()
+    return
+  }
   reply.send(stream)
 }
 
@@ -120,7 +128,72 @@ const onUpstreamError: Hooks['onError'] = (anyReply, { error }) => {
     plain(reply, 413, `413 Content Too Large: request body exceeds ${ex.route?.maxBodyBytes} bytes\n`)
     return
   }
+  const c = classifyUpstreamError(error)
+  // Only failures before the upstream saw the request are retried; a timeout is not (it would
+  // multiply the load on a slow member).
+  if (RETRYABLE_KINDS.has(c.kind)) {
+    ex.outcome(true)
+    if (tryAgain(ex, reply, c.kind)) return
+    ex.recordUpstreamError(c)
+    ex.request.log.warn({ pool: ex.pool?.name, member: ex.member?.name, kind: c.kind, err: error }, 'upstream request failed')
+    plain(reply, c.status, upstreamErrorBody((ex.pool as Pool).name, c))
+    return
+  }
   ex.failUpstream(reply, error)
+}
+
+const RETRYABLE_KINDS = new Set(['refused', 'reset', 'connect_timeout', 'dns'])
+
+/**
+ * Retries on another member when the route allows it, the deadline has room and the pool's
+ * retry budget agrees. Returns false when the caller must answer with what it has.
+ */
+function tryAgain(ex: Exchange, reply: FastifyReply, reason: string): boolean {
+  const route = ex.route as RouteRuntime
+  const pool = ex.pool as Pool
+  if (!ex.retryable || ex.tries > route.retries.attempts) return false
+  if (ex.deadline > 0 && performance.now() >= ex.deadline) return false
+  // A status answer is only retried elsewhere: asking the same member again rarely helps. A failed
+  // connection may be retried on the same member when it is the only one (a stale keep-alive socket).
+  if (reason.startsWith('status_') && !pool.members.some((m) => m.available && m !== ex.member && !(ex.tried?.has(m) ?? false))) return false
+  if (!pool.budget.tryAcquire()) {
+    ex.deps.metrics.retryBudgetExhausted.labels(pool.name).inc()
+    return false
+  }
+  ;(ex.tried ??= new Set()).add(ex.member as Member)
+  ex.releaseMember()
+  for (const h of Object.keys(reply.getHeaders())) reply.removeHeader(h)
+  ex.deps.metrics.retries.labels(route.name, pool.name, reason).inc()
+  forward(ex, reply)
+  return true
+}
+
+/** One try: pick a member (not one already tried) and hand the request to reply-from. */
+function forward(ex: Exchange, reply: FastifyReply): FastifyReply {
+  const pool = ex.pool as Pool
+  const member = ex.pickMember()
+  if (member === undefined) {
+    ex.recordUpstreamError(NO_MEMBER)
+    return plain(reply, 503, upstreamErrorBody(pool.name, NO_MEMBER))
+  }
+  if (ex.tries++ === 0) pool.budget.recordRequest()
+  const route = ex.route as RouteRuntime
+  let timeout = route.retries.per_try_timeout_ms ?? pool.requestTimeoutMs
+  if (ex.deadline > 0) {
+    const left = Math.floor(ex.deadline - performance.now())
+    if (left <= 0) {
+      const c = classifyUpstreamError({ code: 'UND_ERR_HEADERS_TIMEOUT' })
+      ex.recordUpstreamError(c)
+      return plain(reply, 504, upstreamErrorBody(pool.name, c))
+    }
+    timeout = Math.min(timeout, left)
+  }
+  const base = fromOptions(pool)
+  const opts = timeout === base.timeout && ex.body === undefined
+    ? base
+    : { ...base, timeout, body: ex.body, contentType: ex.body === undefined ? undefined : (ex.request.headers['content-type'] ?? 'application/octet-stream') }
+  // Query string: reply-from takes it verbatim from the original request URL.
+  return reply.from(member.origin + ex.path, opts)
 }
 
 /** We retry with our own policy; reply-from's built-in retries (e.g. ten on a 503) are off. */
@@ -239,13 +312,21 @@ export async function proxyPlugin(app: FastifyInstance, deps: ProxyDeps): Promis
       const handled = deps.cache.handle(ex, reply)
       if (handled !== undefined) return handled
     }
-    const member = ex.pickMember()
-    if (member === undefined) {
-      ex.recordUpstreamError(NO_MEMBER)
-      return plain(reply, 503, upstreamErrorBody(ex.pool.name, NO_MEMBER))
+    if (route.timeoutMs > 0) ex.deadline = ex.start + route.timeoutMs
+    if (route.retries.attempts > 0 && route.retryMethods.has(method)) {
+      const bodyLen = len === undefined ? (BODYLESS_METHODS.has(method) ? 0 : -1) : Number(len)
+      if (bodyLen === 0 || BODYLESS_METHODS.has(method)) {
+        ex.retryable = true
+      } else if (bodyLen > 0 && bodyLen <= route.retries.buffer_body_bytes && request.body != null) {
+        // Small body: hold it so a retry can replay it; larger ones are never replayed.
+        ex.retryable = true
+        return readAll(request.body as Readable, bodyLen).then((buf) => {
+          ex.body = buf
+          return forward(ex, reply)
+        }, () => plain(reply, 400, '400 Bad Request: request body ended early\n'))
+      }
     }
-    // Query string: reply-from takes it verbatim from the original request URL.
-    return reply.from(member.origin + n.path, fromOptions(ex.pool))
+    return forward(ex, reply)
   }
 
   // Proxy every method Node's parser accepts (WebDAV and friends too), except CONNECT: we never tunnel.
@@ -261,6 +342,16 @@ export async function proxyPlugin(app: FastifyInstance, deps: ProxyDeps): Promis
     // Only reached for methods Fastify does not route (e.g. an unknown extension method).
     reply.header('connection', 'close')
     return plain(reply, 501, `501 Not Implemented: method ${request.method} is not supported\n`)
+  })
+}
+
+function readAll(stream: Readable, expected: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let n = 0
+    stream.on('data', (c: Buffer) => { chunks.push(c); n += c.length })
+    stream.once('end', () => (n === expected ? resolve(Buffer.concat(chunks, n)) : reject(new Error('short body'))))
+    stream.once('error', reject)
   })
 }
 

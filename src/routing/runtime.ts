@@ -1,5 +1,5 @@
 import { BlockList } from 'node:net'
-import type { Config, RouteCacheConfig } from '../config/schema.js'
+import type { Config, RetriesConfig, RouteCacheConfig } from '../config/schema.js'
 import { parseCidr } from '../config/load.js'
 import { SplitAssigner } from '../balancing/split.js'
 import { Pool } from '../upstreams/pool.js'
@@ -13,6 +13,10 @@ export interface RouteRuntime {
   readonly split: SplitAssigner<Pool> | undefined
   readonly maxBodyBytes: number
   readonly cache: RouteCacheConfig | undefined
+  readonly retries: RetriesConfig
+  readonly retryOn: ReadonlySet<number>
+  readonly retryMethods: ReadonlySet<string>
+  readonly timeoutMs: number
 }
 
 /**
@@ -27,11 +31,23 @@ export interface Runtime {
   readonly trusted: BlockList | undefined
 }
 
-export function buildRuntime(config: Config, dispatcher: UpstreamDispatcher): Runtime {
+/**
+ * Builds the runtime for a config. With `previous` (a reload), members that stayed in the same
+ * pool with the same origin keep their health state and counters.
+ */
+export function buildRuntime(config: Config, dispatcher: UpstreamDispatcher, previous?: Runtime): Runtime {
   const pools = new Map<string, Pool>()
   for (const [name, cfg] of Object.entries(config.pools)) {
     const pool = new Pool(name, cfg)
     pools.set(name, pool)
+    const old = previous?.pools.get(name)
+    if (old !== undefined) {
+      for (const m of pool.members) {
+        const prev = old.members.find((o) => o.origin === m.origin)
+        if (prev !== undefined) m.adopt(prev)
+      }
+      pool.recompute()
+    }
     for (const m of pool.members) {
       dispatcher.ensure(m.origin, {
         connectTimeoutMs: cfg.timeouts.connect_ms,
@@ -46,7 +62,11 @@ export function buildRuntime(config: Config, dispatcher: UpstreamDispatcher): Ru
     pool: r.pool === undefined ? undefined : poolOf(r.pool),
     split: r.split === undefined ? undefined : new SplitAssigner(r.split, poolOf),
     maxBodyBytes: r.max_body_bytes ?? config.limits.max_body_bytes,
-    cache: r.cache
+    cache: r.cache,
+    retries: r.retries,
+    retryOn: new Set(r.retries.on_status),
+    retryMethods: new Set(r.retries.methods),
+    timeoutMs: r.timeout_ms
   }))
   const table = new RouteTable(config.routes.map((r, i) => ({ config: r, value: routes[i] })))
   let trusted: BlockList | undefined

@@ -71,6 +71,33 @@ export class Supervisor {
     for (const s of this.sidecars.values()) this.launch(s)
   }
 
+  /**
+   * Applies a reloaded config: sidecars added start, removed ones stop, changed ones restart,
+   * unchanged ones keep running untouched.
+   */
+  async update(specs: readonly SidecarConfig[]): Promise<{ started: string[]; stopped: string[] }> {
+    const wanted = new Map(specs.filter((s) => s.enabled).map((s) => [s.name, s]))
+    const stopped: string[] = []
+    const started: string[] = []
+    for (const [name, s] of this.sidecars) {
+      const next = wanted.get(name)
+      if (next === undefined || JSON.stringify(next) !== JSON.stringify(s.spec)) {
+        await this.stopOne(s)
+        this.sidecars.delete(name)
+        stopped.push(name)
+      }
+    }
+    for (const [name, spec] of wanted) {
+      if (this.sidecars.has(name)) continue
+      const s = new Sidecar(spec)
+      this.sidecars.set(name, s)
+      this.restartsTotal.labels(name).inc(0)
+      this.launch(s)
+      started.push(name)
+    }
+    return { started, stopped }
+  }
+
   list(): Record<string, unknown>[] {
     return [...this.sidecars.values()].map((s) => s.toJSON())
   }
@@ -138,23 +165,26 @@ export class Supervisor {
   /** SIGTERM every sidecar, SIGKILL those still alive after their stop_timeout_ms. */
   async stop(): Promise<void> {
     this.stopping = true
-    await Promise.all([...this.sidecars.values()].map(async (s) => {
-      if (s.timer !== undefined) clearTimeout(s.timer)
-      const child = s.child
-      if (child === undefined || child.exitCode !== null || child.signalCode !== null) {
-        s.state = 'stopped'
-        return
-      }
-      s.state = 'stopping'
-      child.kill('SIGTERM')
-      const killer = setTimeout(() => {
-        this.log.warn({ sidecar: s.spec.name }, 'sidecar did not stop in time; sending SIGKILL')
-        child.kill('SIGKILL')
-      }, s.spec.stop_timeout_ms)
-      await s.exited
-      clearTimeout(killer)
+    await Promise.all([...this.sidecars.values()].map((s) => this.stopOne(s)))
+  }
+
+  private async stopOne(s: Sidecar): Promise<void> {
+    if (s.timer !== undefined) clearTimeout(s.timer)
+    s.timer = undefined
+    const child = s.child
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) {
       s.state = 'stopped'
-    }))
+      return
+    }
+    s.state = 'stopping'
+    child.kill('SIGTERM')
+    const killer = setTimeout(() => {
+      this.log.warn({ sidecar: s.spec.name }, 'sidecar did not stop in time; sending SIGKILL')
+      child.kill('SIGKILL')
+    }, s.spec.stop_timeout_ms)
+    await s.exited
+    clearTimeout(killer)
+    s.state = 'stopped'
   }
 
   /** Asks every running `switchyard` sidecar for its metrics over IPC and renders them together. */

@@ -1,7 +1,7 @@
 import type { Candidate } from '../balancing/balancer.js'
 import type { MemberConfig } from '../config/schema.js'
 
-/** One upstream of a pool, with the live counters balancers and /admin/pools read. */
+/** One upstream of a pool, with its health state and the live counters balancers and /admin/pools read. */
 export class Member implements Candidate {
   readonly index: number
   readonly name: string
@@ -9,27 +9,66 @@ export class Member implements Candidate {
   readonly origin: string
   /** host:port as sent in Host when the pool rewrites it. */
   readonly host: string
+  readonly hostname: string
+  readonly port: number
   readonly weight: number
   inFlight = 0
+  /** Whether balancers may pick it; computed by the pool from health, ejection and panic mode. */
   available = true
   requests = 0
   failures = 0
+  /** Verdict of the active health check (true until a check says otherwise). */
+  checkUp = true
+  checkPasses = 0
+  checkFails = 0
+  lastCheck: string | undefined = undefined
+  /** Passive health: consecutive failed exchanges, and the current ejection. */
+  consecutiveFailures = 0
+  ejectedUntil = 0
+  ejections = 0
 
   constructor(index: number, cfg: MemberConfig) {
     const u = new URL(cfg.url)
     this.index = index
     this.origin = u.origin
     this.host = u.host
+    this.hostname = u.hostname.replace(/^\[|\]$/g, '')
+    this.port = Number(u.port || (u.protocol === 'https:' ? 443 : 80))
     this.name = cfg.name ?? u.host
     this.weight = cfg.weight
   }
 
+  /** Healthy by both active checks and passive outlier detection. */
+  healthy(now: number): boolean {
+    return this.checkUp && this.ejectedUntil <= now
+  }
+
+  /** Keeps health state and counters across a config reload (same pool, same origin). */
+  adopt(prev: Member): void {
+    this.requests = prev.requests
+    this.failures = prev.failures
+    this.checkUp = prev.checkUp
+    this.checkPasses = prev.checkPasses
+    this.checkFails = prev.checkFails
+    this.lastCheck = prev.lastCheck
+    this.consecutiveFailures = prev.consecutiveFailures
+    this.ejectedUntil = prev.ejectedUntil
+    this.ejections = prev.ejections
+    this.available = prev.available
+  }
+
   toJSON(): Record<string, unknown> {
+    const now = Date.now()
     return {
       name: this.name,
       url: this.origin,
       weight: this.weight,
       available: this.available,
+      healthy: this.healthy(now),
+      health_check: this.checkUp ? 'up' : 'down',
+      last_check: this.lastCheck ?? null,
+      ejected_for_ms: Math.max(0, this.ejectedUntil - now),
+      ejections: this.ejections,
       in_flight: this.inFlight,
       requests: this.requests,
       failures: this.failures

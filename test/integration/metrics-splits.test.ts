@@ -81,7 +81,7 @@ routes: [{ name: site, match: {}, pool: web }]
   t.notMatch(body, /\/p\/\d/, 'no raw paths in labels')
 
   const pools = JSON.parse((await fetchText(`${proxy.adminUrl}/admin/pools`)).body)
-  t.same(pools.pools.web.members[0], { name: 'alpha', url: a.url, weight: 1, available: true, in_flight: 0, requests: 7, failures: 0 })
+  t.match(pools.pools.web.members[0], { name: 'alpha', url: a.url, weight: 1, available: true, healthy: true, in_flight: 0, requests: 7, failures: 0, ejections: 0 })
   t.equal((await fetchText(`${proxy.adminUrl}/healthz`)).status, 200)
   t.equal((await fetchText(`${proxy.adminUrl}/readyz`)).status, 200)
   proxy.app.setReady(false)

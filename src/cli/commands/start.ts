@@ -1,12 +1,17 @@
+import { basename, dirname, resolve as resolvePath } from 'node:path'
+import { watch } from 'node:fs'
 import { ConfigError } from '../../config/load.js'
 import { startServer } from '../../server.js'
 import { parseFlags } from '../flags.js'
 
 export const summary = 'start the proxy, its admin listener and its sidecars'
-export const usage = 'switchyard start [--config upstreams.yaml]'
+export const usage = 'switchyard start [--config upstreams.yaml] [--watch]'
 
 export async function run(argv: string[]): Promise<number> {
-  const { values } = parseFlags(argv, { config: { type: 'string', short: 'c', default: process.env.SWITCHYARD_CONFIG ?? 'upstreams.yaml' } }, usage)
+  const { values } = parseFlags(argv, {
+    config: { type: 'string', short: 'c', default: process.env.SWITCHYARD_CONFIG ?? 'upstreams.yaml' },
+    watch: { type: 'boolean', default: false }
+  }, usage)
   let server
   try {
     server = await startServer(String(values.config))
@@ -25,5 +30,18 @@ export async function run(argv: string[]): Promise<number> {
     }
     process.once('SIGTERM', () => stop('SIGTERM'))
     process.once('SIGINT', () => stop('SIGINT'))
+    // SIGHUP: reload upstreams.yaml; a bad file is logged and the running config stays.
+    process.on('SIGHUP', () => { void server.app.reload() })
+    if (values.watch === true) {
+      // Editors save in several writes (or by rename): wait for the file to settle.
+      let t: NodeJS.Timeout | undefined
+      const file = resolvePath(String(values.config))
+      // Watch the folder, not the file: a save by rename would end a watch on the file itself.
+      watch(dirname(file), (_event, name) => {
+        if (name !== basename(file)) return
+        clearTimeout(t)
+        t = setTimeout(() => { void server.app.reload() }, 250)
+      }).unref()
+    }
   })
 }
