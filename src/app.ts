@@ -9,6 +9,7 @@ import { proxyPlugin, requestIdFrom } from './routing/proxy-plugin.js'
 import type { Runtime } from './routing/runtime.js'
 import { RuntimeManager } from './routing/runtime-manager.js'
 import { Supervisor } from './sidecars/supervisor.js'
+import { isLoopback } from './admin/loopback.js'
 import { UpstreamDispatcher } from './upstreams/dispatcher.js'
 
 export interface AppOptions {
@@ -117,7 +118,24 @@ export async function buildApp(config: Config, opts: AppOptions): Promise<Switch
   }
 
   const admin = Fastify({ loggerInstance: opts.logger.child({ component: 'admin' }) as unknown as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }) })
-  await admin.register(adminPlugin, { registry, runtime: current, supervisor, ready: () => ready, reload, token: config.admin.token, loopbackOnly: isLoopback(config.admin.host) })
+  await admin.register(adminPlugin, {
+    metrics: async () => {
+      const own = await registry.metrics()
+      const sidecars = supervisor === undefined ? '' : await supervisor.collectMetrics()
+      return sidecars === '' ? own : `${own}\n${sidecars}`
+    },
+    contentType: registry.contentType,
+    pools: async () => {
+      const pools: Record<string, unknown> = {}
+      for (const [name, pool] of runtimes.current.pools) pools[name] = pool.toJSON()
+      return { pools }
+    },
+    supervisor,
+    ready: () => ready,
+    reload,
+    token: config.admin.token,
+    loopbackOnly: isLoopback(config.admin.host)
+  })
 
   return {
     proxy,
@@ -136,8 +154,4 @@ export async function buildApp(config: Config, opts: AppOptions): Promise<Switch
       await dispatcher.close()
     }
   }
-}
-
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host.startsWith('127.')
 }

@@ -1,13 +1,14 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import type { Registry } from 'prom-client'
-import type { Runtime } from '../routing/runtime.js'
 import type { Supervisor } from '../sidecars/supervisor.js'
 import type { ReloadResult } from '../app.js'
 import { timingSafeEqual } from 'node:crypto'
 
 export interface AdminDeps {
-  registry: Registry
-  runtime: () => Runtime
+  /** The Prometheus text to serve (one process's registry, or a cluster's aggregate). */
+  metrics: () => Promise<string>
+  contentType: string
+  /** The pools' live state, as /admin/pools shows it. */
+  pools: () => Promise<unknown>
   supervisor: Supervisor | undefined
   /** False until the proxy listens, and again once it starts draining. */
   ready: () => boolean
@@ -19,21 +20,13 @@ export interface AdminDeps {
 
 /** The admin listener: metrics, probes and read-only views of live state. */
 export async function adminPlugin(app: FastifyInstance, deps: AdminDeps): Promise<void> {
-  app.get('/metrics', async (_req, reply) => {
-    const own = await deps.registry.metrics()
-    const sidecars = deps.supervisor === undefined ? '' : await deps.supervisor.collectMetrics()
-    return reply.header('content-type', deps.registry.contentType).send(sidecars === '' ? own : `${own}\n${sidecars}`)
-  })
+  app.get('/metrics', async (_req, reply) => reply.header('content-type', deps.contentType).send(await deps.metrics()))
   app.get('/healthz', async (_req, reply) => reply.type('text/plain').send('ok\n'))
   app.get('/readyz', async (_req, reply) => {
     if (deps.ready()) return reply.type('text/plain').send('ready\n')
     return reply.code(503).type('text/plain').send('not ready\n')
   })
-  app.get('/admin/pools', async () => {
-    const pools: Record<string, unknown> = {}
-    for (const [name, pool] of deps.runtime().pools) pools[name] = pool.toJSON()
-    return { pools }
-  })
+  app.get('/admin/pools', async () => deps.pools())
   app.get('/admin/sidecars', async () => ({ sidecars: deps.supervisor?.list() ?? [] }))
 
   /** Mutating calls: open on loopback without a token; elsewhere only with `Authorization: Bearer <admin.token>`. */

@@ -9,7 +9,8 @@ async function help(): Promise<string> {
 
 async function main(argv: string[]): Promise<number> {
   // As a sidecar we have an IPC channel to the supervisor; it must not keep us alive on its own.
-  process.channel?.unref()
+  // (A cluster worker's channel is what keeps its shared listener alive: leave that one alone.)
+  if (process.env.SWITCHYARD_SIDECAR_NAME !== undefined && process.env.SWITCHYARD_WORKER === undefined) process.channel?.unref()
   const [name, ...rest] = argv
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(await help())

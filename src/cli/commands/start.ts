@@ -1,7 +1,9 @@
 import { basename, dirname, resolve as resolvePath } from 'node:path'
 import { watch } from 'node:fs'
-import { ConfigError } from '../../config/load.js'
-import { startServer } from '../../server.js'
+import cluster from 'node:cluster'
+import { ConfigError, loadConfigFile } from '../../config/load.js'
+import { createLogger, startServer } from '../../server.js'
+import { runPrimary, runWorker, workerCount } from '../../cluster.js'
 import { parseFlags } from '../flags.js'
 
 export const summary = 'start the proxy, its admin listener and its sidecars'
@@ -12,9 +14,22 @@ export async function run(argv: string[]): Promise<number> {
     config: { type: 'string', short: 'c', default: process.env.SWITCHYARD_CONFIG ?? 'upstreams.yaml' },
     watch: { type: 'boolean', default: false }
   }, usage)
-  let server
+  const configPath = String(values.config)
+  let server: { shutdown(reason: string): Promise<void>; reload(): Promise<unknown> }
   try {
-    server = await startServer(String(values.config))
+    if (cluster.isWorker) {
+      const w = await runWorker(configPath, createLogger(loadConfigFile(configPath)))
+      server = { shutdown: w.shutdown, reload: async () => undefined }
+    } else {
+      const config = loadConfigFile(configPath)
+      const logger = createLogger(config)
+      if (workerCount(config) > 1) {
+        server = await runPrimary(configPath, config, logger)
+      } else {
+        const s = await startServer(configPath, logger)
+        server = { shutdown: s.shutdown, reload: () => s.app.reload() }
+      }
+    }
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`switchyard: ${err.message}\n`)
@@ -31,7 +46,7 @@ export async function run(argv: string[]): Promise<number> {
     process.once('SIGTERM', () => stop('SIGTERM'))
     process.once('SIGINT', () => stop('SIGINT'))
     // SIGHUP: reload upstreams.yaml; a bad file is logged and the running config stays.
-    process.on('SIGHUP', () => { void server.app.reload() })
+    process.on('SIGHUP', () => { void server.reload() })
     if (values.watch === true) {
       // Editors save in several writes (or by rename): wait for the file to settle.
       let t: NodeJS.Timeout | undefined
@@ -40,7 +55,7 @@ export async function run(argv: string[]): Promise<number> {
       watch(dirname(file), (_event, name) => {
         if (name !== basename(file)) return
         clearTimeout(t)
-        t = setTimeout(() => { void server.app.reload() }, 250)
+        t = setTimeout(() => { void server.reload() }, 250)
       }).unref()
     }
   })

@@ -1,0 +1,64 @@
+import t from 'tap'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { alive, spawnCli } from '../fixtures/cli.js'
+import { deadPort, startUpstream } from '../fixtures/upstream.js'
+import { fetchOnce, fetchText, waitFor } from '../fixtures/proxy.js'
+
+t.test('workers: 2 share the port; a SIGKILLed worker is replaced; reload and metrics reach every worker', async (t) => {
+  const up = await startUpstream('up')
+  t.teardown(() => up.close())
+  const [proxyPort, adminPort] = [await deadPort(), await deadPort()]
+  const dir = mkdtempSync(join(tmpdir(), 'sy-cluster-'))
+  const file = join(dir, 'upstreams.yaml')
+  const base = `
+workers: 2
+listen: { host: 127.0.0.1, port: ${proxyPort} }
+admin: { port: ${adminPort} }
+pools: { web: { members: [{ url: "${up.url}" }] } }
+`
+  writeFileSync(file, `${base}routes: [{ name: all, match: {}, pool: web }]\n`)
+  const proc = spawnCli(['start', '--config', file])
+  t.teardown(() => { proc.child.kill('SIGKILL') })
+  const proxy = `http://127.0.0.1:${proxyPort}`
+  const admin = `http://127.0.0.1:${adminPort}`
+  await waitFor(async () => (await fetchText(`${admin}/readyz`).catch(() => ({ status: 0 }))).status === 200, 15000, 'the cluster to be ready')
+
+  const pools = JSON.parse((await fetchText(`${admin}/admin/pools`)).body)
+  t.equal(pools.workers.length, 2)
+  const victim = pools.workers[0].pid as number
+  t.comment(`killing worker ${victim}`)
+  process.kill(victim, 'SIGKILL')
+  // Keep answering while the worker is replaced (new connections: those the dead worker held are gone with it).
+  let failed = 0
+  for (let i = 0; i < 100; i++) {
+    const r = await fetchOnce(`${proxy}/x`).catch(() => ({ status: 0 }))
+    if (r.status !== 200) failed++
+  }
+  t.equal(failed, 0, 'requests sent 100 while a worker was replaced, failed 0')
+  await waitFor(async () => {
+    const p = JSON.parse((await fetchText(`${admin}/admin/pools`)).body)
+    return p.workers.length === 2 && !p.workers.some((w: { pid: number }) => w.pid === victim)
+  }, 10000, 'a replacement worker')
+  t.notOk(alive(victim))
+  t.comment('replaced')
+  const metrics = (await fetchText(`${admin}/metrics`)).body
+  t.match(metrics, /switchyard_worker_restarts_total 1/)
+  t.match(metrics, /switchyard_requests_total\{route="all",pool="web",method="GET",code="200"\} \d+/, 'workers\' metrics are aggregated')
+
+  writeFileSync(file, `${base}routes:\n  - { name: fresh, match: { path_prefix: /fresh }, pool: web }\n  - { name: all, match: {}, pool: web }\n`)
+  t.comment('reloading')
+  const reload = await fetchText(`${admin}/admin/reload`, { method: 'POST' })
+  t.equal(reload.status, 200, reload.body)
+  for (let i = 0; i < 20; i++) await fetchText(`${proxy}/fresh`)
+  const after = (await fetchText(`${admin}/metrics`)).body
+  t.match(after, /switchyard_requests_total\{route="fresh",pool="web",method="GET",code="200"\} 20/, 'the new route answered in every worker')
+
+  const workers = JSON.parse((await fetchText(`${admin}/admin/pools`)).body).workers.map((w: { pid: number }) => w.pid) as number[]
+  t.comment('stopping')
+  proc.child.kill('SIGTERM')
+  const exit = await proc.exited
+  t.equal(exit.code, 0)
+  for (const pid of workers) t.notOk(alive(pid), `worker ${pid} is gone`)
+})
