@@ -1,0 +1,236 @@
+import t from 'tap'
+import { Redis } from 'ioredis'
+import { pino, type Logger } from 'pino'
+import { cacheKey, hostDigest, type CacheUrl } from '../../src/cache/cache-key.js'
+import { RedisCacheStore, reconnectDelay, redisOptionsFromUrl } from '../../src/cache/redis-store.js'
+import type { StoreOp } from '../../src/cache/store.js'
+import { createCacheStore } from '../../src/cache/store-registry.js'
+import { waitFor } from '../fixtures/proxy.js'
+import { startRedis, startSentinel } from '../fixtures/redis.js'
+import { storeContract } from './store-contract.js'
+
+const TIMEOUT_MS = 100
+const HOUR = 3600_000
+const redis = await startRedis()
+t.teardown(() => redis.close())
+
+interface Recorder {
+  logger: Logger
+  lines: { level: number; msg: string; suppressed?: number }[]
+  errors: StoreOp[]
+  trips: StoreOp[]
+}
+
+function recorder(): Recorder {
+  const r: Recorder = { lines: [], errors: [], trips: [], logger: pino({ level: 'silent' }) }
+  r.logger = pino({ level: 'info' }, { write: (s: string) => { r.lines.push(JSON.parse(s) as Recorder['lines'][number]) } })
+  return r
+}
+
+let tenants = 0
+async function makeStore(opts: { keyPrefix?: string; rec?: Recorder; url?: string } = {}): Promise<RedisCacheStore> {
+  const rec = opts.rec
+  const store = new RedisCacheStore({
+    url: opts.url ?? redis.url,
+    keyPrefix: opts.keyPrefix ?? `t${++tenants}:`,
+    timeoutMs: TIMEOUT_MS,
+    logger: rec?.logger ?? pino({ level: 'silent' }),
+    hooks: rec === undefined ? undefined : { onError: (op) => { rec.errors.push(op) }, observe: (op) => { rec.trips.push(op) } },
+    maxReconnectDelayMs: 200
+  })
+  if (!(await store.ready(5000))) throw new Error('redis store did not connect')
+  return store
+}
+
+/** A plain client for looking at Redis from the side. */
+async function client(t: { teardown(fn: () => unknown): void }): Promise<Redis> {
+  const c = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 })
+  await c.connect()
+  t.teardown(() => c.disconnect())
+  return c
+}
+
+const url = (path: string, query = '', host = 'example.com'): CacheUrl => ({ scheme: 'http', host, path, query })
+const body = (s: string) => Buffer.from(s)
+
+// Redis expires keys by itself, so the contract's elapse is a no-op and its waitFor polls.
+storeContract(t, { make: (prefix) => makeStore({ keyPrefix: prefix }), elapse: async () => {} })
+
+t.test('redis: only namespaced digest keys, each with a Redis TTL', async (t) => {
+  const store = await makeStore({ keyPrefix: 'ttl:' })
+  t.teardown(() => store.close())
+  const c = await client(t)
+  await store.set(cacheKey(url('/a')), 'accept', { accept: 'x' }, { meta: 'm', body: body('a') }, 60_000)
+  await store.set(cacheKey(url('/b', 'q')), undefined, {}, { meta: 'm', body: body('b') }, 30_000)
+  const keys = await c.keys('ttl:*')
+  t.equal(keys.length, 5, 'two variants, two URL indexes, one host index')
+  for (const k of keys) {
+    t.match(k, /^ttl:[uvh]:[0-9a-f]{64}$/, `${k} is prefix + kind + digest`)
+    const pttl = await c.pttl(k)
+    t.ok(pttl > 0 && pttl <= 60_000, `${k} expires by itself (${pttl} ms)`)
+  }
+  t.equal(await c.type(`ttl:v:${'0'.repeat(64)}`), 'none')
+})
+
+t.test('redis: the host index drops expired URLs on the next write', async (t) => {
+  const store = await makeStore({ keyPrefix: 'gc:' })
+  t.teardown(() => store.close())
+  const c = await client(t)
+  const hkey = `gc:h:${hostDigest('example.com')}`
+  await store.set(cacheKey(url('/old')), undefined, {}, { meta: 'm', body: body('old') }, 30)
+  await waitFor(async () => (await c.exists(`gc:u:${cacheKey(url('/old')).digest}`)) === 0, 3000, 'the old URL to expire')
+  await store.set(cacheKey(url('/new')), undefined, {}, { meta: 'm', body: body('new') }, 60_000)
+  t.same(await c.zrange(hkey, 0, -1), [`/new ${cacheKey(url('/new')).digest}`])
+})
+
+t.test('redis: purges never touch keys outside the namespace', async (t) => {
+  const store = await makeStore({ keyPrefix: 'sw:' })
+  const nested = await makeStore({ keyPrefix: 'sw:b:' })
+  t.teardown(async () => { await store.close(); await nested.close() })
+  const c = await client(t)
+  const k = cacheKey(url('/x'))
+  // Another tenant's keys, some shaped exactly like ours under another prefix.
+  const foreign: Record<string, string> = {
+    [`other:u:${k.digest}`]: 'u',
+    [`swu:${k.digest}`]: 'no colon',
+    [`sw${k.digest}`]: 'bare',
+    'session:1': 'x',
+    [`sw:h:${hostDigest('example.com')}x`]: 'longer than ours'
+  }
+  for (const [name, value] of Object.entries(foreign)) await c.set(name, value)
+  for (const s of [store, nested]) {
+    await s.set(k, undefined, {}, { meta: 'm', body: body('x') }, HOUR)
+    await s.set(cacheKey(url('/y')), undefined, {}, { meta: 'm', body: body('y') }, HOUR)
+  }
+  t.equal(await store.purgeUrl(k), 1)
+  t.equal(await store.purgePrefix('example.com', '/'), 1)
+  t.same((await c.keys('sw:*')).filter((name) => /^sw:[uvh]:[0-9a-f]{64}$/.test(name)), [], 'our keys are all gone')
+  for (const [name, value] of Object.entries(foreign)) t.equal(await c.get(name), value, `${name} survives`)
+  t.equal((await nested.get(k, {}))?.body.toString(), 'x', 'the nested-prefix tenant keeps its entries')
+  t.equal((await nested.get(cacheKey(url('/y')), {}))?.body.toString(), 'y')
+})
+
+t.test('redis: one instance reads what another wrote, in one round trip once warm', async (t) => {
+  const a = await makeStore({ keyPrefix: 'shared:' })
+  const rec = recorder()
+  const b = await makeStore({ keyPrefix: 'shared:', rec })
+  t.teardown(async () => { await a.close(); await b.close() })
+  const plain = cacheKey(url('/plain'))
+  const varied = cacheKey(url('/varied'))
+  await a.set(plain, undefined, {}, { meta: 'p', body: body('plain') }, HOUR)
+  await a.set(varied, 'accept-encoding', { 'accept-encoding': 'gzip' }, { meta: 'g', body: body('gzip') }, HOUR)
+
+  t.equal((await b.get(plain, {}))?.body.toString(), 'plain')
+  t.equal(rec.trips.length, 1, 'no Vary: one round trip')
+  rec.trips.length = 0
+  t.equal((await b.get(varied, { 'accept-encoding': 'gzip' }))?.body.toString(), 'gzip')
+  t.equal(rec.trips.length, 2, 'first lookup of a varying URL in this process: two')
+  rec.trips.length = 0
+  t.equal((await b.get(varied, { 'accept-encoding': 'gzip' }))?.body.toString(), 'gzip')
+  t.equal(await b.get(varied, { 'accept-encoding': 'br' }), undefined)
+  t.equal(rec.trips.length, 2, 'then one per lookup, hit or miss')
+  t.same(rec.errors, [])
+  await b.purgeUrl(varied)
+  t.equal(await a.get(varied, { 'accept-encoding': 'gzip' }), undefined, 'a purge through one instance is seen by the other')
+})
+
+t.test('redis: stopped -> fails fast and quietly; restarted -> caching resumes', async (t) => {
+  const rec = recorder()
+  const store = await makeStore({ keyPrefix: 'outage:', rec })
+  t.teardown(() => store.close())
+  const key = cacheKey(url('/o'))
+  t.equal(await store.set(key, undefined, {}, { meta: 'm', body: body('before') }, HOUR), true)
+
+  await redis.stop()
+  for (let i = 0; i < 20; i++) {
+    const started = performance.now()
+    t.equal(await store.get(key, {}), undefined, 'get resolves undefined')
+    const elapsed = performance.now() - started
+    if (elapsed >= 2 * TIMEOUT_MS) t.fail(`get took ${elapsed.toFixed(0)} ms`)
+  }
+  t.equal(await store.set(key, undefined, {}, { meta: 'm', body: body('during') }, HOUR), false, 'set resolves false, no throw')
+  await store.delete(key)
+  await t.rejects(store.purgeUrl(key), 'an admin purge reports the failure')
+  t.ok(rec.errors.filter((op) => op === 'get').length >= 20, 'every failed get is counted')
+  t.ok(rec.errors.includes('set') && rec.errors.includes('delete') && rec.errors.includes('purge'))
+  const warnings = rec.lines.filter((l) => l.level === 40)
+  t.equal(warnings.length, 1, `one log line for ${rec.errors.length} failures (no flooding)`)
+
+  await redis.start()
+  await waitFor(async () => (await store.set(key, undefined, {}, { meta: 'm', body: body('after') }, HOUR)) &&
+    (await store.get(key, {}))?.body.toString() === 'after', 10_000, 'caching to resume')
+  t.pass('caching resumed on the restarted server without a new store')
+  t.ok(rec.lines.some((l) => l.msg.includes('redis is back')), 'recovery is logged')
+})
+
+t.test('redis: paused (SIGSTOP) -> get gives up within the timeout, then recovers', async (t) => {
+  const rec = recorder()
+  const store = await makeStore({ keyPrefix: 'pause:', rec })
+  t.teardown(async () => { redis.resume(); await store.close() })
+  const key = cacheKey(url('/p'))
+  await store.set(key, undefined, {}, { meta: 'm', body: body('p') }, HOUR)
+
+  redis.pause()
+  const started = performance.now()
+  t.equal(await store.get(key, {}), undefined)
+  const elapsed = performance.now() - started
+  t.ok(elapsed >= TIMEOUT_MS * 0.9 && elapsed < TIMEOUT_MS * 2, `gave up after ${elapsed.toFixed(0)} ms`)
+  t.equal(await store.set(key, undefined, {}, { meta: 'm', body: body('q') }, HOUR), false)
+  // After socketTimeout the hung connection is dropped, and calls fail at once instead of
+  // each waiting for the command timeout.
+  await waitFor(async () => {
+    const s = performance.now()
+    await store.get(key, {})
+    return performance.now() - s < 10
+  }, 5000, 'gets to fail fast')
+  t.pass('fails fast while Redis hangs')
+
+  redis.resume()
+  await waitFor(async () => (await store.get(key, {})) !== undefined, 10_000, 'reads to resume')
+  t.ok(rec.errors.length > 0, 'the timeouts were counted')
+})
+
+t.test('redis: through Sentinel', async (t) => {
+  const sentinel = await startSentinel(redis)
+  t.teardown(() => sentinel.close())
+  const store = await makeStore({ url: sentinel.url, keyPrefix: 'sentinel:' })
+  t.teardown(() => store.close())
+  const key = cacheKey(url('/s'))
+  t.equal(await store.set(key, undefined, {}, { meta: 'm', body: body('via sentinel') }, HOUR), true)
+  const direct = await makeStore({ keyPrefix: 'sentinel:' })
+  t.teardown(() => direct.close())
+  t.equal((await direct.get(key, {}))?.body.toString(), 'via sentinel', 'the same master as a direct connection')
+})
+
+t.test('redis: URL forms', async (t) => {
+  t.same(redisOptionsFromUrl('redis://127.0.0.1:6379/2'), {}, 'ioredis parses redis:// itself')
+  t.same(redisOptionsFromUrl('rediss://u:p@cache.example:6380'), {})
+  t.same(redisOptionsFromUrl('redis+sentinel://s1:26379,[::1]:26380,s3/mymaster'), {
+    sentinels: [{ host: 's1', port: 26379 }, { host: '::1', port: 26380 }, { host: 's3', port: 26379 }],
+    name: 'mymaster'
+  })
+  t.same(redisOptionsFromUrl('redis+sentinel://app:p%40ss@s1:1/m/3?sentinel_password=sp'), {
+    sentinels: [{ host: 's1', port: 1 }], name: 'm', db: 3, username: 'app', password: 'p@ss', sentinelPassword: 'sp'
+  })
+  t.same(redisOptionsFromUrl('redis+sentinel://:pw@s1/m'), { sentinels: [{ host: 's1', port: 26379 }], name: 'm', password: 'pw' })
+  t.throws(() => redisOptionsFromUrl('redis+cluster://a:1,b:2'), /Cluster is not supported/)
+  const err = (() => { try { redisOptionsFromUrl('http://user:secret@x') } catch (e) { return e as Error } })()
+  t.ok(err !== undefined && /unsupported URL scheme/.test(err.message) && !err.message.includes('secret'), 'rejected, credentials not echoed')
+  for (let attempt = 1; attempt < 40; attempt++) {
+    const d = reconnectDelay(attempt, 2000)
+    if (d < 0 || d > 2000) t.fail(`delay ${d} out of bounds`)
+  }
+  t.pass('reconnect delays stay within the cap')
+})
+
+t.test('registry: auto is redis when REDIS_URL is set', async (t) => {
+  const store = createCacheStore(
+    { store: 'auto', max_bytes: 1000, key_prefix: 'registry:', redis: { timeout_ms: TIMEOUT_MS } },
+    { logger: pino({ level: 'silent' }), env: { REDIS_URL: redis.url } })
+  t.teardown(() => store.close())
+  t.ok(store instanceof RedisCacheStore)
+  await (store as RedisCacheStore).ready(5000)
+  const key = cacheKey(url('/r'))
+  t.equal(await store.set(key, undefined, {}, { meta: 'm', body: body('r') }, HOUR), true)
+  t.equal((await store.get(key, {}))?.body.toString(), 'r')
+})
