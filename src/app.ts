@@ -9,6 +9,10 @@ import { proxyPlugin, requestIdFrom } from './routing/proxy-plugin.js'
 import type { Runtime } from './routing/runtime.js'
 import { RuntimeManager } from './routing/runtime-manager.js'
 import { Supervisor } from './sidecars/supervisor.js'
+import { HttpCache, cachePartition } from './cache/http-cache.js'
+import { createCacheMetrics } from './cache/cache-metrics.js'
+import { createCacheStore, resolveStoreName } from './cache/store-registry.js'
+import type { CacheStore } from './cache/store.js'
 import { isLoopback } from './admin/loopback.js'
 import { UpstreamDispatcher } from './upstreams/dispatcher.js'
 
@@ -69,6 +73,27 @@ export async function buildApp(config: Config, opts: AppOptions): Promise<Switch
   let ready = false
   const limits = config.limits
 
+  // The cache store exists only when a route caches (no Redis connection otherwise).
+  let cache: HttpCache | undefined
+  if (config.routes.some((r) => r.cache?.enabled === true)) {
+    const holder: { store?: CacheStore } = {}
+    const cacheMetrics = createCacheMetrics(registry, () => holder.store?.stats() ?? {})
+    const storeName = resolveStoreName(config.cache, { logger: opts.logger })
+    const store = createCacheStore(config.cache, {
+      logger: opts.logger.child({ component: 'cache' }),
+      hooks: {
+        onError: (op) => cacheMetrics.storeErrors.labels(storeName, op).inc(),
+        observe: (op, seconds) => cacheMetrics.storeLatency.labels(storeName, op).observe(seconds)
+      }
+    })
+    holder.store = store
+    // Give Redis a moment to connect so the first requests can use it; never block startup on it.
+    const r = store as Partial<{ ready(ms: number): Promise<boolean> }>
+    if (typeof r.ready === 'function' && !(await r.ready(2000))) opts.logger.warn('cache store not reachable yet; serving without cache until it is')
+    cache = new HttpCache({ store, metrics: cacheMetrics, log: opts.logger.child({ component: 'cache' }) })
+    opts.logger.info({ store: storeName }, 'http cache enabled')
+  }
+
   const proxy = Fastify({
     loggerInstance: opts.logger as unknown as FastifyBaseLogger,
     // Per-request info logs cost more than the proxying itself; access_log opts in instead.
@@ -86,7 +111,7 @@ export async function buildApp(config: Config, opts: AppOptions): Promise<Switch
     return503OnClosing: true,
     forceCloseConnections: 'idle'
   })
-  await proxy.register(proxyPlugin, { runtime: current, metrics, dispatcher, cache: undefined, accessLog: config.logging.access_log })
+  await proxy.register(proxyPlugin, { runtime: current, metrics, dispatcher, cache, accessLog: config.logging.access_log })
 
   const supervisor = opts.sidecars === true && config.sidecars.length > 0
     ? new Supervisor(config.sidecars, opts.logger.child({ component: 'sidecars' }), registry)
@@ -131,6 +156,8 @@ export async function buildApp(config: Config, opts: AppOptions): Promise<Switch
       return { pools }
     },
     supervisor,
+    cache: cache?.store,
+    cachePartitions: () => [...runtimes.current.pools.keys()].map((p) => cachePartition(p, '')),
     ready: () => ready,
     reload,
     token: config.admin.token,
@@ -152,6 +179,7 @@ export async function buildApp(config: Config, opts: AppOptions): Promise<Switch
       await supervisor?.stop()
       runtimes.close()
       await dispatcher.close()
+      await cache?.store.close()
     }
   }
 }

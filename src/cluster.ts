@@ -104,6 +104,8 @@ export async function runPrimary(configPath: string, config: Config, logger: Log
       return { pools: (views[0] as { pools?: unknown } | undefined)?.pools ?? {}, workers: views }
     },
     supervisor,
+    cache: undefined,
+    cachePartitions: () => [],
     ready: () => !stopping && listening >= n,
     reload,
     token: config.admin.token,

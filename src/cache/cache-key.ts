@@ -24,6 +24,12 @@ export interface CacheUrl {
   readonly path: string
   /** The query as the route's cache config keeps it, without the leading '?'; '' for none. */
   readonly query: string
+  /**
+   * What else selects the representation besides the URL: the pool that served it (the
+   * variants of an A/B split answer the same URL differently). Part of the digest, not of the
+   * host index, so purging a URL or prefix reaches every partition.
+   */
+  readonly partition?: string
 }
 
 /** A prepared key: compute it once per request, pass it to get, set and purge. */
@@ -78,8 +84,8 @@ export function normalizeHost(host: string, scheme?: string): string {
 export function cacheKey(url: CacheUrl): CacheKey {
   const scheme = url.scheme.toLowerCase()
   const host = normalizeHost(url.host, scheme)
-  const normalized: CacheUrl = { scheme, host, path: url.path, query: url.query }
-  const digest = sha256Hex(JSON.stringify([DIGEST_VERSION, 'url', scheme, host, url.path, url.query]))
+  const normalized: CacheUrl = { scheme, host, path: url.path, query: url.query, partition: url.partition }
+  const digest = sha256Hex(JSON.stringify([DIGEST_VERSION, 'url', scheme, host, url.path, url.query, url.partition ?? '']))
   const target = url.query === '' ? url.path : `${url.path}?${url.query}`
   return { url: normalized, digest, host, target }
 }

@@ -10,7 +10,6 @@
  * Cache fills talk to the member through the same undici pools as reply-from, so the response
  * can be teed into the store while it streams to the client.
  */
-import { createHash } from 'node:crypto'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { Readable } from 'node:stream'
 import CachePolicy from 'http-cache-semantics'
@@ -22,41 +21,28 @@ import { plain } from '../routing/exchange.js'
 import type { RouteCacheConfig } from '../config/schema.js'
 import { notModified, notModifiedHeaders } from './conditional.js'
 import type { CacheMetrics } from './cache-metrics.js'
+import { cacheKey, type CacheKey } from './cache-key.js'
+import type { CacheEntry, CacheStore } from './store.js'
 
 type Headers = Record<string, string | string[] | undefined>
 
-/** What we keep next to the body: the serialised policy, plus the Vary marker form. */
+/** What we keep next to the body: the serialised policy and, for operators, the URL. */
 interface Meta {
   v: 1
-  /** Present on a Vary marker: the request header names the stored variants are keyed on. */
-  vary?: string[]
-  policy?: CachePolicy.CachePolicyObject
-  url?: string
+  policy: CachePolicy.CachePolicyObject
+  url: string
 }
 
 interface Stored {
   policy: CachePolicy
   body: Buffer
-  key: string
 }
 
 /** Result of a cache fill that other requests for the same key waited on. */
 type Shared = { kind: 'stored'; stored: Stored } | { kind: 'pass' }
 
-/** The slice of the cache store this layer uses (src/cache/store.ts implements it). */
-export interface CacheEntry { meta: string | Buffer; body: Buffer }
-export interface EntryStore {
-  get(key: string): Promise<CacheEntry | undefined>
-  set(key: string, entry: CacheEntry, ttlMs: number): Promise<void>
-  delete(key: string): Promise<void>
-}
-
-/** The parts a primary cache key is built from; `cacheKey` turns them into a namespaced digest. */
-export interface KeyParts { pool: string; host: string; path: string; query: string }
-
 export interface HttpCacheDeps {
-  store: EntryStore
-  cacheKey: (parts: KeyParts) => string
+  store: CacheStore
   metrics: CacheMetrics
   log: Logger
 }
@@ -75,8 +61,11 @@ function first(v: string | string[] | undefined): string | undefined {
 export class HttpCache {
   private readonly inflight = new Map<string, Promise<Shared>>()
   private readonly refreshing = new Set<string>()
+  readonly store: CacheStore
 
-  constructor(private readonly deps: HttpCacheDeps) {}
+  constructor(private readonly deps: HttpCacheDeps) {
+    this.store = deps.store
+  }
 
   /**
    * Serves a request on a caching route, or returns undefined to let the plain proxy path
@@ -112,33 +101,30 @@ export class HttpCache {
     this.deps.metrics.lookups.labels(ex.route?.name ?? '', result).inc()
   }
 
-  private primaryKey(ex: Exchange, path: string, query: string, cfg: RouteCacheConfig): string {
-    return this.deps.cacheKey({ pool: ex.pool?.name ?? '', host: ex.host, path, query: keyedQuery(query, cfg.query) })
+  private primaryKey(ex: Exchange, path: string, query: string, cfg: RouteCacheConfig): CacheKey {
+    // Forwarding headers a trusted proxy set reach the origin and may shape the answer: key them.
+    const fwd = ex.trustedPeer ? `${first(ex.request.headers['x-forwarded-host']) ?? ''}|${first(ex.request.headers['x-forwarded-proto']) ?? ''}` : ''
+    return cacheKey({ scheme: 'http', host: ex.host, path, query: keyedQuery(query, cfg.query).slice(1), partition: cachePartition(ex.pool?.name ?? '', fwd) })
   }
 
   /** The request as http-cache-semantics sees it: our normalised URL and host, the client's headers. */
   private policyRequest(ex: Exchange): CachePolicy.Request {
-    return { url: ex.path + ex.query, method: 'GET', headers: { ...ex.request.headers, host: ex.host } as CachePolicy.Headers }
+    // The URL as keyed (ignored query parameters left out), so equivalent requests match.
+    const rule = (ex.route as { cache: RouteCacheConfig }).cache.query
+    return { url: ex.path + keyedQuery(ex.query, rule), method: 'GET', headers: { ...ex.request.headers, host: ex.host } as CachePolicy.Headers }
   }
 
-  private async lookup(ex: Exchange, primary: string): Promise<Stored | undefined> {
-    const got = await this.deps.store.get(primary)
+  private async lookup(ex: Exchange, key: CacheKey): Promise<Stored | undefined> {
+    const got = await this.deps.store.get(key, ex.request.headers)
     if (got === undefined) return undefined
     const meta = parseMeta(got)
     if (meta === undefined) return undefined
-    if (meta.vary !== undefined) {
-      const key = variantKey(primary, meta.vary, ex.request.headers)
-      const v = await this.deps.store.get(key)
-      const vm = v === undefined ? undefined : parseMeta(v)
-      if (v === undefined || vm?.policy === undefined) return undefined
-      return { policy: CachePolicy.fromObject(vm.policy), body: v.body, key }
-    }
-    if (meta.policy === undefined) return undefined
-    return { policy: CachePolicy.fromObject(meta.policy), body: got.body, key: primary }
+    return { policy: CachePolicy.fromObject(meta.policy), body: got.body }
   }
 
   private async serve(ex: Exchange, reply: FastifyReply, cfg: RouteCacheConfig): Promise<FastifyReply> {
     const primary = this.primaryKey(ex, ex.path, ex.query, cfg)
+    const flight = `${primary.digest}|${variantHint(ex)}`
     const preq = this.policyRequest(ex)
     let stored: Stored | undefined
     try {
@@ -159,10 +145,10 @@ export class HttpCache {
         return this.sendStored(ex, reply, stored, ev.response.headers as Headers, 'STALE', 'hit; detail=stale-while-revalidate')
       }
       if (ev.revalidation !== undefined && hasValidator(stored.policy)) {
-        return this.revalidate(ex, reply, primary, stored, ev.revalidation.headers as Headers, cfg)
+        return this.revalidate(ex, reply, primary, stored, validatorsOf(stored.policy), cfg)
       }
     }
-    return this.fill(ex, reply, primary, cfg, stored)
+    return this.fill(ex, reply, primary, flight, cfg, stored)
   }
 
   private sendStored(ex: Exchange, reply: FastifyReply, stored: Stored, headers: Headers, xcache: string, status: string): FastifyReply {
@@ -182,7 +168,7 @@ export class HttpCache {
   }
 
   /** A conditional request for a stale entry; 304 refreshes it, an error may serve it stale. */
-  private async revalidate(ex: Exchange, reply: FastifyReply, primary: string, stored: Stored, condHeaders: Headers, cfg: RouteCacheConfig): Promise<FastifyReply> {
+  private async revalidate(ex: Exchange, reply: FastifyReply, primary: CacheKey, stored: Stored, condHeaders: Headers, cfg: RouteCacheConfig): Promise<FastifyReply> {
     const member = ex.pickMember()
     if (member === undefined) {
       ex.recordUpstreamError(NO_MEMBER)
@@ -199,9 +185,9 @@ export class HttpCache {
       res.body.resume()
       const { policy, modified } = stored.policy.revalidatedPolicy(this.policyRequest(ex), { status: 304, headers: res.headers as CachePolicy.Headers })
       if (!modified) {
-        const updated: Stored = { policy, body: stored.body, key: stored.key }
+        const updated: Stored = { policy, body: stored.body }
         this.count(ex, 'revalidated')
-        void this.write(primary, stored.key, updated, ex)
+        void this.write(primary, updated, ex, res.headers.vary ?? (policy.responseHeaders() as Headers).vary)
         return this.sendStored(ex, reply, updated, policy.responseHeaders() as Headers, 'REVALIDATED', 'hit; fwd=stale; fwd-status=304')
       }
     }
@@ -229,8 +215,8 @@ export class HttpCache {
   }
 
   /** A miss (or an entry we cannot revalidate): one upstream request per key at a time. */
-  private async fill(ex: Exchange, reply: FastifyReply, primary: string, cfg: RouteCacheConfig, stale: Stored | undefined): Promise<FastifyReply> {
-    const pending = this.inflight.get(primary)
+  private async fill(ex: Exchange, reply: FastifyReply, primary: CacheKey, flight: string, cfg: RouteCacheConfig, stale: Stored | undefined): Promise<FastifyReply> {
+    const pending = this.inflight.get(flight)
     if (pending !== undefined) {
       const shared = await pending
       if (shared.kind === 'stored' && shared.stored.policy.satisfiesWithoutRevalidation(this.policyRequest(ex))) {
@@ -241,12 +227,14 @@ export class HttpCache {
     }
     let settle: (s: Shared) => void = () => {}
     const leader = pending === undefined
-    if (leader) this.inflight.set(primary, new Promise<Shared>((resolve) => { settle = resolve }))
-    const finish = (s: Shared): void => {
-      if (leader) {
-        this.inflight.delete(primary)
-        settle(s)
-      }
+    if (leader) this.inflight.set(flight, new Promise<Shared>((resolve) => { settle = resolve }))
+    // Waiters get the result at once; the key stays claimed until the entry is in the store, so
+    // a request arriving meanwhile is served the same answer instead of missing again.
+    const finish = (s: Shared, stored?: Promise<void>): void => {
+      if (!leader) return
+      settle(s)
+      if (stored === undefined) this.inflight.delete(flight)
+      else void stored.finally(() => this.inflight.delete(flight))
     }
     const member = ex.pickMember()
     if (member === undefined) {
@@ -289,9 +277,9 @@ export class HttpCache {
 
   /** Streams the upstream response to the client, teeing it into the store when storable. */
   private respondAndStore(
-    ex: Exchange, reply: FastifyReply, primary: string, cfg: RouteCacheConfig,
+    ex: Exchange, reply: FastifyReply, primary: CacheKey, cfg: RouteCacheConfig,
     res: { statusCode: number; headers: IncomingHttpHeaders; body: Readable },
-    xcache: string, status: string, finish: (s: Shared) => void = () => {}
+    xcache: string, status: string, finish: (s: Shared, stored?: Promise<void>) => void = () => {}
   ): FastifyReply {
     const resHeaders = withDefaultTtl(res.headers as Headers, cfg.default_ttl_s)
     const policy = new CachePolicy(this.policyRequest(ex), { status: res.statusCode, headers: resHeaders as CachePolicy.Headers }, POLICY_OPTIONS)
@@ -299,10 +287,12 @@ export class HttpCache {
     const storable = policy.storable() &&
       (cfg.share_set_cookie || res.headers['set-cookie'] === undefined) &&
       !(Number.isFinite(length) && length > cfg.max_entry_bytes) &&
-      policy.timeToLive() > 0
+      // Worth keeping while fresh, or, with a validator, for cheap 304 revalidation later.
+      (policy.timeToLive() > 0 || hasResponseValidator(res.headers as Headers))
     const h = ex.clientHeaders(res.headers as Headers)
     h['x-cache'] = xcache
-    h['cache-status'] = `switchyard; ${status}${storable ? '; stored' : ''}`
+    // "stored" only when the size is known to fit; a chunked body may still turn out too large.
+    h['cache-status'] = `switchyard; ${status}${storable && Number.isFinite(length) ? '; stored' : ''}`
     ex.cacheStatus = xcache
     if (!storable) {
       finish({ kind: 'pass' })
@@ -319,11 +309,8 @@ export class HttpCache {
     })
     res.body.once('end', () => {
       if (tooBig) { finish({ kind: 'pass' }); return }
-      const stored: Stored = { policy, body: Buffer.concat(chunks, size), key: primary }
-      const vary = varyNames(res.headers.vary)
-      if (vary !== undefined && vary.length > 0) stored.key = variantKey(primary, vary, ex.request.headers)
-      finish({ kind: 'stored', stored })
-      void this.write(primary, stored.key, stored, ex, vary)
+      const stored: Stored = { policy, body: Buffer.concat(chunks, size) }
+      finish({ kind: 'stored', stored }, this.write(primary, stored, ex, res.headers.vary))
     })
     res.body.once('error', () => finish({ kind: 'pass' }))
     if (ex.request.method === 'HEAD') {
@@ -333,81 +320,84 @@ export class HttpCache {
     return reply.code(res.statusCode).headers(h).send(res.body)
   }
 
-  private async write(primary: string, key: string, stored: Stored, ex: Exchange, vary?: string[]): Promise<void> {
+  private async write(key: CacheKey, stored: Stored, ex: Exchange, vary: string | string[] | undefined): Promise<void> {
     const ttl = stored.policy.timeToLive() + (hasValidator(stored.policy) ? REVALIDATION_GRACE_MS : 0)
     if (ttl <= 0) return
-    try {
-      if (key !== primary) {
-        const marker: Meta = { v: 1, vary: vary ?? varyNames((stored.policy.responseHeaders() as Headers).vary) ?? [] }
-        await this.deps.store.set(primary, { meta: JSON.stringify(marker), body: Buffer.alloc(0) }, ttl)
-      }
-      const meta: Meta = { v: 1, policy: stored.policy.toObject(), url: `${ex.host}${ex.path}${ex.query}` }
-      await this.deps.store.set(key, { meta: JSON.stringify(meta), body: stored.body }, ttl)
-    } catch (err) {
-      this.deps.log.warn({ err }, 'cache store failed')
-    }
+    const meta: Meta = { v: 1, policy: stored.policy.toObject(), url: `${ex.host}${ex.path}${ex.query}` }
+    // The store never rejects on the request path; a failed write is counted by its hooks.
+    await this.deps.store.set(key, vary, ex.request.headers, { meta: JSON.stringify(meta), body: stored.body }, ttl)
   }
 
   /** stale-while-revalidate: one background refresh per key at a time. */
-  private refreshInBackground(ex: Exchange, primary: string, stored: Stored, _cfg: RouteCacheConfig): void {
-    if (this.refreshing.has(stored.key)) return
-    this.refreshing.add(stored.key)
+  private refreshInBackground(ex: Exchange, primary: CacheKey, stored: Stored, cfg: RouteCacheConfig): void {
+    const flight = `${primary.digest}|${variantHint(ex)}`
+    if (this.refreshing.has(flight)) return
+    this.refreshing.add(flight)
     const pool = ex.pool
     const member = pool?.pick(ex.request.headers, ex.clientIp)
-    if (member === undefined) { this.refreshing.delete(stored.key); return }
+    if (member === undefined) { this.refreshing.delete(flight); return }
     const preq = this.policyRequest(ex)
-    const req = this.fillRequest(ex, stored.policy.revalidationHeaders(preq) as Headers)
+    const req = this.fillRequest(ex, validatorsOf(stored.policy))
     member.inFlight++
     void ex.deps.dispatcher.fetch(member.origin, req).then(async (res) => {
       if (res.statusCode === 304) {
         res.body.resume()
         const { policy, modified } = stored.policy.revalidatedPolicy(preq, { status: 304, headers: res.headers as CachePolicy.Headers })
-        if (!modified) await this.write(primary, stored.key, { policy, body: stored.body, key: stored.key }, ex)
+        if (!modified) await this.write(primary, { policy, body: stored.body }, ex, res.headers.vary ?? (policy.responseHeaders() as Headers).vary)
         return
       }
       const policy = new CachePolicy(preq, { status: res.statusCode, headers: res.headers as CachePolicy.Headers }, POLICY_OPTIONS)
       const body = Buffer.from(await res.body.arrayBuffer())
-      if (policy.storable() && res.headers['set-cookie'] === undefined && body.length <= _cfg.max_entry_bytes) {
-        await this.write(primary, stored.key, { policy, body, key: stored.key }, ex, varyNames(res.headers.vary))
+      if (policy.storable() && (cfg.share_set_cookie || res.headers['set-cookie'] === undefined) && body.length <= cfg.max_entry_bytes) {
+        await this.write(primary, { policy, body }, ex, res.headers.vary)
       }
     }).catch((err: unknown) => {
       this.deps.log.warn({ err, pool: pool?.name }, 'background revalidation failed')
     }).finally(() => {
       member.inFlight--
-      this.refreshing.delete(stored.key)
+      this.refreshing.delete(flight)
     })
   }
 }
 
+/** The key partition of a response: the pool that served it, and trusted forwarding headers. */
+export function cachePartition(pool: string, forwarded: string): string {
+  return `${pool}|${forwarded}`
+}
+
 function parseMeta(e: CacheEntry): Meta | undefined {
   try {
-    const m = JSON.parse(typeof e.meta === 'string' ? e.meta : e.meta.toString('utf8')) as Meta
-    return m.v === 1 ? m : undefined
+    const m = JSON.parse(e.meta) as Meta
+    return m.v === 1 && m.policy !== undefined ? m : undefined
   } catch {
     return undefined
   }
 }
 
 function hasValidator(p: CachePolicy): boolean {
+  return hasResponseValidator(p.responseHeaders() as Headers)
+}
+
+/** The conditional fields a cache sends to revalidate its own entry (RFC 9111 section 4.3.1). */
+function validatorsOf(p: CachePolicy): Headers {
   const h = p.responseHeaders() as Headers
+  const out: Headers = {}
+  if (h.etag !== undefined) out['if-none-match'] = h.etag
+  if (h['last-modified'] !== undefined) out['if-modified-since'] = h['last-modified']
+  return out
+}
+
+function hasResponseValidator(h: Headers): boolean {
   return h.etag !== undefined || h['last-modified'] !== undefined
 }
 
-function varyNames(v: string | string[] | undefined): string[] | undefined {
-  if (v === undefined) return undefined
-  const s = Array.isArray(v) ? v.join(',') : v
-  return [...new Set(s.split(',').map((x) => x.trim().toLowerCase()).filter((x) => x !== ''))].sort()
-}
-
-/** The variant's key: the primary key plus a digest of the values of the headers Vary names. */
-function variantKey(primary: string, names: string[], headers: IncomingHttpHeaders): string {
-  const h = createHash('sha256')
-  for (const n of names) {
-    const v = headers[n]
-    // Normalise whitespace in lists so "gzip,br" and "gzip, br" share a variant (RFC 9111 section 4.1).
-    h.update(JSON.stringify([n, v === undefined ? null : (Array.isArray(v) ? v.join(',') : v).split(',').map((x) => x.trim()).join(',')]))
-  }
-  return `${primary}:v:${h.digest('base64url')}`
+/**
+ * Concurrent misses are collapsed per URL and per value of the headers responses commonly
+ * vary on, so two clients asking for different encodings are not handed one another's answer.
+ */
+function variantHint(ex: Exchange): string {
+  const h = ex.request.headers
+  return `${first(h['accept-encoding']) ?? ''}|${first(h.accept) ?? ''}|${first(h['accept-language']) ?? ''}`
 }
 
 /** Only the query parameters the route keys on (RFC 9111 lets a cache choose its key). */

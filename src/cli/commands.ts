@@ -8,5 +8,10 @@ export interface Command {
 export const COMMANDS: Record<string, () => Promise<Command>> = {
   start: () => import('./commands/start.js'),
   check: () => import('./commands/check.js'),
-  whoami: () => import('./commands/whoami.js')
+  whoami: () => import('./commands/whoami.js'),
+  'udp-server': () => import('./commands/udp-server.js'),
+  'tcp-server': () => import('./commands/tcp-server.js'),
+  'udp-client': () => import('./commands/udp-client.js'),
+  'tcp-client': () => import('./commands/tcp-client.js'),
+  'tcp-adapter': () => import('./commands/tcp-adapter.js')
 }
