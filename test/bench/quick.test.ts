@@ -1,0 +1,83 @@
+/**
+ * The benchmark harness end to end: `node dist/bench/run.js --quick --out <tmp>` must finish,
+ * record a row for every scenario and leave no process behind. It asserts no speed: this is
+ * about the harness telling the truth, not about the numbers.
+ */
+import t from 'tap'
+import { spawn, spawnSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+/** Compiled tests live in dist/test/bench/; the harness in dist/bench/. */
+const RUN = fileURLToPath(new URL('../../bench/run.js', import.meta.url))
+
+/** Every scenario the harness must report, by id (size/kind). */
+const KINDS = ['direct', 'switchyard', 'switchyard-memory-hit', 'switchyard-redis-hit', 'switchyard-workers2', 'switchyard-workers2-memory-hit', 'nginx', 'nginx-cache-hit']
+const EXPECTED = ['small', 'big'].flatMap((size) => KINDS.map((k) => `${size}/${k}`))
+
+interface Row { id: string; target: string; status: string; note?: string; reps: Array<{ load: { requests: number } }>; summary?: { hitRatio?: number } }
+interface RunResult { scenarios: Row[]; pids: Array<{ name: string; pid: number }>; leftoverPids: number[]; options: { quick: boolean; reps: number } }
+
+/** Gone, or a zombie waiting to be reaped (it runs nothing and holds no port). */
+function gone(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0]
+    return state === 'Z' || state === 'X'
+  } catch {
+    return true
+  }
+}
+
+function onPath(cmd: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0
+}
+
+t.test('bench --quick runs every scenario and cleans up', async (t) => {
+  t.setTimeout(120_000)
+  const out = mkdtempSync(join(tmpdir(), 'sy-bench-test-'))
+  t.teardown(() => rmSync(out, { recursive: true, force: true }))
+
+  const child = spawn(process.execPath, [RUN, '--quick', '--out', out], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+  // Past the deadline, SIGINT lets the harness stop its own children; SIGKILL if it hangs.
+  const soft = setTimeout(() => child.kill('SIGINT'), 105_000)
+  const hard = setTimeout(() => child.kill('SIGKILL'), 115_000)
+  const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)))
+  clearTimeout(soft)
+  clearTimeout(hard)
+
+  t.equal(code, 0, `exit code 0\n--- stdout\n${stdout}\n--- stderr\n${stderr.slice(-3000)}`)
+  const files = readdirSync(out).filter((f) => f.endsWith('.json'))
+  t.equal(files.length, 1, 'one JSON result in --out')
+  if (files.length !== 1) return
+  const rec = JSON.parse(readFileSync(join(out, files[0]), 'utf8')) as RunResult
+  t.equal(rec.options.quick, true)
+
+  for (const id of EXPECTED) {
+    const row = rec.scenarios.find((r) => r.id === id)
+    t.ok(row, `a row for ${id}`)
+    if (row === undefined) continue
+    if (row.status === 'skipped') {
+      const allowed = row.target === 'nginx' || row.target === 'switchyard-workers' || (row.target === 'switchyard-redis' && !onPath('redis-server'))
+      t.ok(allowed, `${id} may only be skipped for nginx, workers or a missing redis-server (note: ${row.note ?? ''})`)
+      t.ok((row.note ?? '') !== '', `${id} says why it was skipped`)
+    } else {
+      t.equal(row.status, 'ok', `${id} ran (${row.note ?? ''})`)
+      t.equal(row.reps.length, rec.options.reps, `${id} has every repetition`)
+      t.ok(row.reps.every((r) => r.load.requests > 0), `${id} completed requests`)
+      if (id.endsWith('-hit')) t.type(row.summary?.hitRatio, 'number', `${id} reports a hit ratio`)
+    }
+  }
+  t.match(stdout, /\| scenario \| req\/s median \| × direct median \(min–max\) \|/, 'prints the table')
+
+  t.ok(rec.pids.length >= 3, 'recorded the pids it started')
+  t.same(rec.leftoverPids, [], 'the harness saw nothing left behind')
+  const alive = rec.pids.filter((p) => !gone(p.pid))
+  t.same(alive, [], 'every recorded process is gone')
+})
