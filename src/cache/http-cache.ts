@@ -53,6 +53,7 @@ const REVALIDATION_GRACE_MS = 10 * 60 * 1000
 /** Conditional and range request fields we do not forward on a cache fill: we answer them ourselves. */
 const CLIENT_CONDITIONALS = ['if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'if-range']
 const SAFE = new Set(['GET', 'HEAD'])
+const PARSED_POLICIES = 4096
 
 function first(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v
@@ -61,6 +62,7 @@ function first(v: string | string[] | undefined): string | undefined {
 export class HttpCache {
   private readonly inflight = new Map<string, Promise<Shared>>()
   private readonly refreshing = new Set<string>()
+  private readonly parsed = new Map<string, CachePolicy>()
   readonly store: CacheStore
 
   constructor(private readonly deps: HttpCacheDeps) {
@@ -117,9 +119,16 @@ export class HttpCache {
   private async lookup(ex: Exchange, key: CacheKey): Promise<Stored | undefined> {
     const got = await this.deps.store.get(key, ex.request.headers)
     if (got === undefined) return undefined
-    const meta = parseMeta(got)
-    if (meta === undefined) return undefined
-    return { policy: CachePolicy.fromObject(meta.policy), body: got.body }
+    // Parsing the stored policy is most of a hit's cost: keep recent ones (policies are not mutated).
+    let policy = this.parsed.get(got.meta)
+    if (policy === undefined) {
+      const meta = parseMeta(got)
+      if (meta === undefined) return undefined
+      policy = CachePolicy.fromObject(meta.policy)
+      if (this.parsed.size >= PARSED_POLICIES) this.parsed.clear()
+      this.parsed.set(got.meta, policy)
+    }
+    return { policy, body: got.body }
   }
 
   private async serve(ex: Exchange, reply: FastifyReply, cfg: RouteCacheConfig): Promise<FastifyReply> {

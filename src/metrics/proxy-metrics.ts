@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry } from 'prom-client'
+import { ChildCache } from './label-cache.js'
 
 /** Methods we label by name; anything else is counted as "other" to bound label cardinality. */
 const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'])
@@ -15,7 +16,7 @@ const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0
  */
 export function createProxyMetrics(registry: Registry) {
   collectDefaultMetrics({ register: registry })
-  return {
+  const m = {
     requests: new Counter({
       name: 'switchyard_requests_total',
       help: 'Requests answered by the proxy, by route, pool, method and status code.',
@@ -78,6 +79,16 @@ export function createProxyMetrics(registry: Registry) {
       labelNames: ['reason'] as const,
       registers: [registry]
     })
+  }
+  return {
+    ...m,
+    /** Cached children for the per-request series. */
+    hot: {
+      requests: new ChildCache((route, pool, method, code) => m.requests.labels(route, pool, method, code)),
+      requestDuration: new ChildCache((route, pool) => m.requestDuration.labels(route, pool)),
+      inFlight: new ChildCache((route) => m.inFlight.labels(route)),
+      upstreamDuration: new ChildCache((pool, member) => m.upstreamDuration.labels(pool, member))
+    }
   }
 }
 

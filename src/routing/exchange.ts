@@ -93,7 +93,7 @@ export class Exchange {
   }
 
   observeUpstream(): void {
-    this.deps.metrics.upstreamDuration.labels((this.pool as Pool).name, (this.member as Member).name).observe((performance.now() - this.upstreamStart) / 1000)
+    this.deps.metrics.hot.upstreamDuration.get((this.pool as Pool).name, (this.member as Member).name).observe((performance.now() - this.upstreamStart) / 1000)
   }
 
   /** Passive health: feeds the pool's outlier detection with this exchange's outcome. */

@@ -78,10 +78,10 @@ function onResponseClose(this: TrackedResponse): void {
   const poolName = ex.pool?.name ?? ''
   const code = this.writableFinished ? String(this.statusCode) : '499'
   const seconds = (performance.now() - ex.start) / 1000
-  metrics.requests.labels(route?.name ?? '', poolName, methodLabel(ex.request.method), code).inc()
+  metrics.hot.requests.get(route?.name ?? '', poolName, methodLabel(ex.request.method), code).inc()
   if (route !== undefined) {
-    metrics.requestDuration.labels(route.name, poolName).observe(seconds)
-    metrics.inFlight.labels(route.name).dec()
+    metrics.hot.requestDuration.get(route.name, poolName).observe(seconds)
+    metrics.hot.inFlight.get(route.name).dec()
   }
   ex.releaseMember()
   // RFC 9111 section 4.4: a successful unsafe request invalidates what we cached for its URL.
@@ -272,7 +272,7 @@ export async function proxyPlugin(app: FastifyInstance, deps: ProxyDeps): Promis
     const route = rt.table.match(host, n.path, method, request.headers)
     if (route === undefined) return reject(ex, reply, 404, 'no_route', '404 Not Found: no route matches this host and path\n')
     ex.route = route
-    deps.metrics.inFlight.labels(route.name).inc()
+    deps.metrics.hot.inFlight.get(route.name).inc()
 
     const peer = stripIpv4Mapped(raw.socket.remoteAddress)
     ex.peerIp = peer
