@@ -1,3 +1,4 @@
+import underPressure from '@fastify/under-pressure'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { Gauge, Registry } from 'prom-client'
 import type { Logger } from 'pino'
@@ -111,6 +112,21 @@ export async function buildApp(config: Config, opts: AppOptions): Promise<Switch
     return503OnClosing: true,
     forceCloseConnections: 'idle'
   })
+  if (limits.max_event_loop_delay_ms > 0) {
+    // Shed load fast while the event loop is overloaded; the admin listener is a separate
+    // Fastify instance, so probes and metrics keep answering.
+    await proxy.register(underPressure, {
+      maxEventLoopDelay: limits.max_event_loop_delay_ms,
+      retryAfter: 1,
+      message: 'Service Unavailable: the proxy is overloaded, retry shortly',
+      exposeStatusRoute: false
+    })
+  }
+  for (const [name, pool] of Object.entries(config.pools)) {
+    if (!pool.tls.verify && pool.members.some((m) => m.url.startsWith('https:'))) {
+      opts.logger.warn({ pool: name }, 'TLS certificate verification is OFF for this pool (tls.verify: false): anyone on the path can impersonate its members')
+    }
+  }
   await proxy.register(proxyPlugin, { runtime: current, metrics, dispatcher, cache, accessLog: config.logging.access_log })
 
   const supervisor = opts.sidecars === true && config.sidecars.length > 0

@@ -33,7 +33,9 @@ const Limits = Type.Object({
   request_timeout_ms: Ms(60000),
   keep_alive_timeout_ms: Ms(5000),
   max_body_bytes: Type.Integer({ minimum: 0, default: 10 * 1024 * 1024 }),
-  shutdown_timeout_ms: Ms(10000)
+  shutdown_timeout_ms: Ms(10000),
+  /** Answer 503 (Retry-After) while the event loop lags more than this (0 = off); admin keeps answering. */
+  max_event_loop_delay_ms: Ms(1000)
 }, { additionalProperties: false, default: {} })
 
 const Member = Type.Object({
@@ -94,6 +96,13 @@ const Pool = Type.Object({
     request_ms: Ms(30000)
   }, { additionalProperties: false, default: {} }),
   max_connections: Type.Integer({ minimum: 1, maximum: 100000, default: 128 }),
+  /** Requests the pool may have outstanding at once (0 = no cap); beyond it they queue... */
+  max_requests: Type.Integer({ minimum: 0, default: 0 }),
+  /** ...in a short queue; when it is full, or a request waited timeout_ms, the answer is 503 with Retry-After. */
+  queue: Type.Object({
+    size: Type.Integer({ minimum: 0, default: 100 }),
+    timeout_ms: Type.Integer({ minimum: 1, default: 1000 })
+  }, { additionalProperties: false, default: {} }),
   tls: Type.Object({
     verify: Type.Boolean({ default: true })
   }, { additionalProperties: false, default: {} })

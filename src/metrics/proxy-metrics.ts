@@ -75,7 +75,7 @@ export function createProxyMetrics(registry: Registry) {
     }),
     unrouted: new Counter({
       name: 'switchyard_unrouted_requests_total',
-      help: 'Requests rejected before routing, by reason (no_route, bad_host, bad_path, method_not_allowed, body_too_large).',
+      help: 'Requests answered by the proxy itself, by reason (no_route, bad_host, bad_path, method_not_allowed, body_too_large, pool_saturated, overloaded).',
       labelNames: ['reason'] as const,
       registers: [registry]
     })

@@ -46,6 +46,8 @@ export class Exchange {
   tried: Set<Member> | undefined = undefined
   /** performance.now() deadline across all tries (0 = none). */
   deadline = 0
+  /** Holds a max_requests slot of its pool, released when the response ends. */
+  admitted = false
   /** The request body, held in memory so a retry can replay it (small bodies only). */
   body: Buffer | undefined = undefined
   constructor(readonly start: number, readonly request: FastifyRequest, readonly deps: ProxyDeps, readonly rt: Runtime) {}

@@ -84,6 +84,7 @@ function onResponseClose(this: TrackedResponse): void {
     metrics.hot.inFlight.get(route.name).dec()
   }
   ex.releaseMember()
+  if (ex.admitted) (ex.pool as Pool).release()
   // RFC 9111 section 4.4: a successful unsafe request invalidates what we cached for its URL.
   if (route?.cache !== undefined && ex.deps.cache !== undefined && !SAFE_METHODS.has(ex.request.method) && this.statusCode < 400 && this.writableFinished) {
     ex.deps.cache.invalidate(ex, ex.reply?.getHeader('location'), ex.reply?.getHeader('content-location'))
@@ -166,6 +167,27 @@ function tryAgain(ex: Exchange, reply: FastifyReply, reason: string): boolean {
   ex.deps.metrics.retries.labels(route.name, pool.name, reason).inc()
   forward(ex, reply)
   return true
+}
+
+/** Takes a max_requests slot, queueing briefly; a full queue or a timed-out wait gets 503 + Retry-After. */
+function admitThenForward(ex: Exchange, reply: FastifyReply): FastifyReply | Promise<FastifyReply> {
+  const pool = ex.pool as Pool
+  const verdict = pool.admit()
+  const go = (ok: boolean): FastifyReply => {
+    if (!ok) {
+      ex.deps.metrics.unrouted.labels('pool_saturated').inc()
+      reply.header('retry-after', '1')
+      return plain(reply, 503, `503 Service Unavailable: pool ${pool.name}: too many requests in flight, retry shortly\n`)
+    }
+    if (reply.raw.destroyed) {
+      // The client left while queued: give the slot back at once.
+      pool.release()
+      return reply
+    }
+    ex.admitted = true
+    return forward(ex, reply)
+  }
+  return verdict === true ? go(true) : verdict === false ? go(false) : verdict.then(go)
 }
 
 /** One try: pick a member (not one already tried) and hand the request to reply-from. */
@@ -260,7 +282,7 @@ export async function proxyPlugin(app: FastifyInstance, deps: ProxyDeps): Promis
       url = abs.pathname + abs.search
     }
     const host = normalizeHost(hostHeader)
-    if (host === undefined) return reject(ex, reply, 400, 'bad_host', '400 Bad Request: missing or invalid Host header\n')
+    if (host === undefined || hasDuplicateHost(raw.rawHeaders)) return reject(ex, reply, 400, 'bad_host', '400 Bad Request: missing, repeated or invalid Host header\n')
 
     const q = url.indexOf('?')
     const n = normalizePath(q < 0 ? url : url.slice(0, q))
@@ -322,11 +344,11 @@ export async function proxyPlugin(app: FastifyInstance, deps: ProxyDeps): Promis
         ex.retryable = true
         return readAll(request.body as Readable, bodyLen).then((buf) => {
           ex.body = buf
-          return forward(ex, reply)
+          return admitThenForward(ex, reply)
         }, () => plain(reply, 400, '400 Bad Request: request body ended early\n'))
       }
     }
-    return forward(ex, reply)
+    return admitThenForward(ex, reply)
   }
 
   // Proxy every method Node's parser accepts (WebDAV and friends too), except CONNECT: we never tunnel.
@@ -343,6 +365,19 @@ export async function proxyPlugin(app: FastifyInstance, deps: ProxyDeps): Promis
     reply.header('connection', 'close')
     return plain(reply, 501, `501 Not Implemented: method ${request.method} is not supported\n`)
   })
+}
+
+/** RFC 9112 section 3.2: exactly one Host field. Node keeps the first of several; we refuse. */
+function hasDuplicateHost(raw: string[]): boolean {
+  let seen = false
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]
+    if (name.length === 4 && name.toLowerCase() === 'host') {
+      if (seen) return true
+      seen = true
+    }
+  }
+  return false
 }
 
 function readAll(stream: Readable, expected: number): Promise<Buffer> {

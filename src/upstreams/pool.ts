@@ -27,6 +27,9 @@ export class Pool {
   private readonly hashHeader: string | undefined
   private readonly hashCookie: string | undefined
   private panic = false
+  /** Admitted requests outstanding, and those waiting for a slot (max_requests). */
+  private active = 0
+  private readonly waiters: { admit: () => void; timer: NodeJS.Timeout }[] = []
   private readonly timers = new Set<NodeJS.Timeout>()
 
   constructor(name: string, cfg: PoolConfig) {
@@ -66,6 +69,37 @@ export class Pool {
     const picked = other ? this.balancer.pick(this.members, key) as Member | undefined : undefined
     this.members.forEach((m, i) => { m.available = saved[i] })
     return picked ?? (this.balancer.pick(this.members, key) as Member | undefined)
+  }
+
+  /**
+   * Admission under max_requests: true at once when there is room, a promise that resolves
+   * true when a slot frees up, or false when the queue is full or the wait timed out.
+   */
+  admit(): boolean | Promise<boolean> {
+    const max = this.config.max_requests
+    if (max === 0 || this.active < max) {
+      this.active++
+      return true
+    }
+    if (this.waiters.length >= this.config.queue.size) return false
+    return new Promise<boolean>((resolve) => {
+      const w = {
+        admit: () => { clearTimeout(w.timer); this.active++; resolve(true) },
+        timer: setTimeout(() => {
+          const i = this.waiters.indexOf(w)
+          if (i >= 0) this.waiters.splice(i, 1)
+          resolve(false)
+        }, this.config.queue.timeout_ms)
+      }
+      this.waiters.push(w)
+    })
+  }
+
+  /** Frees the slot taken by admit(); the oldest waiter gets it. */
+  release(): void {
+    this.active--
+    const next = this.waiters.shift()
+    if (next !== undefined) next.admit()
   }
 
   /** Active health check verdict for a member, applying rise/fall. */
@@ -138,9 +172,11 @@ export class Pool {
   dispose(): void {
     for (const t of this.timers) clearTimeout(t)
     this.timers.clear()
+    // Requests still waiting on this pool are let through: the new config is live now.
+    for (const w of this.waiters.splice(0)) w.admit()
   }
 
   toJSON(): Record<string, unknown> {
-    return { name: this.name, balancer: this.balancerName, panic: this.panic, members: this.members.map((m) => m.toJSON()) }
+    return { name: this.name, balancer: this.balancerName, panic: this.panic, active: this.active, queued: this.waiters.length, members: this.members.map((m) => m.toJSON()) }
   }
 }
