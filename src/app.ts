@@ -6,11 +6,12 @@ import type { Config } from './config/schema.js'
 import { ConfigError, loadConfigFile } from './config/load.js'
 import { adminPlugin } from './admin/admin-plugin.js'
 import { createProxyMetrics } from './metrics/proxy-metrics.js'
-import { proxyPlugin, requestIdFrom } from './routing/proxy-plugin.js'
+import { proxyPlugin, requestIdFrom, type ProxyDeps } from './routing/proxy-plugin.js'
 import type { Runtime } from './routing/runtime.js'
 import { RuntimeManager } from './routing/runtime-manager.js'
 import { Supervisor } from './sidecars/supervisor.js'
 import { HttpCache, cachePartition } from './cache/http-cache.js'
+import { purge, type PurgeResult } from './cache/purge.js'
 import { createCacheMetrics } from './cache/cache-metrics.js'
 import { createCacheStore, resolveStoreName } from './cache/store-registry.js'
 import type { CacheStore } from './cache/store.js'
@@ -33,6 +34,8 @@ export interface SwitchyardApp {
   registry: Registry
   runtime: () => Runtime
   supervisor: Supervisor | undefined
+  /** Purges the cache (undefined when no route caches). */
+  purge: ((request: unknown) => Promise<PurgeResult>) | undefined
   /**
    * Reads and validates the config file again; a good one is swapped in atomically (routes,
    * pools, sidecars), a bad one is logged and the running config stays.
@@ -74,27 +77,6 @@ export async function buildApp(config: Config, opts: AppOptions): Promise<Switch
   let ready = false
   const limits = config.limits
 
-  // The cache store exists only when a route caches (no Redis connection otherwise).
-  let cache: HttpCache | undefined
-  if (config.routes.some((r) => r.cache?.enabled === true)) {
-    const holder: { store?: CacheStore } = {}
-    const cacheMetrics = createCacheMetrics(registry, () => holder.store?.stats() ?? {})
-    const storeName = resolveStoreName(config.cache, { logger: opts.logger })
-    const store = createCacheStore(config.cache, {
-      logger: opts.logger.child({ component: 'cache' }),
-      hooks: {
-        onError: (op) => cacheMetrics.storeErrors.labels(storeName, op).inc(),
-        observe: (op, seconds) => cacheMetrics.storeLatency.labels(storeName, op).observe(seconds)
-      }
-    })
-    holder.store = store
-    // Give Redis a moment to connect so the first requests can use it; never block startup on it.
-    const r = store as Partial<{ ready(ms: number): Promise<boolean> }>
-    if (typeof r.ready === 'function' && !(await r.ready(2000))) opts.logger.warn('cache store not reachable yet; serving without cache until it is')
-    cache = new HttpCache({ store, metrics: cacheMetrics, log: opts.logger.child({ component: 'cache' }) })
-    opts.logger.info({ store: storeName }, 'http cache enabled')
-  }
-
   const proxy = Fastify({
     loggerInstance: opts.logger as unknown as FastifyBaseLogger,
     // Per-request info logs cost more than the proxying itself; access_log opts in instead.
@@ -112,6 +94,7 @@ export async function buildApp(config: Config, opts: AppOptions): Promise<Switch
     return503OnClosing: true,
     forceCloseConnections: 'idle'
   })
+
   if (limits.max_event_loop_delay_ms > 0) {
     // Shed load fast while the event loop is overloaded; the admin listener is a separate
     // Fastify instance, so probes and metrics keep answering.
@@ -127,11 +110,41 @@ export async function buildApp(config: Config, opts: AppOptions): Promise<Switch
       opts.logger.warn({ pool: name }, 'TLS certificate verification is OFF for this pool (tls.verify: false): anyone on the path can impersonate its members')
     }
   }
-  await proxy.register(proxyPlugin, { runtime: current, metrics, dispatcher, cache, accessLog: config.logging.access_log })
+  const proxyDeps: ProxyDeps = { runtime: current, metrics, dispatcher, cache: undefined, accessLog: config.logging.access_log }
+  // The cache store exists only once a route caches (no Redis connection otherwise); a reload
+  // that enables caching on a route creates it then.
+  let cache: HttpCache | undefined
+  const ensureCache = async (cfg: Config): Promise<void> => {
+    if (cache !== undefined || !cfg.routes.some((r) => r.cache?.enabled === true)) return
+    const holder: { store?: CacheStore } = {}
+    const cacheMetrics = createCacheMetrics(registry, () => holder.store?.stats() ?? {})
+    const storeName = resolveStoreName(cfg.cache, { logger: opts.logger })
+    const store = createCacheStore(cfg.cache, {
+      logger: opts.logger.child({ component: 'cache' }),
+      hooks: {
+        onError: (op) => cacheMetrics.storeErrors.labels(storeName, op).inc(),
+        observe: (op, seconds) => cacheMetrics.storeLatency.labels(storeName, op).observe(seconds)
+      }
+    })
+    holder.store = store
+    // Give Redis a moment to connect so the first requests can use it; never block startup on it.
+    const r = store as Partial<{ ready(ms: number): Promise<boolean> }>
+    if (typeof r.ready === 'function' && !(await r.ready(2000))) opts.logger.warn('cache store not reachable yet; serving without cache until it is')
+    cache = new HttpCache({ store, metrics: cacheMetrics, log: opts.logger.child({ component: 'cache' }) })
+    proxyDeps.cache = cache
+    opts.logger.info({ store: storeName }, 'http cache enabled')
+  }
+  await ensureCache(config)
+  await proxy.register(proxyPlugin, proxyDeps)
 
   const supervisor = opts.sidecars === true && config.sidecars.length > 0
     ? new Supervisor(config.sidecars, opts.logger.child({ component: 'sidecars' }), registry)
     : undefined
+
+  // Purge every pool partition of a URL: split variants store it once per pool.
+  const purgeCache = (request: unknown): Promise<PurgeResult> => cache === undefined
+    ? Promise.resolve({ status: 404, body: { error: 'no route has the cache enabled' } })
+    : purge(cache.store, [...runtimes.current.pools.keys()].map((p) => cachePartition(p, '')), request)
 
   let running = config
   let reloading: Promise<ReloadResult> | undefined
@@ -149,6 +162,7 @@ export async function buildApp(config: Config, opts: AppOptions): Promise<Switch
       for (const k of ['listen', 'admin', 'workers', 'cache'] as const) {
         if (JSON.stringify(next[k]) !== JSON.stringify(running[k])) opts.logger.warn({ key: k }, `${k} changed: takes effect after a restart`)
       }
+      await ensureCache(next)
       await runtimes.swap(next)
       const sc = supervisor === undefined ? { started: [], stopped: [] } : await supervisor.update(next.sidecars)
       running = next
@@ -172,8 +186,7 @@ export async function buildApp(config: Config, opts: AppOptions): Promise<Switch
       return { pools }
     },
     supervisor,
-    cache: cache?.store,
-    cachePartitions: () => [...runtimes.current.pools.keys()].map((p) => cachePartition(p, '')),
+    purge: purgeCache,
     ready: () => ready,
     reload,
     token: config.admin.token,
@@ -186,6 +199,7 @@ export async function buildApp(config: Config, opts: AppOptions): Promise<Switch
     registry,
     runtime: current,
     supervisor,
+    purge: purgeCache,
     reload,
     setReady(r: boolean) { ready = r },
     async close() {

@@ -9,6 +9,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import { AggregatorRegistry, Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import type { Logger } from 'pino'
 import { buildApp, type ReloadResult } from './app.js'
+import type { PurgeResult } from './cache/purge.js'
 import { ConfigError, loadConfigFile } from './config/load.js'
 import type { Config } from './config/schema.js'
 import { Supervisor } from './sidecars/supervisor.js'
@@ -17,8 +18,9 @@ import { isLoopback } from './admin/loopback.js'
 
 const RELOAD = 'switchyard:reload'
 const POOLS = 'switchyard:pools'
+const PURGE = 'switchyard:purge'
 
-interface WorkerMessage { type: string; id: number; result?: unknown }
+interface WorkerMessage { type: string; id: number; result?: unknown; payload?: unknown }
 
 export function workerCount(config: Config): number {
   return config.workers === 0 ? availableParallelism() : config.workers
@@ -65,14 +67,14 @@ export async function runPrimary(configPath: string, config: Config, logger: Log
   }
   for (let i = 0; i < n; i++) fork()
 
-  const ask = (w: Worker, type: string, timeoutMs = 5000): Promise<unknown> => new Promise((resolve) => {
+  const ask = (w: Worker, type: string, timeoutMs = 5000, payload?: unknown): Promise<unknown> => new Promise((resolve) => {
     const id = nextId++
     const onMsg = (m: WorkerMessage): void => {
       if (m?.type === type && m.id === id) { clearTimeout(t); w.off('message', onMsg); resolve(m.result) }
     }
     const t = setTimeout(() => { w.off('message', onMsg); resolve({ ok: false, error: `worker ${w.process.pid} did not answer` }) }, timeoutMs)
     w.on('message', onMsg)
-    w.send({ type, id })
+    w.send({ type, id, payload })
   })
 
   const reload = async (): Promise<ReloadResult> => {
@@ -104,8 +106,15 @@ export async function runPrimary(configPath: string, config: Config, logger: Log
       return { pools: (views[0] as { pools?: unknown } | undefined)?.pools ?? {}, workers: views }
     },
     supervisor,
-    cache: undefined,
-    cachePartitions: () => [],
+    // Each worker purges its own store (a memory store is per worker; Redis is shared and idempotent).
+    purge: async (request: unknown) => {
+      const results = await Promise.all([...live].map((w) => ask(w, PURGE, 5000, request) as Promise<PurgeResult | { ok: false; error: string }>))
+      const first = results.find((r): r is PurgeResult => 'status' in r)
+      if (first === undefined) return { status: 503, body: { error: 'no worker answered the purge' } }
+      if (first.status !== 200) return first
+      const purged = results.reduce((n, r) => n + ('status' in r && typeof r.body.purged === 'number' ? r.body.purged : 0), 0)
+      return { status: 200, body: { ...first.body, purged, workers: results.length } }
+    },
     ready: () => !stopping && listening >= n,
     reload,
     token: config.admin.token,
@@ -145,6 +154,10 @@ export async function runWorker(configPath: string, logger: Logger): Promise<{ s
   AggregatorRegistry.setRegistries([app.registry])
   process.on('message', (m: WorkerMessage) => {
     if (m?.type === RELOAD) void app.reload().then((result) => process.send?.({ type: RELOAD, id: m.id, result }))
+    if (m?.type === PURGE) {
+      const p = app.purge === undefined ? Promise.resolve({ status: 404, body: { error: 'no route has the cache enabled' } }) : app.purge(m.payload)
+      void p.then((result) => process.send?.({ type: PURGE, id: m.id, result }))
+    }
     if (m?.type === POOLS) {
       const pools: Record<string, unknown> = {}
       for (const [name, p] of app.runtime().pools) pools[name] = p.toJSON()

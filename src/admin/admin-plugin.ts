@@ -1,10 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Supervisor } from '../sidecars/supervisor.js'
 import type { ReloadResult } from '../app.js'
-import type { CacheStore } from '../cache/store.js'
-import { cacheKey } from '../cache/cache-key.js'
-import { normalizePath } from '../routing/normalize-path.js'
-import { normalizeHost } from '../routing/route-table.js'
+import type { PurgeResult } from '../cache/purge.js'
 import { timingSafeEqual } from 'node:crypto'
 
 export interface AdminDeps {
@@ -17,10 +14,8 @@ export interface AdminDeps {
   /** False until the proxy listens, and again once it starts draining. */
   ready: () => boolean
   reload: () => Promise<ReloadResult>
-  /** The shared cache store, for purges (undefined when no route caches). */
-  cache: CacheStore | undefined
-  /** Every partition a URL may be stored under (one per pool). */
-  cachePartitions: () => string[]
+  /** Cache purge (undefined when no route caches); see src/cache/purge.ts for the request shape. */
+  purge: ((request: unknown) => Promise<PurgeResult>) | undefined
   /** Bearer token for mutating calls; required when the admin listener is not on loopback. */
   token: string | undefined
   loopbackOnly: boolean
@@ -58,32 +53,9 @@ export async function adminPlugin(app: FastifyInstance, deps: AdminDeps): Promis
    * A prefix must name a path ("/" only with "all_paths": true): no pattern wipes the store.
    */
   app.post('/admin/cache/purge', { preHandler: authorize }, async (req, reply) => {
-    const store = deps.cache
-    if (store === undefined) return reply.code(404).type('text/plain').send('404 Not Found: no route has the cache enabled\n')
-    const body = (req.body ?? {}) as { url?: unknown; host?: unknown; prefix?: unknown; all_paths?: unknown }
-    try {
-      if (typeof body.url === 'string') {
-        let u: URL
-        try { u = new URL(body.url) } catch { return reply.code(400).send({ error: 'url: expected an absolute URL such as http://example.com/path' }) }
-        const n = normalizePath(u.pathname)
-        if (!n.ok) return reply.code(400).send({ error: `url: ${n.reason}` })
-        // The URL is stored once per pool that answered it (split variants differ): purge each.
-        let removed = 0
-        for (const partition of deps.cachePartitions()) {
-          removed += await store.purgeUrl(cacheKey({ scheme: 'http', host: normalizeHost(u.host) ?? u.hostname, path: n.path, query: u.search.slice(1), partition }))
-        }
-        return { purged: removed, url: body.url }
-      }
-      if (typeof body.host === 'string' && typeof body.prefix === 'string') {
-        if (!body.prefix.startsWith('/')) return reply.code(400).send({ error: 'prefix: expected a path starting with /' })
-        if (body.prefix === '/' && body.all_paths !== true) return reply.code(400).send({ error: 'prefix "/" purges the whole host: send "all_paths": true to confirm' })
-        const removed = await store.purgePrefix(normalizeHost(body.host) ?? body.host, body.prefix)
-        return { purged: removed, host: body.host, prefix: body.prefix }
-      }
-      return reply.code(400).send({ error: 'expected {"url": "..."} or {"host": "...", "prefix": "/..."}' })
-    } catch (err) {
-      return reply.code(503).send({ error: `purge failed; stale entries may remain: ${(err as Error).message}` })
-    }
+    if (deps.purge === undefined) return reply.code(404).type('text/plain').send('404 Not Found: no route has the cache enabled\n')
+    const r = await deps.purge(req.body)
+    return reply.code(r.status).send(r.body)
   })
 
   app.post('/admin/reload', { preHandler: authorize }, async (_req, reply) => {

