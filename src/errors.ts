@@ -46,7 +46,7 @@ export const NO_MEMBER: ClassifiedError = { kind: 'no_member', status: 503, reas
 
 interface WithCode { code?: unknown; cause?: unknown }
 
-/** Walks the cause chain (reply-from wraps undici's errors) and maps the first known code. */
+/** Walks the cause chain (wrapped undici errors) and maps the first known code. */
 export function classifyUpstreamError(err: unknown): ClassifiedError {
   let cur: unknown = err
   for (let depth = 0; depth < 5 && cur != null && typeof cur === 'object'; depth++) {

@@ -7,7 +7,7 @@
  *   once in the background | stale: conditional request upstream, 304 refreshes the entry
  *   (REVALIDATED), an error within stale-if-error serves it (STALE) | nothing: fetch (MISS),
  *   concurrent misses for one key collapsed into one upstream request.
- * Cache fills talk to the member through the same undici pools as reply-from, so the response
+ * Cache fills talk to the member through the same undici pools as the forwarder, so the response
  * can be teed into the store while it streams to the client.
  */
 import type { IncomingHttpHeaders } from 'node:http'

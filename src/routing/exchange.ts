@@ -46,6 +46,11 @@ export class Exchange {
   tried: Set<Member> | undefined = undefined
   /** performance.now() deadline across all tries (0 = none). */
   deadline = 0
+  /** Location / Content-Location of the answer, for cache invalidation after unsafe methods. */
+  location: string | undefined = undefined
+  contentLocation: string | undefined = undefined
+  /** Stops the current upstream try (set while one is running). */
+  abortUpstream: (() => void) | undefined = undefined
   /** Holds a max_requests slot of its pool, released when the response ends. */
   admitted = false
   /** The request body, held in memory so a retry can replay it (small bodies only). */

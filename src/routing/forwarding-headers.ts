@@ -12,7 +12,9 @@ const HOP_BY_HOP = new Set([
 /** Request fields that let a client rewrite the URL or method an origin acts on (cache deception). */
 const REQUEST_ONLY_STRIP = new Set([
   'x-original-url', 'x-rewrite-url', 'x-http-method-override', 'x-http-method', 'x-method-override',
-  'x-forwarded-prefix', 'x-forwarded-port', 'x-forwarded-server', 'x-host', 'x-forwarded-scheme', 'x-real-ip'
+  'x-forwarded-prefix', 'x-forwarded-port', 'x-forwarded-server', 'x-host', 'x-forwarded-scheme', 'x-real-ip',
+  // 100-continue is negotiated between the client and us (Node answers it); not passed on.
+  'expect'
 ])
 
 /** Fields a trusted downstream proxy may set and an untrusted client may not. */

@@ -2,15 +2,12 @@ import { randomUUID } from 'node:crypto'
 import { METHODS, type ServerResponse } from 'node:http'
 import { Transform, type Readable, type TransformCallback } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import replyFrom, { type FastifyReplyFromHooks } from '@fastify/reply-from'
-
-type Hooks = Required<FastifyReplyFromHooks>
-import type { Dispatcher } from 'undici'
 import { classifyUpstreamError, NO_MEMBER, upstreamErrorBody } from '../errors.js'
 import { methodLabel } from '../metrics/proxy-metrics.js'
 import type { Member } from '../upstreams/member.js'
 import type { Pool } from '../upstreams/pool.js'
 import { Exchange, plain, type ProxyDeps } from './exchange.js'
+import { ForwardHandler, dispatchOptions, rawPlain, type TryHooks } from './forwarder.js'
 import { normalizeHost } from './route-table.js'
 import { normalizePath } from './normalize-path.js'
 import type { RouteRuntime, Runtime } from './runtime.js'
@@ -85,71 +82,32 @@ function onResponseClose(this: TrackedResponse): void {
   }
   ex.releaseMember()
   if (ex.admitted) (ex.pool as Pool).release()
+  // The client went away before the answer was complete: stop the upstream exchange.
+  if (!this.writableFinished) ex.abortUpstream?.()
   // RFC 9111 section 4.4: a successful unsafe request invalidates what we cached for its URL.
   if (route?.cache !== undefined && ex.deps.cache !== undefined && !SAFE_METHODS.has(ex.request.method) && this.statusCode < 400 && this.writableFinished) {
-    ex.deps.cache.invalidate(ex, ex.reply?.getHeader('location'), ex.reply?.getHeader('content-location'))
+    ex.deps.cache.invalidate(ex, ex.location ?? ex.reply?.getHeader('location'), ex.contentLocation ?? ex.reply?.getHeader('content-location'))
   }
   if (ex.deps.accessLog) {
     ex.request.log.info({ reqId: ex.request.id, method: ex.request.method, path: ex.path, route: route?.name, pool: poolName, member: ex.member?.name, code, ms: Math.round(seconds * 1e4) / 10, client: ex.clientIp }, 'access')
   }
 }
 
-const rewriteRequestHeaders: Hooks['rewriteRequestHeaders'] = (request) =>
-  (request.switchyard as Exchange).upstreamHeaders() as unknown as ReturnType<Hooks['rewriteRequestHeaders']>
-
-const rewriteHeaders: Hooks['rewriteHeaders'] = (headers, request) =>
-  ((request as FastifyRequest).switchyard as Exchange).clientHeaders(headers as Record<string, string | string[] | undefined>) as typeof headers
-
-const onUpstreamResponse: Hooks['onResponse'] = (request, anyReply, res) => {
-  const reply = anyReply as unknown as FastifyReply
-  const ex = request.switchyard as Exchange
-  const stream = res.stream as Readable
-  if (reply.sent) {
-    stream.destroy()
-    return
-  }
-  ex.observeUpstream()
-  const failed = res.statusCode >= 500
-  ex.outcome(failed)
-  if (failed && (ex.route as RouteRuntime).retryOn.has(res.statusCode) && tryAgain(ex, reply, `status_${res.statusCode}`)) {
-    stream.destroy()
-    return
-  }
-  reply.send(stream)
-}
-
-const onUpstreamError: Hooks['onError'] = (anyReply, { error }) => {
-  const reply = anyReply as unknown as FastifyReply
-  const ex = reply.request.switchyard as Exchange
-  if (reply.sent) return
-  for (const h of Object.keys(reply.getHeaders())) reply.removeHeader(h)
-  if ((error as { cause?: unknown }).cause instanceof BodyTooLarge || error instanceof BodyTooLarge) {
+/** What a try's handler asks of the plugin: retries and the body-limit answer. */
+const HOOKS: TryHooks = {
+  retryAfterError: (ex, c) => tryAgain(ex, c.kind),
+  retryAfterStatus: (ex, status) => (ex.route as RouteRuntime).retryOn.has(status) && tryAgain(ex, `status_${status}`),
+  bodyTooLarge: (ex, res) => {
     ex.deps.metrics.unrouted.labels('body_too_large').inc()
-    reply.header('connection', 'close')
-    plain(reply, 413, `413 Content Too Large: request body exceeds ${ex.route?.maxBodyBytes} bytes\n`)
-    return
+    rawPlain(res, 413, `413 Content Too Large: request body exceeds ${ex.route?.maxBodyBytes} bytes\n`, { connection: 'close' })
   }
-  const c = classifyUpstreamError(error)
-  // Only failures before the upstream saw the request are retried; a timeout is not (it would
-  // multiply the load on a slow member).
-  if (RETRYABLE_KINDS.has(c.kind)) {
-    ex.outcome(true)
-    if (tryAgain(ex, reply, c.kind)) return
-    ex.recordUpstreamError(c)
-    ex.request.log.warn({ pool: ex.pool?.name, member: ex.member?.name, kind: c.kind, err: error }, 'upstream request failed')
-    plain(reply, c.status, upstreamErrorBody((ex.pool as Pool).name, c))
-    return
-  }
-  ex.failUpstream(reply, error)
 }
-
-const RETRYABLE_KINDS = new Set(['refused', 'reset', 'connect_timeout', 'dns'])
 
 /**
  * Retries on another member when the route allows it, the deadline has room and the pool's
  * retry budget agrees. Returns false when the caller must answer with what it has.
  */
-function tryAgain(ex: Exchange, reply: FastifyReply, reason: string): boolean {
+function tryAgain(ex: Exchange, reason: string): boolean {
   const route = ex.route as RouteRuntime
   const pool = ex.pool as Pool
   if (!ex.retryable || ex.tries > route.retries.attempts) return false
@@ -163,9 +121,8 @@ function tryAgain(ex: Exchange, reply: FastifyReply, reason: string): boolean {
   }
   ;(ex.tried ??= new Set()).add(ex.member as Member)
   ex.releaseMember()
-  for (const h of Object.keys(reply.getHeaders())) reply.removeHeader(h)
   ex.deps.metrics.retries.labels(route.name, pool.name, reason).inc()
-  forward(ex, reply)
+  forward(ex, ex.request.raw.socket === null ? undefined : (ex.reply as FastifyReply).raw)
   return true
 }
 
@@ -185,18 +142,23 @@ function admitThenForward(ex: Exchange, reply: FastifyReply): FastifyReply | Pro
       return reply
     }
     ex.admitted = true
-    return forward(ex, reply)
+    // From here on the answer is written on the raw response by the try's handler.
+    reply.hijack()
+    forward(ex, reply.raw)
+    return reply
   }
   return verdict === true ? go(true) : verdict === false ? go(false) : verdict.then(go)
 }
 
-/** One try: pick a member (not one already tried) and hand the request to reply-from. */
-function forward(ex: Exchange, reply: FastifyReply): FastifyReply {
+/** One try: pick a member (not one already tried) and stream the request to it. */
+function forward(ex: Exchange, res: ServerResponse | undefined): void {
+  if (res === undefined || res.destroyed) return
   const pool = ex.pool as Pool
   const member = ex.pickMember()
   if (member === undefined) {
     ex.recordUpstreamError(NO_MEMBER)
-    return plain(reply, 503, upstreamErrorBody(pool.name, NO_MEMBER))
+    rawPlain(res, 503, upstreamErrorBody(pool.name, NO_MEMBER))
+    return
   }
   if (ex.tries++ === 0) pool.budget.recordRequest()
   const route = ex.route as RouteRuntime
@@ -206,50 +168,23 @@ function forward(ex: Exchange, reply: FastifyReply): FastifyReply {
     if (left <= 0) {
       const c = classifyUpstreamError({ code: 'UND_ERR_HEADERS_TIMEOUT' })
       ex.recordUpstreamError(c)
-      return plain(reply, 504, upstreamErrorBody(pool.name, c))
+      rawPlain(res, 504, upstreamErrorBody(pool.name, c))
+      return
     }
     timeout = Math.min(timeout, left)
   }
-  const base = fromOptions(pool)
-  const opts = timeout === base.timeout && ex.body === undefined
-    ? base
-    : { ...base, timeout, body: ex.body, contentType: ex.body === undefined ? undefined : (ex.request.headers['content-type'] ?? 'application/octet-stream') }
-  // Query string: reply-from takes it verbatim from the original request URL.
-  return reply.from(member.origin + ex.path, opts)
-}
-
-/** We retry with our own policy; reply-from's built-in retries (e.g. ten on a 503) are off. */
-const noRetry = (): null => null
-
-interface FromOptions {
-  timeout: number
-  rewriteRequestHeaders: typeof rewriteRequestHeaders
-  rewriteHeaders: typeof rewriteHeaders
-  onResponse: typeof onUpstreamResponse
-  onError: typeof onUpstreamError
-  retryDelay: typeof noRetry
-}
-const fromOptionsCache = new WeakMap<Pool, FromOptions>()
-function fromOptions(pool: Pool): FromOptions {
-  let o = fromOptionsCache.get(pool)
-  if (o === undefined) {
-    o = { timeout: pool.requestTimeoutMs, rewriteRequestHeaders, rewriteHeaders, onResponse: onUpstreamResponse, onError: onUpstreamError, retryDelay: noRetry }
-    fromOptionsCache.set(pool, o)
-  }
-  return o
+  const method = ex.request.method
+  const body = BODYLESS_METHODS.has(method) ? null : (ex.body ?? (ex.request.body as Readable | undefined) ?? null)
+  const handler = new ForwardHandler(ex, res, HOOKS)
+  ex.abortUpstream = () => handler.abort()
+  ex.deps.dispatcher.dispatch(member.origin, dispatchOptions(ex, body, timeout), handler)
 }
 
 /**
- * The request path: route table -> split -> balancer -> reply-from over the pooled undici
- * dispatcher. Bodies stream both ways; nothing is buffered.
+ * The request path: route table -> split -> [cache] -> balancer -> a streamed undici dispatch to
+ * the member (routing/forwarder.ts). Bodies stream both ways; nothing is buffered.
  */
 export async function proxyPlugin(app: FastifyInstance, deps: ProxyDeps): Promise<void> {
-  await app.register(replyFrom, {
-    undici: deps.dispatcher as unknown as Dispatcher,
-    disableRequestLogging: true,
-    retryMethods: [],
-    contentTypesToEncode: []
-  })
   app.decorateRequest('switchyard', null)
   // Never parse bodies: every content type passes through as the raw stream.
   app.removeAllContentTypeParsers()

@@ -8,8 +8,7 @@ export interface OriginOptions {
 
 /**
  * One keep-alive undici connection pool per upstream origin, shared by every pool that lists
- * the origin and kept across config reloads. reply-from hands each request here; we route it
- * to the origin's pool.
+ * the origin and kept across config reloads (members that stay keep their warm connections).
  */
 export class UpstreamDispatcher {
   private readonly origins = new Map<string, UndiciPool>()
@@ -28,13 +27,14 @@ export class UpstreamDispatcher {
     }))
   }
 
-  request(opts: Dispatcher.RequestOptions, callback: (err: Error | null, data: Dispatcher.ResponseData) => void): void {
-    const pool = this.origins.get(String(opts.origin))
+  /** Streams one request to a member through its origin's pool (see routing/forwarder.ts). */
+  dispatch(origin: string, opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    const pool = this.origins.get(origin)
     if (pool === undefined) {
-      callback(Object.assign(new Error(`no connection pool for ${String(opts.origin)}`), { code: 'UND_ERR_INVALID_ARG' }), undefined as unknown as Dispatcher.ResponseData)
-      return
+      handler.onResponseError?.(undefined as unknown as Dispatcher.DispatchController, Object.assign(new Error(`no connection pool for ${origin}`), { code: 'UND_ERR_INVALID_ARG' }))
+      return false
     }
-    pool.request(opts, callback)
+    return pool.dispatch(opts, handler)
   }
 
   /** A request to one member, for cache fills that tee the body themselves. */

@@ -68,7 +68,7 @@ routes:
   t.match(metrics, /switchyard_requests_total\{route="r2",pool="slow",method="GET",code="504"\} 1/)
 })
 
-t.test('a reply-from 503 is passed through once, not retried', async (t) => {
+t.test('an upstream 503 on a one-member pool is passed through once, not retried', async (t) => {
   const up = await startUpstream('u', (_req, res) => { res.writeHead(503, { 'retry-after': '0' }).end('busy') })
   const proxy = await startProxy(`
 pools: { p: { members: [{ url: "${up.url}" }] } }
