@@ -63,6 +63,7 @@ export class HttpCache {
   private readonly inflight = new Map<string, Promise<Shared>>()
   private readonly refreshing = new Set<string>()
   private readonly parsed = new Map<string, CachePolicy>()
+  private readonly keys = new Map<string, CacheKey>()
   readonly store: CacheStore
 
   constructor(private readonly deps: HttpCacheDeps) {
@@ -106,7 +107,16 @@ export class HttpCache {
   private primaryKey(ex: Exchange, path: string, query: string, cfg: RouteCacheConfig): CacheKey {
     // Forwarding headers a trusted proxy set reach the origin and may shape the answer: key them.
     const fwd = ex.trustedPeer ? `${first(ex.request.headers['x-forwarded-host']) ?? ''}|${first(ex.request.headers['x-forwarded-proto']) ?? ''}` : ''
-    return cacheKey({ scheme: 'http', host: ex.host, path, query: keyedQuery(query, cfg.query).slice(1), partition: cachePartition(ex.pool?.name ?? '', fwd) })
+    const partition = cachePartition(ex.pool?.name ?? '', fwd)
+    // The SHA-256 of a key costs more than the rest of a memory hit's lookup: remember recent ones.
+    const memo = `${ex.route?.name ?? ""}\u0000${partition}\u0000${ex.host}\u0000${path}\u0000${query}`
+    let key = this.keys.get(memo)
+    if (key === undefined) {
+      key = cacheKey({ scheme: 'http', host: ex.host, path, query: keyedQuery(query, cfg.query).slice(1), partition })
+      if (this.keys.size >= PARSED_POLICIES) this.keys.clear()
+      this.keys.set(memo, key)
+    }
+    return key
   }
 
   /** The request as http-cache-semantics sees it: our normalised URL and host, the client's headers. */
