@@ -144,7 +144,7 @@ export async function buildApp(config: Config, opts: AppOptions): Promise<Switch
   // Purge every pool partition of a URL: split variants store it once per pool.
   const purgeCache = (request: unknown): Promise<PurgeResult> => cache === undefined
     ? Promise.resolve({ status: 404, body: { error: 'no route has the cache enabled' } })
-    : purge(cache.store, [...runtimes.current.pools.keys()].map((p) => cachePartition(p, '')), request)
+    : purge(cache.store, [...runtimes.current.pools.keys()].map((p) => cachePartition(p)), request)
 
   let running = config
   let reloading: Promise<ReloadResult> | undefined

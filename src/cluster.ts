@@ -45,6 +45,8 @@ export async function runPrimary(configPath: string, config: Config, logger: Log
   supervisor?.start()
 
   let stopping = false
+  let started = false
+  let startupFailure: ((err: Error) => void) | undefined
   let listening = 0
   let fails = 0
   let nextId = 1
@@ -52,10 +54,17 @@ export async function runPrimary(configPath: string, config: Config, logger: Log
     const w = cluster.fork({ SWITCHYARD_WORKER: '1' })
     live.add(w)
     w.once('listening', () => { listening++; fails = 0 })
+    let listened = false
+    w.once('listening', () => { listened = true })
     w.once('exit', (code, signal) => {
       live.delete(w)
-      listening = Math.max(0, listening - 1)
+      if (listened) listening = Math.max(0, listening - 1)
       if (stopping) return
+      if (!started && !listened) {
+        // A worker that cannot start (bad port, config) will not start on a retry either.
+        startupFailure?.(new Error(`worker ${w.process.pid} exited during startup (${signal ?? `code ${code}`}); see its message above`))
+        return
+      }
       // A worker that dies is replaced; quick repeated deaths back off (capped at 5 s).
       fails++
       const delay = Math.min(5000, 100 * 2 ** (fails - 1))
@@ -121,9 +130,19 @@ export async function runPrimary(configPath: string, config: Config, logger: Log
     loopbackOnly: isLoopback(config.admin.host)
   })
   const adminAddress = await admin.listen({ host: config.admin.host, port: config.admin.port })
-  await new Promise<void>((resolve) => {
-    const check = setInterval(() => { if (listening >= n) { clearInterval(check); resolve() } }, 20)
-  })
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const check = setInterval(() => { if (listening >= n) { clearInterval(check); resolve() } }, 20)
+      startupFailure = (err) => { clearInterval(check); reject(err) }
+    })
+  } catch (err) {
+    stopping = true
+    for (const w of live) w.process.kill('SIGTERM')
+    await supervisor?.stop()
+    await admin.close()
+    throw err
+  }
+  started = true
   logger.info({ workers: n, admin: adminAddress, listen: `${config.listen.host}:${config.listen.port}` }, 'switchyard cluster listening')
 
   return {

@@ -2,6 +2,8 @@
 export interface Candidate {
   /** Stable index of the member in its pool. */
   readonly index: number
+  /** Stable identity (the origin URL): hashing it keeps keys in place when others are removed. */
+  readonly id: string
   readonly weight: number
   /** Requests currently outstanding at this member. */
   readonly inFlight: number

@@ -45,7 +45,7 @@ export class ConsistentHashBalancer implements Balancer {
     const pairs: [number, number][] = []
     for (const m of members) {
       const n = POINTS_PER_WEIGHT * m.weight
-      for (let p = 0; p < n; p++) pairs.push([hash32(`${m.index}-${p}`), m.index])
+      for (let p = 0; p < n; p++) pairs.push([hash32(`${m.id}-${p}`), m.index])
     }
     pairs.sort((a, b) => a[0] - b[0])
     this.points = Uint32Array.from(pairs, (p) => p[0])

@@ -88,26 +88,31 @@ export class HttpCache {
 
   /** After a successful unsafe request: drop what we hold for its URL and Location (RFC 9111 section 4.4). */
   invalidate(ex: Exchange, location: unknown, contentLocation: unknown): void {
-    const keys = [this.primaryKey(ex, ex.path, ex.query, (ex.route as { cache: RouteCacheConfig }).cache)]
+    const cfg = (ex.route as { cache: RouteCacheConfig }).cache
+    const targets: [string, string][] = [[ex.path, ex.query]]
     for (const l of [location, contentLocation]) {
       if (typeof l !== 'string') continue
       let u: URL
       try { u = new URL(l, `http://${ex.host}`) } catch { continue }
       // Only same-origin locations (RFC 9111 section 4.4: a cache MUST NOT invalidate other origins).
       if (u.hostname.toLowerCase() !== ex.host) continue
-      keys.push(this.primaryKey(ex, u.pathname, u.search, (ex.route as { cache: RouteCacheConfig }).cache))
+      targets.push([u.pathname, u.search])
     }
-    for (const k of keys) void this.deps.store.delete(k)
+    // Every pool's copy: the variants of a split store the same URL once per pool.
+    for (const pool of ex.rt.pools.keys()) {
+      for (const [path, query] of targets) void this.deps.store.delete(this.primaryKey(ex, path, query, cfg, pool))
+    }
   }
 
   private count(ex: Exchange, result: string): void {
     this.deps.metrics.lookups.labels(ex.route?.name ?? '', result).inc()
   }
 
-  private primaryKey(ex: Exchange, path: string, query: string, cfg: RouteCacheConfig): CacheKey {
-    // Forwarding headers a trusted proxy set reach the origin and may shape the answer: key them.
-    const fwd = ex.trustedPeer ? `${first(ex.request.headers['x-forwarded-host']) ?? ''}|${first(ex.request.headers['x-forwarded-proto']) ?? ''}` : ''
-    const partition = cachePartition(ex.pool?.name ?? '', fwd)
+  private primaryKey(ex: Exchange, path: string, query: string, cfg: RouteCacheConfig, pool = ex.pool?.name ?? ''): CacheKey {
+    // The pool is part of the key (split variants answer one URL differently). Forwarding headers
+    // from trusted proxies reach the origin as sent: an origin that varies on them says so with
+    // Vary, which the store keys on; from anyone else they are replaced by ours (constant).
+    const partition = cachePartition(pool)
     // The SHA-256 of a key costs more than the rest of a memory hit's lookup: remember recent ones.
     const memo = `${ex.route?.name ?? ""}\u0000${partition}\u0000${ex.host}\u0000${path}\u0000${query}`
     let key = this.keys.get(memo)
@@ -202,13 +207,17 @@ export class HttpCache {
     ex.observeUpstream()
     if (res.statusCode === 304) {
       res.body.resume()
-      const { policy, modified } = stored.policy.revalidatedPolicy(this.policyRequest(ex), { status: 304, headers: res.headers as CachePolicy.Headers })
-      if (!modified) {
+      const { policy, modified, matches } = stored.policy.revalidatedPolicy(this.policyRequest(ex), { status: 304, headers: res.headers as CachePolicy.Headers })
+      if (!modified && matches) {
         const updated: Stored = { policy, body: stored.body }
         this.count(ex, 'revalidated')
         void this.write(primary, updated, ex, res.headers.vary ?? (policy.responseHeaders() as Headers).vary)
         return this.sendStored(ex, reply, updated, policy.responseHeaders() as Headers, 'REVALIDATED', 'hit; fwd=stale; fwd-status=304')
       }
+      // A 304 that does not match what we hold (RFC 9111 section 4.3.4) tells us nothing usable:
+      // fetch the representation unconditionally.
+      ex.releaseMember()
+      return this.fill(ex, reply, primary, `${primary.digest}|${variantHint(ex)}`, cfg, undefined)
     }
     if (res.statusCode >= 500) {
       const served = this.staleOnError(ex, reply, stored, undefined, res.statusCode)
@@ -249,8 +258,10 @@ export class HttpCache {
     if (leader) this.inflight.set(flight, new Promise<Shared>((resolve) => { settle = resolve }))
     // Waiters get the result at once; the key stays claimed until the entry is in the store, so
     // a request arriving meanwhile is served the same answer instead of missing again.
+    let finished = false
     const finish = (s: Shared, stored?: Promise<void>): void => {
-      if (!leader) return
+      if (!leader || finished) return
+      finished = true
       settle(s)
       if (stored === undefined) this.inflight.delete(flight)
       else void stored.finally(() => this.inflight.delete(flight))
@@ -276,9 +287,16 @@ export class HttpCache {
       }
       return ex.failUpstream(reply, err)
     }
-    ex.observeUpstream()
-    this.count(ex, 'miss')
-    return this.respondAndStore(ex, reply, primary, cfg, res, stale === undefined ? 'MISS' : 'EXPIRED', stale === undefined ? 'fwd=miss' : 'fwd=stale', finish)
+    try {
+      ex.observeUpstream()
+      this.count(ex, 'miss')
+      return this.respondAndStore(ex, reply, primary, cfg, res, stale === undefined ? 'MISS' : 'EXPIRED', stale === undefined ? 'fwd=miss' : 'fwd=stale', finish)
+    } catch (err) {
+      // Never leave the key claimed: waiters would hang on it forever.
+      finish({ kind: 'pass' })
+      res.body.destroy()
+      throw err
+    }
   }
 
   private fillRequest(ex: Exchange, conditional: Headers | undefined): { path: string; method: 'GET' | 'HEAD'; headers: Record<string, string | string[]>; timeoutMs: number } {
@@ -300,7 +318,8 @@ export class HttpCache {
     res: { statusCode: number; headers: IncomingHttpHeaders; body: Readable },
     xcache: string, status: string, finish: (s: Shared, stored?: Promise<void>) => void = () => {}
   ): FastifyReply {
-    const resHeaders = withDefaultTtl(res.headers as Headers, cfg.default_ttl_s)
+    // A default TTL is the route's guess, never permission to share an authorized answer (RFC 9111 section 3.5).
+    const resHeaders = ex.request.headers.authorization === undefined ? withDefaultTtl(res.headers as Headers, cfg.default_ttl_s) : res.headers as Headers
     const policy = new CachePolicy(this.policyRequest(ex), { status: res.statusCode, headers: resHeaders as CachePolicy.Headers }, POLICY_OPTIONS)
     const length = Number(first(res.headers['content-length']) ?? NaN)
     const storable = policy.storable() &&
@@ -332,6 +351,8 @@ export class HttpCache {
       finish({ kind: 'stored', stored }, this.write(primary, stored, ex, res.headers.vary))
     })
     res.body.once('error', () => finish({ kind: 'pass' }))
+    // Destroyed without an error (the client went away): release the key too.
+    res.body.once('close', () => finish({ kind: 'pass' }))
     if (ex.request.method === 'HEAD') {
       res.body.resume()
       return reply.code(res.statusCode).headers(h).send()
@@ -361,12 +382,15 @@ export class HttpCache {
     void ex.deps.dispatcher.fetch(member.origin, req).then(async (res) => {
       if (res.statusCode === 304) {
         res.body.resume()
-        const { policy, modified } = stored.policy.revalidatedPolicy(preq, { status: 304, headers: res.headers as CachePolicy.Headers })
-        if (!modified) await this.write(primary, { policy, body: stored.body }, ex, res.headers.vary ?? (policy.responseHeaders() as Headers).vary)
+        const { policy, modified, matches } = stored.policy.revalidatedPolicy(preq, { status: 304, headers: res.headers as CachePolicy.Headers })
+        if (!modified && matches) await this.write(primary, { policy, body: stored.body }, ex, res.headers.vary ?? (policy.responseHeaders() as Headers).vary)
         return
       }
       const policy = new CachePolicy(preq, { status: res.statusCode, headers: res.headers as CachePolicy.Headers }, POLICY_OPTIONS)
-      const body = Buffer.from(await res.body.arrayBuffer())
+      const declared = Number(first(res.headers['content-length']) ?? NaN)
+      if (Number.isFinite(declared) && declared > cfg.max_entry_bytes) { res.body.destroy(); return }
+      const body = await readCapped(res.body, cfg.max_entry_bytes)
+      if (body === undefined) return
       if (policy.storable() && (cfg.share_set_cookie || res.headers['set-cookie'] === undefined) && body.length <= cfg.max_entry_bytes) {
         await this.write(primary, { policy, body }, ex, res.headers.vary)
       }
@@ -379,9 +403,21 @@ export class HttpCache {
   }
 }
 
+/** Reads a body up to `max` bytes; undefined (and the stream destroyed) when it is larger. */
+async function readCapped(body: Readable, max: number): Promise<Buffer | undefined> {
+  const chunks: Buffer[] = []
+  let n = 0
+  for await (const c of body) {
+    n += (c as Buffer).length
+    if (n > max) { body.destroy(); return undefined }
+    chunks.push(c as Buffer)
+  }
+  return Buffer.concat(chunks, n)
+}
+
 /** The key partition of a response: the pool that served it, and trusted forwarding headers. */
-export function cachePartition(pool: string, forwarded: string): string {
-  return `${pool}|${forwarded}`
+export function cachePartition(pool: string): string {
+  return `${pool}|`
 }
 
 function parseMeta(e: CacheEntry): Meta | undefined {

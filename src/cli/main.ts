@@ -38,7 +38,11 @@ async function main(argv: string[]): Promise<number> {
 }
 
 main(process.argv.slice(2)).then(
-  (code) => { process.exitCode = code },
+  (code) => {
+    process.exitCode = code
+    // A cluster worker that failed to start would be kept alive by its IPC channel.
+    if (code !== 0 && process.env.SWITCHYARD_WORKER !== undefined) process.exit(code)
+  },
   (err: unknown) => {
     process.stderr.write(`switchyard: ${err instanceof Error ? err.message : String(err)}\n`)
     process.exitCode = 1

@@ -33,6 +33,8 @@ export class Exchange {
   trustedPeer = false
   /** Normalised host and path: what was routed, cache-keyed and sent upstream. */
   host = ''
+  /** The authority as received (Host, or the absolute-form target's, RFC 9112 section 3.2.2). */
+  authority = ''
   path = ''
   /** Raw query string including '?', or ''. */
   query = ''
@@ -86,8 +88,8 @@ export class Exchange {
       trustedPeer: this.trustedPeer,
       peerIp: this.peerIp,
       proto: 'http',
-      originalHost: request.headers.host ?? '',
-      upstreamHost: pool.preserveHost ? (request.headers.host ?? member.host) : member.host,
+      originalHost: this.authority,
+      upstreamHost: pool.preserveHost ? this.authority : member.host,
       via: `${request.raw.httpVersion} ${VIA}`,
       requestId: request.id,
       variant: this.variant,
@@ -100,6 +102,8 @@ export class Exchange {
   }
 
   observeUpstream(): void {
+    // The client may have left (and the member been released) before the upstream answered.
+    if (this.member === undefined || this.pool === undefined) return
     this.deps.metrics.hot.upstreamDuration.get((this.pool as Pool).name, (this.member as Member).name).observe((performance.now() - this.upstreamStart) / 1000)
   }
 

@@ -62,6 +62,9 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
       return
     }
     const out = ex.clientHeaders(headers as Record<string, string | string[] | undefined>)
+    // The member answered before the client finished sending: the rest of that body will not be
+    // read, so this connection cannot carry another request.
+    if (!ex.request.raw.complete) out.connection = 'close'
     ex.location = headers.location as string | undefined
     ex.contentLocation = headers['content-location'] as string | undefined
     try {

@@ -224,6 +224,7 @@ export async function proxyPlugin(app: FastifyInstance, deps: ProxyDeps): Promis
     if (!n.ok) return reject(ex, reply, 400, 'bad_path', `400 Bad Request: ${n.reason}\n`)
     ex.path = n.path
     ex.host = host
+    ex.authority = hostHeader as string
     ex.query = q < 0 ? '' : url.slice(q)
 
     const route = rt.table.match(host, n.path, method, request.headers)
@@ -271,7 +272,8 @@ export async function proxyPlugin(app: FastifyInstance, deps: ProxyDeps): Promis
     }
     if (route.timeoutMs > 0) ex.deadline = ex.start + route.timeoutMs
     if (route.retries.attempts > 0 && route.retryMethods.has(method)) {
-      const bodyLen = len === undefined ? (BODYLESS_METHODS.has(method) ? 0 : -1) : Number(len)
+      // RFC 9112 section 6.3: without Content-Length or Transfer-Encoding a request has no body.
+      const bodyLen = len === undefined ? (BODYLESS_METHODS.has(method) || request.headers['transfer-encoding'] === undefined ? 0 : -1) : Number(len)
       if (bodyLen === 0 || BODYLESS_METHODS.has(method)) {
         ex.retryable = true
       } else if (bodyLen > 0 && bodyLen <= route.retries.buffer_body_bytes && request.body != null) {

@@ -47,6 +47,7 @@ export function buildRuntime(config: Config, dispatcher: UpstreamDispatcher, pre
         if (prev !== undefined) m.adopt(prev)
       }
       pool.recompute()
+      pool.resumeEjections()
     }
     for (const m of pool.members) {
       dispatcher.ensure(m.origin, {

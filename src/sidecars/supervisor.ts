@@ -131,7 +131,7 @@ export class Supervisor {
       s.startedAt = Date.now()
       log.info({ pid: child.pid }, 'sidecar started')
     })
-    child.once('error', (err) => {
+    child.on('error', (err) => {
       // ENOENT and friends: 'exit' may not follow, so treat it as an exit.
       if (child.pid === undefined) this.onExit(s, `spawn failed: ${err.message}`)
       else log.warn({ err }, 'sidecar process error')

@@ -4,6 +4,7 @@ import type { MemberConfig } from '../config/schema.js'
 /** One upstream of a pool, with its health state and the live counters balancers and /admin/pools read. */
 export class Member implements Candidate {
   readonly index: number
+  readonly id: string
   readonly name: string
   /** scheme://host:port, no trailing slash. */
   readonly origin: string
@@ -31,6 +32,7 @@ export class Member implements Candidate {
     const u = new URL(cfg.url)
     this.index = index
     this.origin = u.origin
+    this.id = u.origin
     this.host = u.host
     this.hostname = u.hostname.replace(/^\[|\]$/g, '')
     this.port = Number(u.port || (u.protocol === 'https:' ? 443 : 80))

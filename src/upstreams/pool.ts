@@ -144,6 +144,15 @@ export class Pool {
     m.consecutiveFailures = 0
     this.onHealthEvent({ kind: 'ejected', member: m, forMs, failures: o.consecutive_failures })
     this.recompute()
+    this.scheduleReturn(m, forMs)
+  }
+
+  /** After a reload: members adopted mid-ejection come back when their ejection ends. */
+  resumeEjections(now = Date.now()): void {
+    for (const m of this.members) if (m.ejectedUntil > now) this.scheduleReturn(m, m.ejectedUntil - now)
+  }
+
+  private scheduleReturn(m: Member, forMs: number): void {
     const t = setTimeout(() => {
       this.timers.delete(t)
       this.onHealthEvent({ kind: 'returned', member: m })

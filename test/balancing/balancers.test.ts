@@ -2,8 +2,8 @@ import t from 'tap'
 import type { Candidate } from '../../src/balancing/balancer.js'
 import { createBalancer } from '../../src/balancing/registry.js'
 
-interface M extends Candidate { index: number; weight: number; inFlight: number; available: boolean }
-const members = (...weights: number[]): M[] => weights.map((w, i) => ({ index: i, weight: w, inFlight: 0, available: true }))
+interface M extends Candidate { index: number; id: string; weight: number; inFlight: number; available: boolean }
+const members = (...weights: number[]): M[] => weights.map((w, i) => ({ index: i, id: `http://10.0.0.${i + 1}:80`, weight: w, inFlight: 0, available: true }))
 
 function counts(picks: (Candidate | undefined)[], n: number): number[] {
   const c = new Array<number>(n).fill(0)
@@ -77,4 +77,22 @@ t.test('hash is consistent, even, and a removal moves only its share', async (t)
     if (before[i] !== after[i] && before[i] !== 2) t.fail(`key ${keys[i]} moved from a member that stayed`)
   }
   t.equal(moved, c[2], 'exactly the removed member\'s keys moved')
+})
+
+t.test('hash: removing a member from the config moves only its keys (ring keyed on the origin)', async (t) => {
+  const before = members(1, 1, 1, 1)
+  const after = before.slice(1).map((m, i) => ({ ...m, index: i }))
+  const b1 = createBalancer('hash')
+  const b2 = createBalancer('hash')
+  let stayed = 0
+  let movedWrongly = 0
+  for (let k = 0; k < 5000; k++) {
+    const key = `client-${k}`
+    const was = b1.pick(before, key) as M
+    const now = b2.pick(after, key) as M
+    if (was.id === before[0].id) continue
+    if (was.id === now.id) stayed++
+    else movedWrongly++
+  }
+  t.equal(movedWrongly, 0, `keys of the remaining members stay put (${stayed} checked)`)
 })

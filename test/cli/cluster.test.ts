@@ -72,3 +72,19 @@ pools: { web: { members: [{ url: "${up.url}" }] } }
   t.equal(exit.code, 0)
   for (const pid of workers) t.notOk(alive(pid), `worker ${pid} is gone`)
 })
+
+t.test('workers: 2 on a port in use: exits 1 with the reason instead of hanging', async (t) => {
+  const { createServer } = await import('node:net')
+  const blocker = createServer()
+  await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', () => r()))
+  t.teardown(() => { blocker.close() })
+  const port = (blocker.address() as { port: number }).port
+  const dir = mkdtempSync(join(tmpdir(), 'sy-cluster-busy-'))
+  const file = join(dir, 'upstreams.yaml')
+  writeFileSync(file, `workers: 2\nlisten: { host: 127.0.0.1, port: ${port} }\nadmin: { port: ${await deadPort()} }\npools: { web: { members: [{ url: "http://127.0.0.1:1" }] } }\nroutes: [{ name: all, match: {}, pool: web }]\n`)
+  const proc = spawnCli(['start', '--config', file])
+  t.teardown(() => { proc.child.kill('SIGKILL') })
+  const exit = await Promise.race([proc.exited, new Promise<{ code: number | null }>((r) => setTimeout(() => r({ code: -1 }), 15000))])
+  t.equal(exit.code, 1)
+  t.match(proc.stderr(), /exited during startup|address in use/)
+})
