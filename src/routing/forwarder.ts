@@ -82,7 +82,10 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.done) return
-    if (!this.res.write(chunk)) controller.pause()
+    this.res.write(chunk)
+    // Pause the member only when the client is really behind: pausing at every 16 KiB
+    // high-water mark toggled the upstream socket twice per 64 KiB answer (epoll_ctl churn).
+    if (this.res.writableLength > PAUSE_AT) controller.pause()
   }
 
   onResponseEnd(): void {
@@ -118,6 +121,9 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
     failTry(ex, res, c)
   }
 }
+
+/** Bytes a slow client may have queued before we stop reading from its member (backpressure). */
+const PAUSE_AT = 256 * 1024
 
 /** Only failures before the member saw the request; never a timeout (it would multiply load). */
 const RETRYABLE = new Set(['refused', 'reset', 'connect_timeout', 'dns'])
