@@ -86,7 +86,10 @@ export async function buildApp(config: Config, opts: AppOptions): Promise<Switch
       maxHeaderSize: limits.max_header_bytes,
       insecureHTTPParser: false,
       headersTimeout: limits.headers_timeout_ms,
-      requireHostHeader: true
+      requireHostHeader: true,
+      // Node enforces headers/request timeouts only when it sweeps connections (every 30 s by
+      // default): sweep often enough that slow heads and bodies are cut within the limits.
+      connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(Math.min(limits.headers_timeout_ms || 1000, limits.request_timeout_ms || 1000) / 4)))
     },
     keepAliveTimeout: limits.keep_alive_timeout_ms,
     requestTimeout: limits.request_timeout_ms,
@@ -95,6 +98,7 @@ export async function buildApp(config: Config, opts: AppOptions): Promise<Switch
     forceCloseConnections: 'idle'
   })
 
+  if (limits.max_connections > 0) proxy.server.maxConnections = limits.max_connections
   if (limits.max_event_loop_delay_ms > 0) {
     // Shed load fast while the event loop is overloaded; the admin listener is a separate
     // Fastify instance, so probes and metrics keep answering.

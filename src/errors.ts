@@ -51,6 +51,8 @@ export function classifyUpstreamError(err: unknown): ClassifiedError {
   let cur: unknown = err
   for (let depth = 0; depth < 5 && cur != null && typeof cur === 'object'; depth++) {
     const code = (cur as WithCode).code
+    // undici's HTTPParserError has no code when llhttp gave none.
+    if ((cur as { name?: unknown }).name === 'HTTPParserError') return PROTOCOL
     if (typeof code === 'string') {
       const hit = BY_CODE[code]
       if (hit !== undefined) return hit

@@ -15,9 +15,10 @@ import type { Readable } from 'node:stream'
 import CachePolicy from 'http-cache-semantics'
 import type { FastifyReply } from 'fastify'
 import type { Logger } from 'pino'
-import { NO_MEMBER, upstreamErrorBody } from '../errors.js'
+import { NO_MEMBER, upstreamErrorBody, type ClassifiedError } from '../errors.js'
 import type { Exchange } from '../routing/exchange.js'
 import { plain } from '../routing/exchange.js'
+import { normalizeAuthority } from '../routing/route-table.js'
 import type { RouteCacheConfig } from '../config/schema.js'
 import { notModified, notModifiedHeaders } from './conditional.js'
 import type { CacheMetrics } from './cache-metrics.js'
@@ -93,9 +94,9 @@ export class HttpCache {
     for (const l of [location, contentLocation]) {
       if (typeof l !== 'string') continue
       let u: URL
-      try { u = new URL(l, `http://${ex.host}`) } catch { continue }
+      try { u = new URL(l, `http://${ex.authority}`) } catch { continue }
       // Only same-origin locations (RFC 9111 section 4.4: a cache MUST NOT invalidate other origins).
-      if (u.hostname.toLowerCase() !== ex.host) continue
+      if (normalizeAuthority(u.host)?.authority !== ex.authority) continue
       targets.push([u.pathname, u.search])
     }
     // Every pool's copy: the variants of a split store the same URL once per pool.
@@ -114,10 +115,10 @@ export class HttpCache {
     // Vary, which the store keys on; from anyone else they are replaced by ours (constant).
     const partition = cachePartition(pool)
     // The SHA-256 of a key costs more than the rest of a memory hit's lookup: remember recent ones.
-    const memo = `${ex.route?.name ?? ""}\u0000${partition}\u0000${ex.host}\u0000${path}\u0000${query}`
+    const memo = `${ex.route?.name ?? ""}\u0000${partition}\u0000${ex.authority}\u0000${path}\u0000${query}`
     let key = this.keys.get(memo)
     if (key === undefined) {
-      key = cacheKey({ scheme: 'http', host: ex.host, path, query: keyedQuery(query, cfg.query).slice(1), partition })
+      key = cacheKey({ scheme: 'http', host: ex.authority, path, query: keyedQuery(query, cfg.query).slice(1), partition })
       if (this.keys.size >= PARSED_POLICIES) this.keys.clear()
       this.keys.set(memo, key)
     }
@@ -128,7 +129,7 @@ export class HttpCache {
   private policyRequest(ex: Exchange): CachePolicy.Request {
     // The URL as keyed (ignored query parameters left out), so equivalent requests match.
     const rule = (ex.route as { cache: RouteCacheConfig }).cache.query
-    return { url: ex.path + keyedQuery(ex.query, rule), method: 'GET', headers: { ...ex.request.headers, host: ex.host } as CachePolicy.Headers }
+    return { url: ex.path + keyedQuery(ex.query, rule), method: 'GET', headers: { ...ex.request.headers, host: ex.authority } as CachePolicy.Headers }
   }
 
   private async lookup(ex: Exchange, key: CacheKey): Promise<Stored | undefined> {
@@ -294,7 +295,7 @@ export class HttpCache {
     } catch (err) {
       // Never leave the key claimed: waiters would hang on it forever.
       finish({ kind: 'pass' })
-      res.body.destroy()
+      res.body.on('error', () => {}).destroy()
       throw err
     }
   }
@@ -319,6 +320,13 @@ export class HttpCache {
     xcache: string, status: string, finish: (s: Shared, stored?: Promise<void>) => void = () => {}
   ): FastifyReply {
     // A default TTL is the route's guess, never permission to share an authorized answer (RFC 9111 section 3.5).
+    if (res.statusCode < 200 || res.statusCode > 599) {
+      res.body.on('error', () => {}).destroy()
+      finish({ kind: 'pass' })
+      const c: ClassifiedError = { kind: 'protocol', status: 502, reason: 'upstream sent an invalid response' }
+      ex.recordUpstreamError(c)
+      return plain(reply, 502, upstreamErrorBody((ex.pool as { name: string }).name, c))
+    }
     const resHeaders = ex.request.headers.authorization === undefined ? withDefaultTtl(res.headers as Headers, cfg.default_ttl_s) : res.headers as Headers
     const policy = new CachePolicy(this.policyRequest(ex), { status: res.statusCode, headers: resHeaders as CachePolicy.Headers }, POLICY_OPTIONS)
     const length = Number(first(res.headers['content-length']) ?? NaN)

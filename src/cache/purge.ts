@@ -1,4 +1,4 @@
-import { normalizeHost } from '../routing/route-table.js'
+import { normalizeAuthority } from '../routing/route-table.js'
 import { normalizePath } from '../routing/normalize-path.js'
 import { cacheKey } from './cache-key.js'
 import type { CacheStore } from './store.js'
@@ -23,7 +23,7 @@ export async function purge(store: CacheStore, partitions: readonly string[], re
       try { u = new URL(body.url) } catch { return bad('url: expected an absolute URL such as http://example.com/path') }
       const n = normalizePath(u.pathname)
       if (!n.ok) return bad(`url: ${n.reason}`)
-      const host = normalizeHost(u.host) ?? u.hostname
+      const host = normalizeAuthority(u.host)?.authority ?? u.host
       let removed = 0
       for (const partition of partitions) {
         removed += await store.purgeUrl(cacheKey({ scheme: 'http', host, path: n.path, query: u.search.slice(1), partition }))
@@ -33,7 +33,7 @@ export async function purge(store: CacheStore, partitions: readonly string[], re
     if (typeof body.host === 'string' && typeof body.prefix === 'string') {
       if (!body.prefix.startsWith('/')) return bad('prefix: expected a path starting with /')
       if (body.prefix === '/' && body.all_paths !== true) return bad('prefix "/" purges the whole host: send "all_paths": true to confirm')
-      const removed = await store.purgePrefix(normalizeHost(body.host) ?? body.host, body.prefix)
+      const removed = await store.purgePrefix(normalizeAuthority(body.host)?.authority ?? body.host, body.prefix)
       return { status: 200, body: { purged: removed, host: body.host, prefix: body.prefix } }
     }
     return bad('expected {"url": "..."} or {"host": "...", "prefix": "/..."}')

@@ -34,6 +34,8 @@ const Limits = Type.Object({
   keep_alive_timeout_ms: Ms(5000),
   max_body_bytes: Type.Integer({ minimum: 0, default: 10 * 1024 * 1024 }),
   shutdown_timeout_ms: Ms(10000),
+  /** Client connections the proxy listener accepts at once (0 = no cap); beyond it they are refused. */
+  max_connections: Type.Integer({ minimum: 0, default: 0 }),
   /** Answer 503 (Retry-After) while the event loop lags more than this (0 = off); admin keeps answering. */
   max_event_loop_delay_ms: Ms(1000)
 }, { additionalProperties: false, default: {} })

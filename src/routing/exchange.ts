@@ -53,6 +53,8 @@ export class Exchange {
   contentLocation: string | undefined = undefined
   /** Stops the current upstream try (set while one is running). */
   abortUpstream: (() => void) | undefined = undefined
+  /** Bounds how long a streamed request body may take (limits.request_timeout_ms). */
+  bodyTimer: NodeJS.Timeout | undefined = undefined
   /** Holds a max_requests slot of its pool, released when the response ends. */
   admitted = false
   /** The request body, held in memory so a retry can replay it (small bodies only). */

@@ -29,12 +29,18 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
   private controller: Dispatcher.DispatchController | undefined
   private started = false
   private done = false
-  private readonly onDrain = (): void => this.controller?.resume()
+  private stall: NodeJS.Timeout | undefined
+  private readonly onDrain = (): void => {
+    clearTimeout(this.stall)
+    this.stall = undefined
+    this.controller?.resume()
+  }
 
   constructor(private readonly ex: Exchange, private readonly res: ServerResponse, private readonly hooks: TryHooks) {}
 
   /** Stops the upstream exchange (the client went away, or the try is being replaced). */
   abort(): void {
+    clearTimeout(this.stall)
     if (this.done) return
     this.done = true
     this.controller?.abort(new Error('client closed the connection'))
@@ -48,6 +54,14 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
     if (this.done || statusCode < 200) return // 1xx informational answers are not relayed
     const ex = this.ex
+    if (statusCode > 599) {
+      // Node would relay 600-999; RFC 9110 section 15 defines none of them.
+      this.done = true
+      controller.abort(new Error(`invalid status ${statusCode} from upstream`))
+      ex.recordUpstreamError(INVALID)
+      failTry(ex, this.res, INVALID)
+      return
+    }
     ex.observeUpstream()
     const failed = statusCode >= 500
     ex.outcome(failed)
@@ -85,12 +99,21 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
     this.res.write(chunk)
     // Pause the member only when the client is really behind: pausing at every 16 KiB
     // high-water mark toggled the upstream socket twice per 64 KiB answer (epoll_ctl churn).
-    if (this.res.writableLength > PAUSE_AT) controller.pause()
+    if (this.res.writableLength > PAUSE_AT && !controller.paused) {
+      controller.pause()
+      // A client that stops reading must not hold its connection and a member's forever.
+      this.stall ??= setTimeout(() => {
+        this.ex.request.log.info({ pool: this.ex.pool?.name }, 'client stopped reading; closing the exchange')
+        this.abort()
+        this.res.destroy()
+      }, this.ex.pool?.requestTimeoutMs ?? 30000)
+    }
   }
 
   onResponseEnd(): void {
     if (this.done) return
     this.done = true
+    clearTimeout(this.stall)
     this.res.off('drain', this.onDrain)
     this.res.end()
   }
@@ -98,6 +121,7 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
     if (this.done) return
     this.done = true
+    clearTimeout(this.stall)
     const res = this.res
     res.off('drain', this.onDrain)
     const ex = this.ex
@@ -121,6 +145,8 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
     failTry(ex, res, c)
   }
 }
+
+const INVALID: ClassifiedError = { kind: 'protocol', status: 502, reason: 'upstream sent an invalid response' }
 
 /** Bytes a slow client may have queued before we stop reading from its member (backpressure). */
 const PAUSE_AT = 256 * 1024

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import { METHODS, type ServerResponse } from 'node:http'
+import { METHODS, STATUS_CODES, type ServerResponse } from 'node:http'
 import { Transform, type Readable, type TransformCallback } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { classifyUpstreamError, NO_MEMBER, upstreamErrorBody } from '../errors.js'
@@ -8,7 +8,7 @@ import type { Member } from '../upstreams/member.js'
 import type { Pool } from '../upstreams/pool.js'
 import { Exchange, plain, type ProxyDeps } from './exchange.js'
 import { ForwardHandler, dispatchOptions, rawPlain, type TryHooks } from './forwarder.js'
-import { normalizeHost } from './route-table.js'
+import { normalizeAuthority } from './route-table.js'
 import { normalizePath } from './normalize-path.js'
 import type { RouteRuntime, Runtime } from './runtime.js'
 
@@ -24,6 +24,9 @@ const kExchange = Symbol('switchyard.exchange')
 type TrackedResponse = ServerResponse & { [kExchange]?: Exchange }
 
 const BODYLESS_METHODS = new Set(['GET', 'HEAD'])
+/** Header fields a request may carry (Node silently drops those beyond its maxHeadersCount). */
+const MAX_FIELDS = 200
+const ABSOLUTE_FORM = /^(https?):\/\/([^/?#]*)(.*)$/i
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE'])
 const REQUEST_ID = /^[A-Za-z0-9._:/+=-]{1,128}$/
 
@@ -80,6 +83,7 @@ function onResponseClose(this: TrackedResponse): void {
     metrics.hot.requestDuration.get(route.name, poolName).observe(seconds)
     metrics.hot.inFlight.get(route.name).dec()
   }
+  clearTimeout(ex.bodyTimer)
   ex.releaseMember()
   if (ex.admitted) (ex.pool as Pool).release()
   // The client went away before the answer was complete: stop the upstream exchange.
@@ -177,6 +181,19 @@ function forward(ex: Exchange, res: ServerResponse | undefined): void {
   const body = BODYLESS_METHODS.has(method) ? null : (ex.body ?? (ex.request.body as Readable | undefined) ?? null)
   const handler = new ForwardHandler(ex, res, HOOKS)
   ex.abortUpstream = () => handler.abort()
+  const raw = ex.request.raw
+  const limit = ex.rt.config.limits.request_timeout_ms
+  if (body !== null && !Buffer.isBuffer(body) && !raw.complete && limit > 0 && ex.bodyTimer === undefined) {
+    // A body that trickles in must not hold a member's connection for minutes (slowloris on bodies).
+    ex.bodyTimer = setTimeout(() => {
+      if (raw.complete) return
+      ex.request.log.info({ route: ex.route?.name }, 'request body too slow; closing')
+      ex.abortUpstream?.()
+      rawPlain(res, 408, '408 Request Timeout: the request body did not arrive in time\n', { connection: 'close' })
+      raw.socket?.destroy()
+    }, Math.max(1, limit - (performance.now() - ex.start)))
+    raw.once('end', () => clearTimeout(ex.bodyTimer))
+  }
   ex.deps.dispatcher.dispatch(member.origin, dispatchOptions(ex, body, timeout), handler)
 }
 
@@ -186,6 +203,38 @@ function forward(ex: Exchange, res: ServerResponse | undefined): void {
  */
 export async function proxyPlugin(app: FastifyInstance, deps: ProxyDeps): Promise<void> {
   app.decorateRequest('switchyard', null)
+  // CONNECT never reaches a route (Node emits it on the server): refuse it rather than hang up.
+  app.server.on('connect', (_req, socket) => {
+    socket.end('HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\nContent-Length: 0\r\nConnection: close\r\n\r\n')
+  })
+  // Keep one field more than we accept, so an over-long head is refused instead of truncated.
+  app.server.maxHeadersCount = MAX_FIELDS + 1
+  // Anything that escapes a request (e.g. a cache fill whose upstream body turns out malformed):
+  // a short plain answer, or a cut connection once headers went out; never a stack or JSON.
+  app.setErrorHandler((err, request, reply) => {
+    const ex = request.switchyard
+    const c = classifyUpstreamError(err)
+    const status = (err as { statusCode?: number }).statusCode
+    if (reply.raw.headersSent) {
+      reply.raw.destroy()
+      return
+    }
+    if (c.kind === 'other' && status !== undefined && status >= 400 && status <= 599) {
+      // A deliberate answer from a plugin (e.g. under-pressure's 503 with Retry-After): keep it, in plain text.
+      if (status === 503) ex?.deps.metrics.unrouted.labels('overloaded').inc()
+      return plain(reply, status, `${status} ${STATUS_CODES[status] ?? 'Error'}${status === 503 ? ': overloaded, retry shortly' : ''}\n`)
+    }
+    request.log.warn({ err, pool: ex?.pool?.name, kind: c.kind }, 'request failed')
+    for (const h of Object.keys(reply.getHeaders())) reply.removeHeader(h)
+    if (c.kind === 'other') return plain(reply, 500, '500 Internal Server Error\n')
+    if (ex !== null) ex.recordUpstreamError(c)
+    if (reply.sent) {
+      // Fastify considers the reply sent (a stream was handed over) but nothing went out yet.
+      rawPlain(reply.raw, c.status, upstreamErrorBody(ex?.pool?.name ?? '', c))
+      return
+    }
+    return plain(reply, c.status, upstreamErrorBody(ex?.pool?.name ?? '', c))
+  })
   // Never parse bodies: every content type passes through as the raw stream.
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', (_req, payload, done) => done(null, payload))
@@ -200,31 +249,52 @@ export async function proxyPlugin(app: FastifyInstance, deps: ProxyDeps): Promis
     res[kExchange] = ex
     res.once('close', onResponseClose)
 
+    // A framing fault earlier on this connection: requests pipelined behind it are never served.
+    if ((raw.socket as ClosingSocket)[kClosing] === true) {
+      reply.hijack()
+      raw.socket.destroy()
+      return reply
+    }
     const method = request.method
     if (method === 'TRACE' || method === 'CONNECT') {
       reply.header('allow', 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS')
       return reject(ex, reply, 405, 'method_not_allowed', `405 Method Not Allowed: ${method} is not proxied\n`)
     }
 
+    if (raw.httpVersionMajor !== 1) {
+      closeAfter(raw.socket, reply)
+      return reject(ex, reply, 505, 'bad_version', '505 HTTP Version Not Supported\n')
+    }
+    if (raw.httpVersionMinor === 0 && request.headers['transfer-encoding'] !== undefined) {
+      // RFC 9112 section 6.1: Transfer-Encoding in an HTTP/1.0 message is a framing fault.
+      closeAfter(raw.socket, reply)
+      return reject(ex, reply, 400, 'bad_framing', '400 Bad Request: Transfer-Encoding in an HTTP/1.0 request\n')
+    }
+    if (raw.rawHeaders.length > MAX_FIELDS * 2) {
+      closeAfter(raw.socket, reply)
+      return reject(ex, reply, 431, 'too_many_fields', `431 Request Header Fields Too Large: more than ${MAX_FIELDS} header fields\n`)
+    }
     let url = raw.url ?? '/'
     let hostHeader = request.headers.host
     if (url.charCodeAt(0) !== 47) {
-      // absolute-form (RFC 9112 section 3.2.2): the target's authority replaces Host.
-      let abs: URL | undefined
-      try { abs = /^https?:\/\//i.test(url) ? new URL(url) : undefined } catch { abs = undefined }
-      if (abs === undefined) return reject(ex, reply, 400, 'bad_path', '400 Bad Request: unsupported request target\n')
-      hostHeader = abs.host
-      url = abs.pathname + abs.search
+      // absolute-form (RFC 9112 section 3.2.2): the target's authority replaces Host. Parsed by
+      // hand, so the path gets the same normalisation rules as origin-form (a URL parser would
+      // quietly turn backslashes into slashes and clamp dot segments).
+      const abs = ABSOLUTE_FORM.exec(url)
+      if (abs === null || abs[2].includes('@')) return reject(ex, reply, 400, 'bad_path', '400 Bad Request: unsupported request target\n')
+      hostHeader = abs[2]
+      url = abs[3] === '' ? '/' : abs[3].charCodeAt(0) === 63 ? `/${abs[3]}` : abs[3]
     }
-    const host = normalizeHost(hostHeader)
-    if (host === undefined || hasDuplicateHost(raw.rawHeaders)) return reject(ex, reply, 400, 'bad_host', '400 Bad Request: missing, repeated or invalid Host header\n')
+    const auth = normalizeAuthority(hostHeader)
+    if (auth === undefined || hasDuplicateHost(raw.rawHeaders)) return reject(ex, reply, 400, 'bad_host', '400 Bad Request: missing, repeated or invalid Host header\n')
+    const host = auth.host
 
     const q = url.indexOf('?')
     const n = normalizePath(q < 0 ? url : url.slice(0, q))
     if (!n.ok) return reject(ex, reply, 400, 'bad_path', `400 Bad Request: ${n.reason}\n`)
     ex.path = n.path
     ex.host = host
-    ex.authority = hostHeader as string
+    ex.authority = auth.authority
     ex.query = q < 0 ? '' : url.slice(q)
 
     const route = rt.table.match(host, n.path, method, request.headers)
@@ -302,6 +372,15 @@ export async function proxyPlugin(app: FastifyInstance, deps: ProxyDeps): Promis
     reply.header('connection', 'close')
     return plain(reply, 501, `501 Not Implemented: method ${request.method} is not supported\n`)
   })
+}
+
+const kClosing = Symbol('switchyard.closing')
+type ClosingSocket = NonNullable<FastifyRequest['raw']['socket']> & { [kClosing]?: boolean }
+
+/** This answer ends the connection; anything pipelined behind the request is dropped unread. */
+function closeAfter(socket: FastifyRequest['raw']['socket'], reply: FastifyReply): void {
+  ;(socket as ClosingSocket)[kClosing] = true
+  reply.header('connection', 'close')
 }
 
 /** RFC 9112 section 3.2: exactly one Host field. Node keeps the first of several; we refuse. */

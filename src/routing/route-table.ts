@@ -91,21 +91,35 @@ function firstMatch<R>(entries: readonly Entry<R>[], path: string, method: strin
  * for a value that is not a valid host (RFC 9110 section 7.2, RFC 3986 section 3.2.2).
  */
 export function normalizeHost(raw: string | undefined): string | undefined {
+  return normalizeAuthority(raw)?.host
+}
+
+/**
+ * A Host value split into the host we route on and the authority we send upstream and key the
+ * cache on: both lower-cased without a trailing dot; the authority keeps a non-default port, so
+ * an origin that reflects Host can never have its answer for one port served for another.
+ */
+export function normalizeAuthority(raw: string | undefined): { host: string; authority: string } | undefined {
   if (raw === undefined || raw === '') return undefined
   let host = raw
+  let port = ''
   if (host.charCodeAt(0) === 91) { // [v6]:port
     const close = host.indexOf(']')
     if (close < 0) return undefined
     const rest = host.slice(close + 1)
     if (rest !== '' && !/^:[0-9]{1,5}$/.test(rest)) return undefined
-    return host.slice(0, close + 1).toLowerCase()
+    const v6 = host.slice(0, close + 1).toLowerCase()
+    port = rest.slice(1)
+    return { host: v6, authority: port === '' || port === '80' ? v6 : `${v6}:${port}` }
   }
   const colon = host.indexOf(':')
   if (colon >= 0) {
-    if (!/^[0-9]{1,5}$/.test(host.slice(colon + 1))) return undefined
+    port = host.slice(colon + 1)
+    if (!/^[0-9]{1,5}$/.test(port)) return undefined
     host = host.slice(0, colon)
   }
   if (host.endsWith('.')) host = host.slice(0, -1)
   if (host === '' || !/^[A-Za-z0-9._~!$&'()*+,;=-]+$/.test(host)) return undefined
-  return host.toLowerCase()
+  host = host.toLowerCase()
+  return { host, authority: port === '' || port === '80' ? host : `${host}:${port}` }
 }

@@ -111,8 +111,8 @@ t.test('ambiguous or malformed request framing: 400, closed, 0 bytes upstream, n
     await expectRefused(t, s, name, make(target), target)
   }
   // Only HTTP/1.0 and HTTP/1.1 request lines (RFC 9112 section 3; 505 for other versions).
-  const versionTodo = { todo: 'request lines without a version (HTTP/0.9 style), HTTP/0.9 and HTTP/2.0 are accepted and forwarded (Via: 0.9 switchyard), with no Host check' }
-  const versions: [string, string, { todo: string }?][] = [
+  const versionTodo = {}
+  const versions: [string, string, { todo?: string }?][] = [
     ['request line without a version, a space after the target', 'GET /c/v0 \r\nHost: a.test\r\nX-A: 1\r\n\r\n'],
     ['request line without a version (HTTP/0.9 style)', 'GET /c/v1\r\nHost: a.test\r\n\r\n', versionTodo],
     ['HTTP/0.9', 'GET /c/v2 HTTP/0.9\r\nHost: a.test\r\n\r\n', versionTodo],
@@ -129,7 +129,7 @@ t.test('ambiguous or malformed request framing: 400, closed, 0 bytes upstream, n
   // RFC 9112 section 6.1: Transfer-Encoding in an HTTP/1.0 message means faulty framing.
   await expectRefused(t, s, 'Transfer-Encoding on HTTP/1.0 (keep-alive, then a pipelined request)',
     crlf('POST /c/te10 HTTP/1.0', 'Host: a.test', 'Connection: keep-alive', 'Transfer-Encoding: chunked', '', '3', 'abc', '0', '', 'GET /c/te10/smuggled HTTP/1.1', 'Host: a.test', '', ''),
-    '/c/te10', { todo: 'Transfer-Encoding on HTTP/1.0 is accepted and de-chunked (RFC 9112 6.1: treat as faulty framing, 400 and close)' })
+    '/c/te10')
 })
 
 t.test('chunked bodies broken after the head: 400, closed, the upstream never sees a complete request', async (t) => {
@@ -215,7 +215,7 @@ t.test('malformed or smuggled upstream responses: 502 or a cut, connection disca
     { name: 'bad protocol name', bytes: `HTTX/1.1 200 OK\r\n${CC}Content-Length: 5\r\n\r\nhello` },
     { name: 'no status line at all', bytes: 'hello world\r\n\r\n' },
     { name: 'status 099', bytes: `HTTP/1.1 099 Weird\r\n${CC}Content-Length: 5\r\n\r\nhello` },
-    { name: 'status 999', bytes: `HTTP/1.1 999 Weird\r\n${CC}Content-Length: 5\r\n\r\nhello`, todo: 'a status outside 100-599 (999) is relayed to the client as is, and the upstream connection kept (RFC 9110 15: treat it as a 5xx, answer 502)', crash: 'on a caching route this throws an uncaught AbortError (HttpCache.fill destroys the body without an error listener): the process would exit' },
+    { name: 'status 999', bytes: `HTTP/1.1 999 Weird\r\n${CC}Content-Length: 5\r\n\r\nhello`, todoOn: '/cached', todo: 'on a caching route the 999 answer gets a 502, but the cache fill (undici request()) has already read the well-framed 5-byte body, so the connection goes back to the pool instead of being discarded' },
     { name: 'invalid field name (space)', bytes: `HTTP/1.1 200 OK\r\n${CC}Bad Header: x\r\nContent-Length: 5\r\n\r\nhello` },
     { name: 'NUL in a field name', bytes: `HTTP/1.1 200 OK\r\n${CC}X\x00Y: x\r\nContent-Length: 5\r\n\r\nhello` },
     { name: 'NUL in a field value', bytes: `HTTP/1.1 200 OK\r\n${CC}X-Y: a\x00b\r\nContent-Length: 5\r\n\r\nhello` },
@@ -223,7 +223,7 @@ t.test('malformed or smuggled upstream responses: 502 or a cut, connection disca
     { name: 'obs-fold', bytes: `HTTP/1.1 200 OK\r\n${CC}X-Fold: a\r\n b\r\nContent-Length: 5\r\n\r\nhello` },
     { name: 'bare LF line endings', bytes: 'HTTP/1.1 200 OK\nCache-Control: public, max-age=60\nContent-Length: 5\n\nhello' },
     { name: 'bare CR after the status line', bytes: `HTTP/1.1 200 OK\r${CC}Content-Length: 5\r\n\r\nhello` },
-    { name: 'bad chunk size before any body', bytes: `HTTP/1.1 200 OK\r\n${CC}Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n`, cutOk: true, todoOn: '/cached', todo: 'on a caching route, a body parse error before the first body byte gives a 500 JSON error (with the parser message) carrying the upstream\'s headers (cache-control: public) instead of a plain 502' },
+    { name: 'bad chunk size before any body', bytes: `HTTP/1.1 200 OK\r\n${CC}Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n`, cutOk: true },
     { name: 'bad chunk size after the first chunk (head already sent)', bytes: `HTTP/1.1 200 OK\r\n${CC}Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n`, cut: true },
     { name: 'Content-Length longer than the body, then close (head already sent)', bytes: `HTTP/1.1 200 OK\r\n${CC}Content-Length: 100\r\n\r\nhello`, end: true, cut: true },
     { name: 'Content-Length longer than the body, then silence (head already sent)', bytes: `HTTP/1.1 200 OK\r\n${CC}Content-Length: 100\r\n\r\nhello`, cut: true }
