@@ -189,7 +189,14 @@ export class HttpCache {
       nm['x-request-id'] = ex.request.id
       return reply.code(304).headers(nm).send()
     }
-    return reply.code((stored.policy as unknown as { status(): number }).status()).headers(h).send(stored.body)
+    // A hit is written straight on the socket: Fastify's send pipeline (onSend hooks, payload
+    // type checks) costs more than the rest of a memory hit.
+    h['content-length'] = stored.body.length
+    reply.hijack()
+    const res = reply.raw
+    res.writeHead((stored.policy as unknown as { status(): number }).status(), h)
+    res.end(stored.body)
+    return reply
   }
 
   /** A conditional request for a stale entry; 304 refreshes it, an error may serve it stale. */
