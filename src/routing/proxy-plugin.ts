@@ -9,6 +9,7 @@ import type { Pool } from '../upstreams/pool.js'
 import { Exchange, plain, type ProxyDeps } from './exchange.js'
 import { ForwardHandler, dispatchOptions, rawPlain, type TryHooks } from './forwarder.js'
 import { normalizeAuthority } from './route-table.js'
+import { readCookie } from '../balancing/cookie.js'
 import { normalizePath } from './normalize-path.js'
 import type { RouteRuntime, Runtime } from './runtime.js'
 
@@ -90,7 +91,7 @@ function onResponseClose(this: TrackedResponse): void {
   if (!this.writableFinished) ex.abortUpstream?.()
   // RFC 9111 section 4.4: a successful unsafe request invalidates what we cached for its URL.
   if (route?.cache !== undefined && ex.deps.cache !== undefined && !SAFE_METHODS.has(ex.request.method) && this.statusCode < 400 && this.writableFinished) {
-    ex.deps.cache.invalidate(ex, ex.location ?? ex.reply?.getHeader('location'), ex.contentLocation ?? ex.reply?.getHeader('content-location'))
+    ex.deps.cache.invalidate(ex, ex.location, ex.contentLocation)
   }
   if (ex.deps.accessLog) {
     ex.request.log.info({ reqId: ex.request.id, method: ex.request.method, path: ex.path, route: route?.name, pool: poolName, member: ex.member?.name, code, ms: Math.round(seconds * 1e4) / 10, client: ex.clientIp }, 'access')
@@ -126,7 +127,7 @@ function tryAgain(ex: Exchange, reason: string): boolean {
   ;(ex.tried ??= new Set()).add(ex.member as Member)
   ex.releaseMember()
   ex.deps.metrics.retries.labels(route.name, pool.name, reason).inc()
-  forward(ex, ex.request.raw.socket === null ? undefined : (ex.reply as FastifyReply).raw)
+  forward(ex, (ex.reply as FastifyReply).raw)
   return true
 }
 
@@ -155,8 +156,8 @@ function admitThenForward(ex: Exchange, reply: FastifyReply): FastifyReply | Pro
 }
 
 /** One try: pick a member (not one already tried) and stream the request to it. */
-function forward(ex: Exchange, res: ServerResponse | undefined): void {
-  if (res === undefined || res.destroyed) return
+function forward(ex: Exchange, res: ServerResponse): void {
+  if (res.destroyed) return
   const pool = ex.pool as Pool
   const member = ex.pickMember()
   if (member === undefined) {
@@ -327,7 +328,7 @@ export async function proxyPlugin(app: FastifyInstance, deps: ProxyDeps): Promis
       const h = request.headers
       const a = s.assign(
         h[s.overrideHeader] as string | undefined,
-        readSplitCookie(h.cookie, s.cookieName),
+        readCookie(h.cookie, s.cookieName),
         s.stickyHeader === undefined ? undefined : (h[s.stickyHeader] as string | undefined)
       )
       pool = a.variant.target
@@ -406,14 +407,6 @@ function readAll(stream: Readable, expected: number): Promise<Buffer> {
   })
 }
 
-function readSplitCookie(header: string | undefined, name: string): string | undefined {
-  if (header === undefined || !header.includes(name)) return undefined
-  for (const part of header.split(';')) {
-    const eq = part.indexOf('=')
-    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim()
-  }
-  return undefined
-}
 
 export function requestIdFrom(header: string | string[] | undefined): string {
   return typeof header === 'string' && REQUEST_ID.test(header) ? header : randomUUID()
