@@ -1,4 +1,3 @@
-import underPressure from '@fastify/under-pressure'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { Gauge, Registry } from 'prom-client'
 import type { Logger } from 'pino'
@@ -6,7 +5,8 @@ import type { Config } from './config/schema.js'
 import { ConfigError, loadConfigFile } from './config/load.js'
 import { adminPlugin } from './admin/admin-plugin.js'
 import { createProxyMetrics } from './metrics/proxy-metrics.js'
-import { proxyPlugin, requestIdFrom, type ProxyDeps } from './routing/proxy-plugin.js'
+import type { ProxyDeps } from './routing/proxy-plugin.js'
+import { buildProxyServer } from './routing/proxy-server.js'
 import type { Runtime } from './routing/runtime.js'
 import { RuntimeManager } from './routing/runtime-manager.js'
 import { Supervisor } from './sidecars/supervisor.js'
@@ -75,40 +75,7 @@ export async function buildApp(config: Config, opts: AppOptions): Promise<Switch
     }
   })
   let ready = false
-  const limits = config.limits
 
-  const proxy = Fastify({
-    loggerInstance: opts.logger as unknown as FastifyBaseLogger,
-    // Per-request info logs cost more than the proxying itself; access_log opts in instead.
-    logController: new LogController({ disableRequestLogging: true }),
-    genReqId: (req) => requestIdFrom(req.headers['x-request-id']),
-    http: {
-      maxHeaderSize: limits.max_header_bytes,
-      insecureHTTPParser: false,
-      headersTimeout: limits.headers_timeout_ms,
-      requireHostHeader: true,
-      // Node enforces headers/request timeouts only when it sweeps connections (every 30 s by
-      // default): sweep often enough that slow heads and bodies are cut within the limits.
-      connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(Math.min(limits.headers_timeout_ms || 1000, limits.request_timeout_ms || 1000) / 4)))
-    },
-    keepAliveTimeout: limits.keep_alive_timeout_ms,
-    requestTimeout: limits.request_timeout_ms,
-    connectionTimeout: 0,
-    return503OnClosing: true,
-    forceCloseConnections: 'idle'
-  })
-
-  if (limits.max_connections > 0) proxy.server.maxConnections = limits.max_connections
-  if (limits.max_event_loop_delay_ms > 0) {
-    // Shed load fast while the event loop is overloaded; the admin listener is a separate
-    // Fastify instance, so probes and metrics keep answering.
-    await proxy.register(underPressure, {
-      maxEventLoopDelay: limits.max_event_loop_delay_ms,
-      retryAfter: 1,
-      message: 'Service Unavailable: the proxy is overloaded, retry shortly',
-      exposeStatusRoute: false
-    })
-  }
   for (const [name, pool] of Object.entries(config.pools)) {
     if (!pool.tls.verify && pool.members.some((m) => m.url.startsWith('https:'))) {
       opts.logger.warn({ pool: name }, 'TLS certificate verification is OFF for this pool (tls.verify: false): anyone on the path can impersonate its members')
@@ -139,7 +106,7 @@ export async function buildApp(config: Config, opts: AppOptions): Promise<Switch
     opts.logger.info({ store: storeName }, 'http cache enabled')
   }
   await ensureCache(config)
-  await proxy.register(proxyPlugin, proxyDeps)
+  const proxy = await buildProxyServer(config, proxyDeps, opts.logger)
 
   const supervisor = opts.sidecars === true && config.sidecars.length > 0
     ? new Supervisor(config.sidecars, opts.logger.child({ component: 'sidecars' }), registry)
