@@ -4,7 +4,16 @@ import type { ProxyMetrics } from '../metrics/proxy-metrics.js'
 import type { HealthEvent, Pool } from '../upstreams/pool.js'
 import { HealthChecker } from '../upstreams/health-checker.js'
 import type { UpstreamDispatcher } from '../upstreams/dispatcher.js'
+import type { Clock } from '../control/clock.js'
 import { buildRuntime, type Runtime } from './runtime.js'
+
+/** A runtime built for a config but not live yet: commit() swaps it in, abort() drops it. */
+export interface PreparedRuntime {
+  readonly runtime: Runtime
+  /** Swaps it in; returns the origins whose connection pool was rebuilt (changed options). */
+  commit(): Promise<{ rebuilt: string[] }>
+  abort(): Promise<void>
+}
 
 /**
  * Owns the live runtime: starts its health checks, and swaps it whole on reload. A request
@@ -13,32 +22,67 @@ import { buildRuntime, type Runtime } from './runtime.js'
 export class RuntimeManager {
   private rt: Runtime
   private checkers: HealthChecker[] = []
+  private readonly initialChecks: Promise<void>
+  private pending: PreparedRuntime | undefined
+  private closed = false
 
-  constructor(config: Config, private readonly dispatcher: UpstreamDispatcher, private readonly metrics: ProxyMetrics, private readonly log: Logger) {
+  constructor(config: Config, private readonly dispatcher: UpstreamDispatcher, private readonly metrics: ProxyMetrics, private readonly log: Logger, private readonly clock?: Clock) {
     this.rt = buildRuntime(config, dispatcher)
+    dispatcher.commit()
     this.activate(this.rt)
+    this.initialChecks = Promise.all(this.checkers.map((c) => c.firstRound)).then(() => undefined)
   }
 
   get current(): Runtime {
     return this.rt
   }
 
-  /** Swaps in a runtime for `config`; connection pools of origins no longer listed drain and close. */
-  async swap(config: Config): Promise<void> {
-    const next = buildRuntime(config, this.dispatcher, this.rt)
-    const old = this.rt
-    const oldCheckers = this.checkers
-    this.checkers = []
-    this.activate(next)
-    this.rt = next
-    for (const c of oldCheckers) c.stop()
-    for (const p of old.pools.values()) p.dispose()
-    const keep = new Set<string>()
-    for (const p of next.pools.values()) for (const m of p.members) keep.add(m.origin)
-    await this.dispatcher.retain(keep)
+  /** Settles once every active health check of the first runtime has finished its first round. */
+  firstChecks(): Promise<void> {
+    return this.initialChecks
   }
 
+  /**
+   * Builds the runtime for `config` without making it live (two-phase reload: every worker
+   * prepares, then all commit or all abort). One prepared runtime at a time.
+   */
+  prepare(config: Config): PreparedRuntime {
+    if (this.pending !== undefined) throw new Error('a reload is already being applied')
+    const runtime = buildRuntime(config, this.dispatcher, this.rt)
+    const done = (): void => { if (this.pending === prepared) this.pending = undefined }
+    const prepared: PreparedRuntime = {
+      runtime,
+      commit: async () => {
+        done()
+        const rebuilt = this.dispatcher.commit()
+        const old = this.rt
+        const oldCheckers = this.checkers
+        this.checkers = []
+        this.activate(runtime)
+        this.rt = runtime
+        for (const c of oldCheckers) c.stop()
+        for (const p of old.pools.values()) p.dispose()
+        await this.dispatcher.retain(originsOf(runtime))
+        return { rebuilt }
+      },
+      abort: async () => {
+        done()
+        for (const p of runtime.pools.values()) p.dispose()
+        await this.dispatcher.abort()
+      }
+    }
+    this.pending = prepared
+    return prepared
+  }
+
+  /** Swaps in a runtime for `config`; connection pools of origins no longer listed drain and close. */
+  async swap(config: Config): Promise<{ rebuilt: string[] }> {
+    return this.prepare(config).commit()
+  }
+
+  /** Stops the health checks and disposes the pools' timers (the dispatcher is closed by its owner). */
   close(): void {
+    this.closed = true
     for (const c of this.checkers) c.stop()
     this.checkers = []
     for (const p of this.rt.pools.values()) p.dispose()
@@ -49,8 +93,8 @@ export class RuntimeManager {
       pool.onHealthEvent = (e) => this.onHealth(pool, e)
       pool.recompute()
       const hc = pool.config.health_check
-      if (hc !== undefined) {
-        const checker = new HealthChecker(pool, hc, this.dispatcher)
+      if (hc !== undefined && !this.closed) {
+        const checker = new HealthChecker(pool, hc, this.dispatcher, { clock: this.clock })
         this.checkers.push(checker)
         checker.start()
       }
@@ -75,4 +119,10 @@ export class RuntimeManager {
         break
     }
   }
+}
+
+function originsOf(rt: Runtime): Set<string> {
+  const keep = new Set<string>()
+  for (const p of rt.pools.values()) for (const m of p.members) keep.add(m.origin)
+  return keep
 }

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url'
 import { AggregatorRegistry, Counter, Gauge, type Registry } from 'prom-client'
 import type { Logger } from 'pino'
 import type { SidecarConfig } from '../config/schema.js'
+import { systemClock, type Clock } from '../control/clock.js'
 import { METRICS_REQUEST, type MetricsMessage } from './child-metrics.js'
 
 /** The CLI entry a `command: switchyard` sidecar runs (this package's own compiled CLI). */
@@ -12,7 +13,12 @@ export const CLI_ENTRY = fileURLToPath(new URL('../cli/main.js', import.meta.url
 type State = 'starting' | 'running' | 'backoff' | 'stopping' | 'stopped'
 
 /** A run this long resets the backoff: the sidecar was healthy, the next crash is a new incident. */
-const STABLE_MS = 10000
+export const STABLE_MS = 10000
+
+/** Wait before the restart that follows the n-th quick failure in a row (n >= 1): base, 2 base, 4 base ... max. */
+export function restartDelay(failuresInARow: number, baseMs: number, maxMs: number): number {
+  return Math.min(maxMs, baseMs * 2 ** Math.max(0, failuresInARow - 1))
+}
 
 class Sidecar {
   state: State = 'stopped'
@@ -21,10 +27,17 @@ class Sidecar {
   failuresInARow = 0
   startedAt = 0
   lastExit: string | undefined
-  timer: NodeJS.Timeout | undefined
+  timer: unknown
   exited: Promise<void> = Promise.resolve()
+  /** Whether it has spawned at least once (readiness). */
+  everSpawned = false
+  /** Settles with undefined once the first spawn succeeded, or with why it failed. */
+  readonly firstSpawn: Promise<string | undefined>
+  settleFirst!: (failure: string | undefined) => void
 
-  constructor(readonly spec: SidecarConfig) {}
+  constructor(readonly spec: SidecarConfig, private readonly clock: Clock) {
+    this.firstSpawn = new Promise((resolve) => { this.settleFirst = resolve })
+  }
 
   toJSON(): Record<string, unknown> {
     return {
@@ -34,7 +47,7 @@ class Sidecar {
       pid: this.child?.pid ?? null,
       state: this.state,
       restarts: this.restarts,
-      uptime_s: this.state === 'running' ? Math.round((Date.now() - this.startedAt) / 100) / 10 : 0,
+      uptime_s: this.state === 'running' ? Math.round((this.clock.now() - this.startedAt) / 100) / 10 : 0,
       last_exit: this.lastExit ?? null
     }
   }
@@ -49,10 +62,13 @@ export class Supervisor {
   private readonly sidecars = new Map<string, Sidecar>()
   private readonly restartsTotal: Counter<'sidecar'>
   private stopping = false
+  private started = false
   private nextMsgId = 1
+  private readonly clock: Clock
 
-  constructor(specs: readonly SidecarConfig[], private readonly log: Logger, registry: Registry) {
-    for (const s of specs) if (s.enabled) this.sidecars.set(s.name, new Sidecar(s))
+  constructor(specs: readonly SidecarConfig[], private readonly log: Logger, registry: Registry, opts: { clock?: Clock } = {}) {
+    this.clock = opts.clock ?? systemClock
+    for (const s of specs) if (s.enabled) this.sidecars.set(s.name, new Sidecar(s, this.clock))
     this.restartsTotal = new Counter({ name: 'switchyard_sidecar_restarts_total', help: 'Times each sidecar was restarted after it exited.', labelNames: ['sidecar'], registers: [registry] })
     const sidecars = this.sidecars
     new Gauge({
@@ -67,8 +83,33 @@ export class Supervisor {
     for (const s of this.sidecars.values()) this.restartsTotal.labels(s.spec.name).inc(0)
   }
 
+  /** Spawns every sidecar; spawned() tells when they all have. */
   start(): void {
+    if (this.started) return
+    this.started = true
     for (const s of this.sidecars.values()) this.launch(s)
+  }
+
+  /**
+   * Resolves once every sidecar has spawned (its process exists: it may still be starting up),
+   * rejects with the reason when one could not be spawned at all (ENOENT, EACCES): a startup
+   * that cannot start its sidecars fails as a whole.
+   */
+  async spawned(): Promise<void> {
+    const results = await Promise.all([...this.sidecars.values()].map(async (s) => [s.spec.name, await s.firstSpawn] as const))
+    const failed = results.filter(([, why]) => why !== undefined)
+    if (failed.length > 0) throw new Error(failed.map(([name, why]) => `sidecar ${name}: ${why}`).join('; '))
+  }
+
+  /** Whether every sidecar has spawned at least once. */
+  allSpawned(): boolean {
+    for (const s of this.sidecars.values()) if (!s.everSpawned) return false
+    return true
+  }
+
+  /** Pids of the sidecar processes alive now. */
+  pids(): number[] {
+    return [...this.sidecars.values()].flatMap((s) => s.child?.pid === undefined ? [] : [s.child.pid])
   }
 
   /**
@@ -89,7 +130,7 @@ export class Supervisor {
     }
     for (const [name, spec] of wanted) {
       if (this.sidecars.has(name)) continue
-      const s = new Sidecar(spec)
+      const s = new Sidecar(spec, this.clock)
       this.sidecars.set(name, s)
       this.restartsTotal.labels(name).inc(0)
       this.launch(s)
@@ -127,9 +168,12 @@ export class Supervisor {
       createInterface({ input: stream, crlfDelay: Infinity }).on('line', (line) => log.info({ stream: name }, line))
     }
     child.once('spawn', () => {
-      s.state = 'running'
-      s.startedAt = Date.now()
+      s.startedAt = this.clock.now()
+      s.everSpawned = true
+      s.settleFirst(undefined)
       log.info({ pid: child.pid }, 'sidecar started')
+      // Unless a stop came first ('stopping'): its SIGTERM is on the way.
+      if (s.state === 'starting') s.state = 'running'
     })
     child.on('error', (err) => {
       // ENOENT and friends: 'exit' may not follow, so treat it as an exit.
@@ -141,19 +185,22 @@ export class Supervisor {
 
   private onExit(s: Sidecar, how: string): void {
     if (s.state === 'stopped' || s.state === 'backoff') return
+    s.settleFirst(how)
     s.lastExit = how
     s.child = undefined
     if (this.stopping || s.state === 'stopping') {
       s.state = 'stopped'
       return
     }
-    const ranMs = s.startedAt === 0 ? 0 : Date.now() - s.startedAt
-    s.failuresInARow = ranMs >= STABLE_MS ? 0 : s.failuresInARow + 1
+    const ranMs = s.startedAt === 0 ? 0 : this.clock.now() - s.startedAt
+    // After a stable run this exit starts a new incident: the first delay again.
+    s.failuresInARow = ranMs >= STABLE_MS ? 1 : s.failuresInARow + 1
+    s.startedAt = 0
     const { initial_delay_ms: base, max_delay_ms: max } = s.spec.restart
-    const delay = Math.min(max, base * 2 ** Math.max(0, s.failuresInARow - 1))
+    const delay = restartDelay(s.failuresInARow, base, max)
     s.state = 'backoff'
     this.log.warn({ sidecar: s.spec.name, exit: how, restart_in_ms: delay, restarts: s.restarts + 1 }, 'sidecar exited; restarting after backoff')
-    s.timer = setTimeout(() => {
+    s.timer = this.clock.setTimeout(() => {
       s.timer = undefined
       s.restarts++
       this.restartsTotal.labels(s.spec.name).inc()
@@ -169,8 +216,9 @@ export class Supervisor {
   }
 
   private async stopOne(s: Sidecar): Promise<void> {
-    if (s.timer !== undefined) clearTimeout(s.timer)
+    if (s.timer !== undefined) this.clock.clearTimeout(s.timer)
     s.timer = undefined
+    s.settleFirst('stopped before it spawned')
     const child = s.child
     if (child === undefined || child.exitCode !== null || child.signalCode !== null) {
       s.state = 'stopped'
@@ -178,12 +226,12 @@ export class Supervisor {
     }
     s.state = 'stopping'
     child.kill('SIGTERM')
-    const killer = setTimeout(() => {
+    const killer = this.clock.setTimeout(() => {
       this.log.warn({ sidecar: s.spec.name }, 'sidecar did not stop in time; sending SIGKILL')
       child.kill('SIGKILL')
     }, s.spec.stop_timeout_ms)
     await s.exited
-    clearTimeout(killer)
+    this.clock.clearTimeout(killer)
     s.state = 'stopped'
   }
 

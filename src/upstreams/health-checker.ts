@@ -1,8 +1,18 @@
 import { connect } from 'node:net'
 import type { HealthCheckConfig } from '../config/schema.js'
+import { systemClock, type Clock } from '../control/clock.js'
 import type { Member } from './member.js'
 import type { Pool } from './pool.js'
 import type { UpstreamDispatcher } from './dispatcher.js'
+
+/** One check of one member: whether it passed, and what to log and show in /admin/pools. */
+export type Probe = (m: Member) => Promise<[boolean, string]>
+
+export interface HealthCheckerOptions {
+  clock?: Clock
+  /** Replaces the HTTP/TCP check (unit tests script the verdicts; the ticks stay real). */
+  probe?: Probe
+}
 
 /**
  * Active health checks for one pool: every interval, each member gets an HTTP GET (status in
@@ -10,32 +20,65 @@ import type { UpstreamDispatcher } from './dispatcher.js'
  * results flip it (HAProxy's `check inter rise fall`).
  */
 export class HealthChecker {
-  private timer: NodeJS.Timeout | undefined
+  /** Settles once every member has had its first check (or the checker stopped): /readyz waits for it. */
+  readonly firstRound: Promise<void>
+  private resolveFirst!: () => void
+  private timer: unknown
+  private started = false
+  private stopped = false
   private readonly running = new Set<Member>()
+  private readonly clock: Clock
+  private readonly probe: Probe
 
-  constructor(private readonly pool: Pool, private readonly cfg: HealthCheckConfig, private readonly dispatcher: UpstreamDispatcher) {}
+  constructor(private readonly pool: Pool, private readonly cfg: HealthCheckConfig, private readonly dispatcher: UpstreamDispatcher, opts: HealthCheckerOptions = {}) {
+    this.clock = opts.clock ?? systemClock
+    this.probe = opts.probe ?? ((m) => this.check(m))
+    this.firstRound = new Promise((resolve) => { this.resolveFirst = resolve })
+  }
 
   start(): void {
-    if (this.timer !== undefined) return
-    this.tick()
-    this.timer = setInterval(() => this.tick(), this.cfg.interval_ms)
-    this.timer.unref()
+    if (this.started || this.stopped) return
+    this.started = true
+    const first = this.tick()
+    void Promise.all(first).then(() => this.resolveFirst())
   }
 
   stop(): void {
-    if (this.timer !== undefined) clearInterval(this.timer)
+    this.stopped = true
+    this.clock.clearTimeout(this.timer)
     this.timer = undefined
+    this.resolveFirst()
   }
 
-  private tick(): void {
+  /** Checks every member not still being checked, then schedules the next tick (setInterval's rhythm). */
+  private tick(): Promise<void>[] {
+    if (this.stopped) return []
+    this.timer = this.clock.setTimeout(() => { this.tick() }, this.cfg.interval_ms)
+    const rounds: Promise<void>[] = []
     for (const m of this.pool.members) {
       if (this.running.has(m)) continue
       this.running.add(m)
-      void this.check(m).then(
-        ([ok, detail]) => this.pool.recordCheck(m, ok, detail, this.cfg.rise, this.cfg.fall),
-        (err: unknown) => this.pool.recordCheck(m, false, `error: ${(err as Error).message}`, this.cfg.rise, this.cfg.fall)
-      ).finally(() => this.running.delete(m))
+      rounds.push(this.bounded(m).then(
+        ([ok, detail]) => { if (!this.stopped) this.pool.recordCheck(m, ok, detail, this.cfg.rise, this.cfg.fall) },
+        (err: unknown) => { if (!this.stopped) this.pool.recordCheck(m, false, `error: ${(err as Error).message}`, this.cfg.rise, this.cfg.fall) }
+      ))
     }
+    return rounds
+  }
+
+  /**
+   * The probe, failed after timeout_ms on our clock whatever the probe does (a connect that
+   * hangs is bounded by the pool's connect timeout, which may be longer). The member is not
+   * probed again until the probe itself has settled, so hung probes never pile up.
+   */
+  private bounded(m: Member): Promise<[boolean, string]> {
+    return new Promise((resolve, reject) => {
+      const t = this.clock.setTimeout(() => resolve([false, 'timeout']), this.cfg.timeout_ms)
+      this.probe(m).finally(() => this.running.delete(m)).then(
+        (r) => { this.clock.clearTimeout(t); resolve(r) },
+        (err: unknown) => { this.clock.clearTimeout(t); reject(err) }
+      )
+    })
   }
 
   private async check(m: Member): Promise<[boolean, string]> {
