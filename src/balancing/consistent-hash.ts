@@ -5,26 +5,23 @@ const POINTS_PER_WEIGHT = 160
 
 /**
  * Consistent hashing on a ring (Karger et al.; ketama's 160 points per member): a key goes to
- * the first point clockwise from its hash whose member is available. Removing or ejecting a
- * member moves only the keys that were on its points.
+ * the first point clockwise from its hash whose member is eligible. The ring always spans the
+ * whole pool, so removing, ejecting or having tried a member moves only the keys that were on
+ * its points.
  */
 export class ConsistentHashBalancer implements Balancer {
   private ringFor: readonly Candidate[] | undefined
   private points = new Uint32Array(0)
   private owners = new Uint32Array(0)
   private fallback = 0
+  /** Eligibility by member index for the current pick (reused, no allocation per request). */
+  private mask = new Uint8Array(0)
 
-  pick(members: readonly Candidate[], key: string | undefined): Candidate | undefined {
-    if (members.length === 0) return undefined
-    if (this.ringFor !== members) this.build(members)
-    if (key === undefined) {
-      // No key: behave like round-robin rather than sending every keyless request to one member.
-      for (let t = 0; t < members.length; t++) {
-        const m = members[this.fallback++ % members.length]
-        if (m.available) return m
-      }
-      return undefined
-    }
+  pick(eligible: readonly Candidate[], key: string | undefined, all: readonly Candidate[]): Candidate | undefined {
+    if (eligible.length === 0) return undefined
+    // No key: behave like round-robin rather than sending every keyless request to one member.
+    if (key === undefined) return eligible[this.fallback++ % eligible.length]
+    if (this.ringFor !== all) this.build(all)
     const h = hash32(key)
     const pts = this.points
     let lo = 0
@@ -34,9 +31,13 @@ export class ConsistentHashBalancer implements Balancer {
       if (pts[mid] < h) lo = mid + 1
       else hi = mid
     }
+    if (eligible.length === all.length) return all[this.owners[lo % pts.length]]
+    const mask = this.mask
+    mask.fill(0)
+    for (const m of eligible) mask[m.index] = 1
     for (let k = 0; k < pts.length; k++) {
-      const m = members[this.owners[(lo + k) % pts.length]]
-      if (m.available) return m
+      const owner = this.owners[(lo + k) % pts.length]
+      if (mask[owner] === 1) return all[owner]
     }
     return undefined
   }
@@ -50,6 +51,7 @@ export class ConsistentHashBalancer implements Balancer {
     pairs.sort((a, b) => a[0] - b[0])
     this.points = Uint32Array.from(pairs, (p) => p[0])
     this.owners = Uint32Array.from(pairs, (p) => p[1])
+    this.mask = new Uint8Array(members.length)
     this.ringFor = members
   }
 }

@@ -1,16 +1,14 @@
 import type { Balancer, Candidate } from './balancer.js'
 
-/** Plain rotation over available members, ignoring weights. */
+/** Plain rotation over the eligible members, ignoring weights. */
 export class RoundRobinBalancer implements Balancer {
   private next = 0
 
-  pick(members: readonly Candidate[]): Candidate | undefined {
-    const n = members.length
-    for (let tries = 0; tries < n; tries++) {
-      const m = members[this.next % n]
-      this.next = (this.next + 1) % n
-      if (m.available) return m
-    }
-    return undefined
+  pick(eligible: readonly Candidate[]): Candidate | undefined {
+    const n = eligible.length
+    if (n === 0) return undefined
+    const m = eligible[this.next % n]
+    this.next = (this.next + 1) % 1073741824
+    return m
   }
 }

@@ -1,28 +1,31 @@
 /**
- * The shared HTTP cache in front of cache-enabled routes (RFC 9111 via http-cache-semantics,
- * never hand-written freshness rules). One instance per app; the store is memory or Redis.
+ * The shared HTTP cache as an interceptor in front of the attempt loop (RFC 9111 via
+ * http-cache-semantics, never hand-written freshness rules). One instance per app; the store is
+ * memory or Redis.
  *
- * Flow for a GET/HEAD on a caching route:
- *   lookup -> fresh: serve (HIT) | stale within stale-while-revalidate: serve (STALE) and refresh
- *   once in the background | stale: conditional request upstream, 304 refreshes the entry
- *   (REVALIDATED), an error within stale-if-error serves it (STALE) | nothing: fetch (MISS),
- *   concurrent misses for one key collapsed into one upstream request.
- * Cache fills talk to the member through the same undici pools as the forwarder, so the response
- * can be teed into the store while it streams to the client.
+ * For a GET/HEAD on a caching route:
+ *   lookup -> fresh: replayed into the client writer (HIT) | stale within stale-while-revalidate:
+ *   replayed (STALE) and refreshed once in the background | stale with a validator: a conditional
+ *   exchange, 304 refreshes the entry (REVALIDATED), a failure within stale-if-error replays it
+ *   (STALE) | nothing: a fill exchange (MISS), concurrent misses for one key collapsed into one.
+ * Misses, revalidations and background refreshes all run through the attempt loop
+ * (routing/attempt-loop.ts), like uncached requests: admission, retries on another member,
+ * timeouts and health accounting are the same. CacheSink copies the body into the store as it
+ * streams to the client.
  */
-import type { IncomingHttpHeaders } from 'node:http'
-import type { Readable } from 'node:stream'
 import CachePolicy from 'http-cache-semantics'
-import type { FastifyReply } from 'fastify'
 import type { Logger } from 'pino'
-import { NO_MEMBER, upstreamErrorBody, type ClassifiedError } from '../errors.js'
-import type { Exchange } from '../routing/exchange.js'
-import { plain } from '../routing/exchange.js'
+import { UPSTREAM_ERRORS, poolDetail, type ProxyError } from '../errors.js'
+import { runExchange, type AttemptDeps, type Flow, type ResponseSink, type UpstreamRequest, type UpstreamResponse } from '../routing/attempt-loop.js'
+import type { ClientWriter } from '../routing/client-writer.js'
+import type { RoutedRequest } from '../routing/request-edge.js'
 import { normalizeAuthority } from '../routing/route-table.js'
+import { upstreamHeaders } from '../routing/upstream-request.js'
 import type { RouteCacheConfig } from '../config/schema.js'
 import { notModified, notModifiedHeaders } from './conditional.js'
 import type { CacheMetrics } from './cache-metrics.js'
 import { cacheKey, type CacheKey } from './cache-key.js'
+import { keyedQuery } from './keyed-query.js'
 import type { CacheEntry, CacheStore } from './store.js'
 
 type Headers = Record<string, string | string[] | undefined>
@@ -60,6 +63,31 @@ function first(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v
 }
 
+/** Where a fill's answer goes, and what it was asked for. */
+interface FillContext {
+  readonly routed: RoutedRequest
+  readonly cfg: RouteCacheConfig
+  readonly primary: CacheKey
+  readonly deps: AttemptDeps
+  readonly dropUnderscores: boolean
+  /** The client's writer; undefined for a background refresh. */
+  readonly writer: ClientWriter | undefined
+  /** The entry being revalidated or replaced (for 304s and stale-if-error). */
+  readonly stale: Stored | undefined
+  /** The exchange carried the stale entry's validators. */
+  readonly conditional: boolean
+  /** X-Cache and Cache-Status "fwd" of a relayed answer. */
+  readonly xcache: string
+  readonly fwd: string
+  /** Settles the collapsed-miss flight this fill leads (no-op for others). */
+  readonly finish: (s: Shared, stored?: Promise<void>) => void
+}
+
+/** What every fill of one request shares. */
+type FillBase = Pick<FillContext, 'routed' | 'cfg' | 'primary' | 'deps' | 'dropUnderscores'>
+
+const NO_FLIGHT = (): void => {}
+
 export class HttpCache {
   private readonly inflight = new Map<string, Promise<Shared>>()
   private readonly refreshing = new Set<string>()
@@ -72,53 +100,57 @@ export class HttpCache {
   }
 
   /**
-   * Serves a request on a caching route, or returns undefined to let the plain proxy path
-   * forward it (unsafe methods, Range requests, requests the route's policy bypasses).
+   * Takes a request on a caching route (true), or declines it (false) so the plain forward
+   * runs: unsafe methods, Range requests, requests the route's policy bypasses.
    */
-  handle(ex: Exchange, reply: FastifyReply): Promise<FastifyReply> | undefined {
-    const req = ex.request
-    const cfg = (ex.route as { cache: RouteCacheConfig }).cache
-    if (!cfg.enabled || !SAFE.has(req.method) || req.headers.range !== undefined) return undefined
-    if (cfg.cookies === 'bypass' && hasForeignCookie(req.headers.cookie, ex)) {
-      this.count(ex, 'bypass')
-      ex.cacheStatus = 'BYPASS'
-      return undefined
+  handle(routed: RoutedRequest, writer: ClientWriter, deps: AttemptDeps, dropUnderscores: boolean): boolean {
+    const cfg = routed.route.cache as RouteCacheConfig
+    if (!cfg.enabled || !SAFE.has(routed.method) || routed.headers.range !== undefined) return false
+    if (cfg.cookies === 'bypass' && hasForeignCookie(routed.headers.cookie, routed.route.split?.cookieName)) {
+      this.count(routed, 'bypass')
+      writer.cacheStatus = 'BYPASS'
+      return false
     }
-    return this.serve(ex, reply, cfg)
+    this.serve(routed, writer, cfg, deps, dropUnderscores).catch((err: unknown) => {
+      // Nothing an origin or a store does may crash a request: answer, or cut a started answer.
+      this.deps.log.error({ err, route: routed.route.name }, 'cache interceptor failed')
+      writer.error(UPSTREAM_ERRORS.other, poolDetail(routed.pool.name, UPSTREAM_ERRORS.other))
+    })
+    return true
   }
 
   /** After a successful unsafe request: drop what we hold for its URL and Location (RFC 9111 section 4.4). */
-  invalidate(ex: Exchange, location: unknown, contentLocation: unknown): void {
-    const cfg = (ex.route as { cache: RouteCacheConfig }).cache
-    const targets: [string, string][] = [[ex.path, ex.query]]
+  invalidate(routed: RoutedRequest, location: unknown, contentLocation: unknown): void {
+    const cfg = routed.route.cache as RouteCacheConfig
+    const targets: [string, string][] = [[routed.path, routed.query]]
     for (const l of [location, contentLocation]) {
       if (typeof l !== 'string') continue
       let u: URL
-      try { u = new URL(l, `http://${ex.authority}`) } catch { continue }
+      try { u = new URL(l, `http://${routed.authority}`) } catch { continue }
       // Only same-origin locations (RFC 9111 section 4.4: a cache MUST NOT invalidate other origins).
-      if (normalizeAuthority(u.host)?.authority !== ex.authority) continue
+      if (normalizeAuthority(u.host)?.authority !== routed.authority) continue
       targets.push([u.pathname, u.search])
     }
     // Every pool's copy: the variants of a split store the same URL once per pool.
-    for (const pool of ex.rt.pools.keys()) {
-      for (const [path, query] of targets) void this.deps.store.delete(this.primaryKey(ex, path, query, cfg, pool))
+    for (const pool of routed.route.invalidates) {
+      for (const [path, query] of targets) void this.deps.store.delete(this.primaryKey(routed, path, query, cfg, pool))
     }
   }
 
-  private count(ex: Exchange, result: string): void {
-    this.deps.metrics.lookups.labels(ex.route?.name ?? '', result).inc()
+  count(routed: RoutedRequest, result: string): void {
+    this.deps.metrics.lookups.labels(routed.route.name, result).inc()
   }
 
-  private primaryKey(ex: Exchange, path: string, query: string, cfg: RouteCacheConfig, pool = ex.pool?.name ?? ''): CacheKey {
+  private primaryKey(routed: RoutedRequest, path: string, query: string, cfg: RouteCacheConfig, pool = routed.pool.name): CacheKey {
     // The pool is part of the key (split variants answer one URL differently). Forwarding headers
     // from trusted proxies reach the origin as sent: an origin that varies on them says so with
     // Vary, which the store keys on; from anyone else they are replaced by ours (constant).
     const partition = cachePartition(pool)
     // The SHA-256 of a key costs more than the rest of a memory hit's lookup: remember recent ones.
-    const memo = `${ex.route?.name ?? ""}\u0000${partition}\u0000${ex.authority}\u0000${path}\u0000${query}`
+    const memo = `${routed.route.name}\u0000${partition}\u0000${routed.authority}\u0000${path}\u0000${query}`
     let key = this.keys.get(memo)
     if (key === undefined) {
-      key = cacheKey({ scheme: 'http', host: ex.authority, path, query: keyedQuery(query, cfg.query).slice(1), partition })
+      key = cacheKey({ scheme: 'http', host: routed.authority, path, query: keyedQuery(query, cfg.query).slice(1), partition })
       if (this.keys.size >= PARSED_POLICIES) this.keys.clear()
       this.keys.set(memo, key)
     }
@@ -126,14 +158,14 @@ export class HttpCache {
   }
 
   /** The request as http-cache-semantics sees it: our normalised URL and host, the client's headers. */
-  private policyRequest(ex: Exchange): CachePolicy.Request {
+  policyRequest(routed: RoutedRequest): CachePolicy.Request {
     // The URL as keyed (ignored query parameters left out), so equivalent requests match.
-    const rule = (ex.route as { cache: RouteCacheConfig }).cache.query
-    return { url: ex.path + keyedQuery(ex.query, rule), method: 'GET', headers: { ...ex.request.headers, host: ex.authority } as CachePolicy.Headers }
+    const rule = (routed.route.cache as RouteCacheConfig).query
+    return { url: routed.path + keyedQuery(routed.query, rule), method: 'GET', headers: { ...routed.headers, host: routed.authority } as CachePolicy.Headers }
   }
 
-  private async lookup(ex: Exchange, key: CacheKey): Promise<Stored | undefined> {
-    const got = await this.deps.store.get(key, ex.request.headers)
+  private async lookup(routed: RoutedRequest, key: CacheKey): Promise<Stored | undefined> {
+    const got = await this.deps.store.get(key, routed.headers)
     if (got === undefined) return undefined
     // Parsing the stored policy is most of a hit's cost: keep recent ones (policies are not mutated).
     let policy = this.parsed.get(got.meta)
@@ -147,287 +179,293 @@ export class HttpCache {
     return { policy, body: got.body }
   }
 
-  private async serve(ex: Exchange, reply: FastifyReply, cfg: RouteCacheConfig): Promise<FastifyReply> {
-    const primary = this.primaryKey(ex, ex.path, ex.query, cfg)
-    const flight = `${primary.digest}|${variantHint(ex)}`
-    const preq = this.policyRequest(ex)
+  private async serve(routed: RoutedRequest, writer: ClientWriter, cfg: RouteCacheConfig, deps: AttemptDeps, dropUnderscores: boolean): Promise<void> {
+    const primary = this.primaryKey(routed, routed.path, routed.query, cfg)
     let stored: Stored | undefined
     try {
-      stored = await this.lookup(ex, primary)
+      stored = await this.lookup(routed, primary)
     } catch (err) {
-      this.count(ex, 'error')
+      this.count(routed, 'error')
       this.deps.log.warn({ err }, 'cache lookup failed; serving from upstream')
     }
+    if (writer.closed) return
+    const base: FillBase = { routed, cfg, primary, deps, dropUnderscores }
     if (stored !== undefined) {
-      const ev = stored.policy.evaluateRequest(preq)
+      const ev = stored.policy.evaluateRequest(this.policyRequest(routed))
       if (ev.response !== undefined && ev.revalidation === undefined) {
-        this.count(ex, 'hit')
-        return this.sendStored(ex, reply, stored, ev.response.headers as Headers, 'HIT', 'hit')
+        this.count(routed, 'hit')
+        this.sendStored(routed, writer, stored, ev.response.headers as Headers, 'HIT', 'hit')
+        return
       }
       if (ev.response !== undefined && ev.revalidation !== undefined && !ev.revalidation.synchronous) {
-        this.count(ex, 'stale')
-        this.refreshInBackground(ex, primary, stored, cfg)
-        return this.sendStored(ex, reply, stored, ev.response.headers as Headers, 'STALE', 'hit; detail=stale-while-revalidate')
+        this.count(routed, 'stale')
+        this.refreshInBackground(base, stored)
+        this.sendStored(routed, writer, stored, ev.response.headers as Headers, 'STALE', 'hit; detail=stale-while-revalidate')
+        return
       }
       if (ev.revalidation !== undefined && hasValidator(stored.policy)) {
-        return this.revalidate(ex, reply, primary, stored, validatorsOf(stored.policy), cfg)
+        const ctx: FillContext = { ...base, writer, stale: stored, conditional: true, xcache: 'MISS', fwd: 'fwd=stale', finish: NO_FLIGHT }
+        writer.flow = runExchange(deps, this.fillRequest(routed, dropUnderscores, validatorsOf(stored.policy)), new CacheSink(this, ctx))
+        return
       }
     }
-    return this.fill(ex, reply, primary, flight, cfg, stored)
+    await this.fill(base, writer, stored)
   }
 
-  private sendStored(ex: Exchange, reply: FastifyReply, stored: Stored, headers: Headers, xcache: string, status: string): FastifyReply {
-    ex.cacheStatus = xcache
-    const h = ex.clientHeaders(headers)
+  /** Replays a stored answer (or a 304 for the client's own conditional) through the client writer. */
+  sendStored(routed: RoutedRequest, writer: ClientWriter, stored: Stored, headers: Headers, xcache: string, status: string): void {
+    writer.cacheStatus = xcache
+    const h = writer.headersFrom(headers)
     h['x-cache'] = xcache
     h['cache-status'] = `switchyard; ${status}`
-    if (notModified(ex.request.headers as Headers, headers)) {
+    if (notModified(routed.headers as Headers, headers)) {
       const nm = notModifiedHeaders(headers) as Record<string, string | string[]>
       nm['x-cache'] = xcache
-      nm['cache-status'] = h['cache-status'] as string
+      nm['cache-status'] = h['cache-status']
       nm.via = h.via as string
-      nm['x-request-id'] = ex.request.id
-      return reply.code(304).headers(nm).send()
+      nm['x-request-id'] = routed.id
+      writer.whole(304, nm, undefined)
+      return
     }
-    // A hit is written straight on the socket: Fastify's send pipeline (onSend hooks, payload
-    // type checks) costs more than the rest of a memory hit.
-    h['content-length'] = stored.body.length
-    reply.hijack()
-    const res = reply.raw
-    res.writeHead((stored.policy as unknown as { status(): number }).status(), h)
-    res.end(stored.body)
-    return reply
+    writer.whole((stored.policy as unknown as { status(): number }).status(), h, stored.body)
   }
 
-  /** A conditional request for a stale entry; 304 refreshes it, an error may serve it stale. */
-  private async revalidate(ex: Exchange, reply: FastifyReply, primary: CacheKey, stored: Stored, condHeaders: Headers, cfg: RouteCacheConfig): Promise<FastifyReply> {
-    const member = ex.pickMember()
-    if (member === undefined) {
-      ex.recordUpstreamError(NO_MEMBER)
-      return this.staleOnError(ex, reply, stored, undefined) ?? plain(reply, 503, upstreamErrorBody((ex.pool as { name: string }).name, NO_MEMBER))
-    }
-    let res
-    try {
-      res = await ex.deps.dispatcher.fetch(member.origin, this.fillRequest(ex, condHeaders))
-    } catch (err) {
-      return this.staleOnError(ex, reply, stored, err) ?? ex.failUpstream(reply, err)
-    }
-    ex.observeUpstream()
-    if (res.statusCode === 304) {
-      res.body.resume()
-      const { policy, modified, matches } = stored.policy.revalidatedPolicy(this.policyRequest(ex), { status: 304, headers: res.headers as CachePolicy.Headers })
-      if (!modified && matches) {
-        const updated: Stored = { policy, body: stored.body }
-        this.count(ex, 'revalidated')
-        void this.write(primary, updated, ex, res.headers.vary ?? (policy.responseHeaders() as Headers).vary)
-        return this.sendStored(ex, reply, updated, policy.responseHeaders() as Headers, 'REVALIDATED', 'hit; fwd=stale; fwd-status=304')
-      }
-      // A 304 that does not match what we hold (RFC 9111 section 4.3.4) tells us nothing usable:
-      // fetch the representation unconditionally.
-      ex.releaseMember()
-      return this.fill(ex, reply, primary, `${primary.digest}|${variantHint(ex)}`, cfg, undefined)
-    }
-    if (res.statusCode >= 500) {
-      const served = this.staleOnError(ex, reply, stored, undefined, res.statusCode)
-      if (served !== undefined) { res.body.resume(); return served }
-    }
-    this.count(ex, 'miss')
-    return this.respondAndStore(ex, reply, primary, cfg, res, 'MISS', 'fwd=stale')
-  }
-
-  /** stale-if-error (RFC 5861): serve the stale entry when the origin failed, if it allows. */
-  private staleOnError(ex: Exchange, reply: FastifyReply, stored: Stored, err: unknown, status?: number): FastifyReply | undefined {
+  /** stale-if-error (RFC 5861): replays the stale entry when the origin failed, if it allows. */
+  staleOnError(ctx: FillContext, status: number): boolean {
+    const stored = ctx.stale
+    if (stored === undefined) return false
     // revalidatedPolicy hands back the same policy, unmodified, exactly when stale-if-error allows it.
     let same = false
     try {
-      const r = stored.policy.revalidatedPolicy(this.policyRequest(ex), { status: status ?? 502, headers: {} })
+      const r = stored.policy.revalidatedPolicy(this.policyRequest(ctx.routed), { status, headers: {} })
       same = !r.modified && r.policy === stored.policy
     } catch { same = false }
-    if (!same) return undefined
-    const policy = stored.policy
-    if (err !== undefined) ex.request.log.warn({ err, pool: ex.pool?.name }, 'upstream failed; serving stale entry (stale-if-error)')
-    this.count(ex, 'stale')
-    return this.sendStored(ex, reply, stored, policy.responseHeaders() as Headers, 'STALE', `hit; fwd=stale; detail=stale-if-error`)
+    if (!same) return false
+    if (ctx.writer !== undefined) {
+      this.count(ctx.routed, 'stale')
+      this.sendStored(ctx.routed, ctx.writer, stored, stored.policy.responseHeaders() as Headers, 'STALE', 'hit; fwd=stale; detail=stale-if-error')
+    }
+    return true
   }
 
-  /** A miss (or an entry we cannot revalidate): one upstream request per key at a time. */
-  private async fill(ex: Exchange, reply: FastifyReply, primary: CacheKey, flight: string, cfg: RouteCacheConfig, stale: Stored | undefined): Promise<FastifyReply> {
+  /** A miss (or an entry we cannot revalidate): one upstream exchange per key at a time. */
+  async fill(base: FillBase, writer: ClientWriter, stale: Stored | undefined): Promise<void> {
+    const { routed } = base
+    const flight = `${base.primary.digest}|${variantHint(routed)}`
     const pending = this.inflight.get(flight)
     if (pending !== undefined) {
       const shared = await pending
-      if (shared.kind === 'stored' && shared.stored.policy.satisfiesWithoutRevalidation(this.policyRequest(ex))) {
-        this.count(ex, 'hit')
-        return this.sendStored(ex, reply, shared.stored, shared.stored.policy.responseHeaders() as Headers, 'HIT', 'hit; detail=collapsed')
+      if (writer.closed) return
+      if (shared.kind === 'stored' && shared.stored.policy.satisfiesWithoutRevalidation(this.policyRequest(routed))) {
+        this.count(routed, 'hit')
+        this.sendStored(routed, writer, shared.stored, shared.stored.policy.responseHeaders() as Headers, 'HIT', 'hit; detail=collapsed')
+        return
       }
       // Not shareable (or not for this request's Vary): go upstream ourselves.
     }
-    let settle: (s: Shared) => void = () => {}
-    const leader = pending === undefined
-    if (leader) this.inflight.set(flight, new Promise<Shared>((resolve) => { settle = resolve }))
-    // Waiters get the result at once; the key stays claimed until the entry is in the store, so
-    // a request arriving meanwhile is served the same answer instead of missing again.
-    let finished = false
-    const finish = (s: Shared, stored?: Promise<void>): void => {
-      if (!leader || finished) return
-      finished = true
-      settle(s)
-      if (stored === undefined) this.inflight.delete(flight)
-      else void stored.finally(() => this.inflight.delete(flight))
-    }
-    const member = ex.pickMember()
-    if (member === undefined) {
-      finish({ kind: 'pass' })
-      ex.recordUpstreamError(NO_MEMBER)
-      if (stale !== undefined) {
-        const served = this.staleOnError(ex, reply, stale, undefined)
-        if (served !== undefined) return served
+    let finish: FillContext['finish'] = NO_FLIGHT
+    if (pending === undefined) {
+      let settle: (s: Shared) => void = () => {}
+      this.inflight.set(flight, new Promise<Shared>((resolve) => { settle = resolve }))
+      // Waiters get the result at once; the key stays claimed until the entry is in the store, so
+      // a request arriving meanwhile is served the same answer instead of missing again.
+      let finished = false
+      finish = (s, stored) => {
+        if (finished) return
+        finished = true
+        settle(s)
+        if (stored === undefined) this.inflight.delete(flight)
+        else void stored.finally(() => this.inflight.delete(flight))
       }
-      return plain(reply, 503, upstreamErrorBody((ex.pool as { name: string }).name, NO_MEMBER))
     }
-    let res
-    try {
-      res = await ex.deps.dispatcher.fetch(member.origin, this.fillRequest(ex, undefined))
-    } catch (err) {
-      finish({ kind: 'pass' })
-      if (stale !== undefined) {
-        const served = this.staleOnError(ex, reply, stale, err)
-        if (served !== undefined) return served
-      }
-      return ex.failUpstream(reply, err)
-    }
-    try {
-      ex.observeUpstream()
-      this.count(ex, 'miss')
-      return this.respondAndStore(ex, reply, primary, cfg, res, stale === undefined ? 'MISS' : 'EXPIRED', stale === undefined ? 'fwd=miss' : 'fwd=stale', finish)
-    } catch (err) {
-      // Never leave the key claimed: waiters would hang on it forever.
-      finish({ kind: 'pass' })
-      res.body.on('error', () => {}).destroy()
-      throw err
+    const ctx: FillContext = { ...base, writer, stale, conditional: false, xcache: stale === undefined ? 'MISS' : 'EXPIRED', fwd: stale === undefined ? 'fwd=miss' : 'fwd=stale', finish }
+    writer.flow = runExchange(base.deps, this.fillRequest(routed, base.dropUnderscores, undefined), new CacheSink(this, ctx))
+  }
+
+  /** A fill always asks with GET (a HEAD's entry needs a body for later GETs), without the client's conditionals. */
+  private fillRequest(routed: RoutedRequest, dropUnderscores: boolean, conditional: Headers | undefined): UpstreamRequest {
+    return {
+      routed,
+      method: 'GET',
+      headers: (m) => {
+        const h = upstreamHeaders(routed, m, dropUnderscores)
+        for (const c of CLIENT_CONDITIONALS) delete h[c]
+        if (conditional !== undefined) {
+          const inm = first(conditional['if-none-match'])
+          const ims = first(conditional['if-modified-since'])
+          if (inm !== undefined) h['if-none-match'] = inm
+          if (ims !== undefined) h['if-modified-since'] = ims
+        }
+        return h
+      },
+      body: null,
+      retryable: routed.route.retries.attempts > 0 && routed.route.retryMethods.has('GET')
     }
   }
 
-  private fillRequest(ex: Exchange, conditional: Headers | undefined): { path: string; method: 'GET' | 'HEAD'; headers: Record<string, string | string[]>; timeoutMs: number } {
-    const headers = ex.upstreamHeaders()
-    for (const h of CLIENT_CONDITIONALS) delete headers[h]
-    if (conditional !== undefined) {
-      const inm = first(conditional['if-none-match'])
-      const ims = first(conditional['if-modified-since'])
-      if (inm !== undefined) headers['if-none-match'] = inm
-      if (ims !== undefined) headers['if-modified-since'] = ims
-    }
-    // Fill with GET even for a HEAD, so the entry has a body for later GETs.
-    return { path: ex.path + ex.query, method: 'GET', headers, timeoutMs: (ex.pool as { requestTimeoutMs: number }).requestTimeoutMs }
-  }
-
-  /** Streams the upstream response to the client, teeing it into the store when storable. */
-  private respondAndStore(
-    ex: Exchange, reply: FastifyReply, primary: CacheKey, cfg: RouteCacheConfig,
-    res: { statusCode: number; headers: IncomingHttpHeaders; body: Readable },
-    xcache: string, status: string, finish: (s: Shared, stored?: Promise<void>) => void = () => {}
-  ): FastifyReply {
+  /** Whether a response may be stored, and the policy it is stored under. */
+  policyFor(ctx: FillContext, res: UpstreamResponse): { policy: CachePolicy; storable: boolean; length: number } {
+    const headers = res.headers as Headers
     // A default TTL is the route's guess, never permission to share an authorized answer (RFC 9111 section 3.5).
-    if (res.statusCode < 200 || res.statusCode > 599) {
-      res.body.on('error', () => {}).destroy()
-      finish({ kind: 'pass' })
-      const c: ClassifiedError = { kind: 'protocol', status: 502, reason: 'upstream sent an invalid response' }
-      ex.recordUpstreamError(c)
-      return plain(reply, 502, upstreamErrorBody((ex.pool as { name: string }).name, c))
-    }
-    const resHeaders = ex.request.headers.authorization === undefined ? withDefaultTtl(res.headers as Headers, cfg.default_ttl_s) : res.headers as Headers
-    const policy = new CachePolicy(this.policyRequest(ex), { status: res.statusCode, headers: resHeaders as CachePolicy.Headers }, POLICY_OPTIONS)
-    const length = Number(first(res.headers['content-length']) ?? NaN)
+    const resHeaders = ctx.routed.headers.authorization === undefined ? withDefaultTtl(headers, ctx.cfg.default_ttl_s) : headers
+    const policy = new CachePolicy(this.policyRequest(ctx.routed), { status: res.status, headers: resHeaders as CachePolicy.Headers }, POLICY_OPTIONS)
+    const length = Number(first(headers['content-length']) ?? NaN)
     const storable = policy.storable() &&
-      (cfg.share_set_cookie || res.headers['set-cookie'] === undefined) &&
-      !(Number.isFinite(length) && length > cfg.max_entry_bytes) &&
+      (ctx.cfg.share_set_cookie || headers['set-cookie'] === undefined) &&
+      !(Number.isFinite(length) && length > ctx.cfg.max_entry_bytes) &&
       // Worth keeping while fresh, or, with a validator, for cheap 304 revalidation later.
-      (policy.timeToLive() > 0 || hasResponseValidator(res.headers as Headers))
-    const h = ex.clientHeaders(res.headers as Headers)
-    h['x-cache'] = xcache
-    // "stored" only when the size is known to fit; a chunked body may still turn out too large.
-    h['cache-status'] = `switchyard; ${status}${storable && Number.isFinite(length) ? '; stored' : ''}`
-    ex.cacheStatus = xcache
-    if (!storable) {
-      finish({ kind: 'pass' })
-      return reply.code(res.statusCode).headers(h).send(ex.request.method === 'HEAD' ? (res.body.resume(), undefined) : res.body)
-    }
-    const chunks: Buffer[] = []
-    let size = 0
-    let tooBig = false
-    res.body.on('data', (c: Buffer) => {
-      if (tooBig) return
-      size += c.length
-      if (size > cfg.max_entry_bytes) { tooBig = true; chunks.length = 0; return }
-      chunks.push(c)
-    })
-    res.body.once('end', () => {
-      if (tooBig) { finish({ kind: 'pass' }); return }
-      const stored: Stored = { policy, body: Buffer.concat(chunks, size) }
-      finish({ kind: 'stored', stored }, this.write(primary, stored, ex, res.headers.vary))
-    })
-    res.body.once('error', () => finish({ kind: 'pass' }))
-    // Destroyed without an error (the client went away): release the key too.
-    res.body.once('close', () => finish({ kind: 'pass' }))
-    if (ex.request.method === 'HEAD') {
-      res.body.resume()
-      return reply.code(res.statusCode).headers(h).send()
-    }
-    return reply.code(res.statusCode).headers(h).send(res.body)
+      (policy.timeToLive() > 0 || hasResponseValidator(headers))
+    return { policy, storable, length }
   }
 
-  private async write(key: CacheKey, stored: Stored, ex: Exchange, vary: string | string[] | undefined): Promise<void> {
+  async write(ctx: FillContext, stored: Stored, vary: string | string[] | undefined): Promise<void> {
     const ttl = stored.policy.timeToLive() + (hasValidator(stored.policy) ? REVALIDATION_GRACE_MS : 0)
     if (ttl <= 0) return
-    const meta: Meta = { v: 1, policy: stored.policy.toObject(), url: `${ex.host}${ex.path}${ex.query}` }
+    const r = ctx.routed
+    const meta: Meta = { v: 1, policy: stored.policy.toObject(), url: `${r.host}${r.path}${r.query}` }
     // The store never rejects on the request path; a failed write is counted by its hooks.
-    await this.deps.store.set(key, vary, ex.request.headers, { meta: JSON.stringify(meta), body: stored.body }, ttl)
+    await this.deps.store.set(ctx.primary, vary, r.headers, { meta: JSON.stringify(meta), body: stored.body }, ttl)
   }
 
-  /** stale-while-revalidate: one background refresh per key at a time. */
-  private refreshInBackground(ex: Exchange, primary: CacheKey, stored: Stored, cfg: RouteCacheConfig): void {
-    const flight = `${primary.digest}|${variantHint(ex)}`
+  /** A 304 for the entry we hold: the refreshed entry, or undefined when it does not match (RFC 9111 section 4.3.4). */
+  refreshed(ctx: FillContext, res: UpstreamResponse): Stored | undefined {
+    const stale = ctx.stale as Stored
+    const { policy, modified, matches } = stale.policy.revalidatedPolicy(this.policyRequest(ctx.routed), { status: 304, headers: res.headers as CachePolicy.Headers })
+    return !modified && matches ? { policy, body: stale.body } : undefined
+  }
+
+  /** stale-while-revalidate: one background refresh per key at a time, through the attempt loop. */
+  private refreshInBackground(base: FillBase, stored: Stored): void {
+    const flight = `${base.primary.digest}|${variantHint(base.routed)}`
     if (this.refreshing.has(flight)) return
     this.refreshing.add(flight)
-    const pool = ex.pool
-    const member = pool?.pick(ex.request.headers, ex.clientIp)
-    if (member === undefined) { this.refreshing.delete(flight); return }
-    const preq = this.policyRequest(ex)
-    const req = this.fillRequest(ex, validatorsOf(stored.policy))
-    member.inFlight++
-    void ex.deps.dispatcher.fetch(member.origin, req).then(async (res) => {
-      if (res.statusCode === 304) {
-        res.body.resume()
-        const { policy, modified, matches } = stored.policy.revalidatedPolicy(preq, { status: 304, headers: res.headers as CachePolicy.Headers })
-        if (!modified && matches) await this.write(primary, { policy, body: stored.body }, ex, res.headers.vary ?? (policy.responseHeaders() as Headers).vary)
-        return
-      }
-      const policy = new CachePolicy(preq, { status: res.statusCode, headers: res.headers as CachePolicy.Headers }, POLICY_OPTIONS)
-      const declared = Number(first(res.headers['content-length']) ?? NaN)
-      if (Number.isFinite(declared) && declared > cfg.max_entry_bytes) { res.body.destroy(); return }
-      const body = await readCapped(res.body, cfg.max_entry_bytes)
-      if (body === undefined) return
-      if (policy.storable() && (cfg.share_set_cookie || res.headers['set-cookie'] === undefined) && body.length <= cfg.max_entry_bytes) {
-        await this.write(primary, { policy, body }, ex, res.headers.vary)
-      }
-    }).catch((err: unknown) => {
-      this.deps.log.warn({ err, pool: pool?.name }, 'background revalidation failed')
-    }).finally(() => {
-      member.inFlight--
-      this.refreshing.delete(flight)
-    })
+    const ctx: FillContext = { ...base, writer: undefined, stale: stored, conditional: hasValidator(stored.policy), xcache: '', fwd: '', finish: () => this.refreshing.delete(flight) }
+    runExchange(base.deps, this.fillRequest(base.routed, base.dropUnderscores, validatorsOf(stored.policy)), new CacheSink(this, ctx))
+  }
+
+  get log(): Logger {
+    return this.deps.log
   }
 }
 
-/** Reads a body up to `max` bytes; undefined (and the stream destroyed) when it is larger. */
-async function readCapped(body: Readable, max: number): Promise<Buffer | undefined> {
-  const chunks: Buffer[] = []
-  let n = 0
-  for await (const c of body) {
-    n += (c as Buffer).length
-    if (n > max) { body.destroy(); return undefined }
-    chunks.push(c as Buffer)
+/**
+ * Receives a fill's, a revalidation's or a background refresh's answer from the attempt loop:
+ * relays it to the client writer (when there is one) and copies the body into the store as it
+ * streams, when the answer may be stored.
+ */
+class CacheSink implements ResponseSink {
+  /** drop: handled already (304, stale-if-error); relay: to the client only; store: relay and keep; refetch: fetch again whole. */
+  private mode: 'drop' | 'relay' | 'store' | 'refetch' = 'relay'
+  private policy: CachePolicy | undefined
+  private vary: string | string[] | undefined
+  private readonly chunks: Buffer[] = []
+  private size = 0
+  private flow: Flow | undefined
+
+  constructor(private readonly cache: HttpCache, private readonly ctx: FillContext) {}
+
+  onResponseStart(res: UpstreamResponse, flow: Flow): void {
+    const { ctx, cache } = this
+    const writer = ctx.writer
+    this.flow = flow
+    if (ctx.conditional && res.status === 304) {
+      this.mode = 'drop'
+      const updated = cache.refreshed(ctx, res)
+      if (updated === undefined) {
+        // A 304 that does not match what we hold tells us nothing usable: fetch it whole.
+        if (writer !== undefined) this.mode = 'refetch'
+        else ctx.finish({ kind: 'pass' })
+        return
+      }
+      const stored = cache.write(ctx, updated, res.headers.vary ?? (updated.policy.responseHeaders() as Headers).vary)
+      ctx.finish({ kind: 'stored', stored: updated }, stored)
+      if (writer !== undefined) {
+        writer.member = res.member.name
+        cache.count(ctx.routed, 'revalidated')
+        cache.sendStored(ctx.routed, writer, updated, updated.policy.responseHeaders() as Headers, 'REVALIDATED', 'hit; fwd=stale; fwd-status=304')
+      }
+      return
+    }
+    if (res.status >= 500 && cache.staleOnError(ctx, res.status)) {
+      this.mode = 'drop'
+      ctx.finish({ kind: 'pass' })
+      return
+    }
+    const { policy, storable, length } = cache.policyFor(ctx, res)
+    this.policy = policy
+    this.vary = res.headers.vary
+    this.mode = storable ? 'store' : 'relay'
+    if (!storable) ctx.finish({ kind: 'pass' })
+    if (writer === undefined) {
+      if (!storable) { this.mode = 'drop'; flow.abort() }
+      return
+    }
+    cache.count(ctx.routed, 'miss')
+    writer.member = res.member.name
+    writer.cacheStatus = ctx.xcache
+    const h = writer.headersFrom(res.headers as Headers)
+    h['x-cache'] = ctx.xcache
+    // "stored" only when the size is known to fit; a chunked body may still turn out too large.
+    h['cache-status'] = `switchyard; ${ctx.fwd}${storable && Number.isFinite(length) ? '; stored' : ''}`
+    if (!writer.head(res.status, h, res.statusMessage)) {
+      // An invalid status or field from the member, or the client left: never relay or keep it.
+      this.mode = 'drop'
+      ctx.finish({ kind: 'pass' })
+      flow.abort()
+      if (!writer.closed) writer.error(UPSTREAM_ERRORS.protocol, poolDetail(ctx.routed.pool.name, UPSTREAM_ERRORS.protocol))
+      return
+    }
+    writer.onWritable(() => flow.resume())
   }
-  return Buffer.concat(chunks, n)
+
+  onResponseData(chunk: Buffer): boolean {
+    if (this.mode === 'drop' || this.mode === 'refetch') return true
+    if (this.mode === 'store') {
+      this.size += chunk.length
+      if (this.size > this.ctx.cfg.max_entry_bytes) {
+        this.mode = 'relay'
+        this.chunks.length = 0
+        this.ctx.finish({ kind: 'pass' })
+        if (this.ctx.writer === undefined) { this.mode = 'drop'; this.flow?.abort() }
+      } else {
+        this.chunks.push(chunk)
+      }
+    }
+    return this.ctx.writer === undefined ? true : this.ctx.writer.write(chunk)
+  }
+
+  onResponseEnd(): void {
+    const { ctx } = this
+    if (this.mode === 'refetch') {
+      void this.cache.fill(ctx, ctx.writer as ClientWriter, undefined)
+      return
+    }
+    if (this.mode === 'drop') return
+    if (ctx.writer !== undefined) ctx.writer.end()
+    if (this.mode === 'store') {
+      const stored: Stored = { policy: this.policy as CachePolicy, body: Buffer.concat(this.chunks, this.size) }
+      ctx.finish({ kind: 'stored', stored }, this.cache.write(ctx, stored, this.vary))
+    }
+  }
+
+  onAbort(): void {
+    this.ctx.finish({ kind: 'pass' })
+  }
+
+  onResponseError(error: ProxyError, started: boolean): void {
+    const { ctx } = this
+    ctx.finish({ kind: 'pass' })
+    if (ctx.writer === undefined) {
+      this.cache.log.warn({ pool: ctx.routed.pool.name, kind: error.name }, 'background revalidation failed')
+      return
+    }
+    if (started) {
+      if (this.mode !== 'drop') ctx.writer.cut()
+      return
+    }
+    if (error.status >= 500 && this.cache.staleOnError(ctx, error.status)) return
+    ctx.writer.error(error, error.status >= 500 ? poolDetail(ctx.routed.pool.name, error) : undefined)
+  }
 }
 
 /** The key partition of a response: the pool that served it, and trusted forwarding headers. */
@@ -465,20 +503,9 @@ function hasResponseValidator(h: Headers): boolean {
  * Concurrent misses are collapsed per URL and per value of the headers responses commonly
  * vary on, so two clients asking for different encodings are not handed one another's answer.
  */
-function variantHint(ex: Exchange): string {
-  const h = ex.request.headers
+function variantHint(routed: RoutedRequest): string {
+  const h = routed.headers
   return `${first(h['accept-encoding']) ?? ''}|${first(h.accept) ?? ''}|${first(h['accept-language']) ?? ''}`
-}
-
-/** Only the query parameters the route keys on (RFC 9111 lets a cache choose its key). */
-function keyedQuery(query: string, rule: RouteCacheConfig['query']): string {
-  if (rule === 'all' || query === '') return rule === 'none' ? '' : query
-  if (rule === 'none') return ''
-  const params = new URLSearchParams(query.slice(1))
-  const kept = new URLSearchParams()
-  for (const name of [...rule].sort()) for (const v of params.getAll(name)) kept.append(name, v)
-  const s = kept.toString()
-  return s === '' ? '' : `?${s}`
 }
 
 /**
@@ -493,9 +520,8 @@ function withDefaultTtl(h: Headers, ttl: number): Headers {
 }
 
 /** A Cookie header with anything besides the proxy's own split cookies. */
-function hasForeignCookie(cookie: string | undefined, ex: Exchange): boolean {
+function hasForeignCookie(cookie: string | undefined, own: string | undefined): boolean {
   if (cookie === undefined || cookie === '') return false
-  const own = ex.route?.split?.cookieName
   for (const part of cookie.split(';')) {
     const name = part.slice(0, part.indexOf('=') < 0 ? undefined : part.indexOf('=')).trim()
     if (name !== '' && name !== own) return true

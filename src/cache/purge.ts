@@ -1,6 +1,8 @@
 import { normalizeAuthority } from '../routing/route-table.js'
 import { normalizePath } from '../routing/normalize-path.js'
 import { cacheKey } from './cache-key.js'
+import { keyedQuery } from './keyed-query.js'
+import type { RouteCacheConfig } from '../config/schema.js'
 import type { CacheStore } from './store.js'
 
 export interface PurgeResult {
@@ -12,9 +14,11 @@ export interface PurgeResult {
  * An admin purge request: {"url": "http://host/path?q"} drops that URL (every variant and
  * every pool partition); {"host": "h", "prefix": "/img/"} drops every stored URL of the host
  * under the prefix. A prefix must name a path, and "/" needs "all_paths": true, so no request
- * wipes the store by accident.
+ * wipes the store by accident. `queryRules` are the caching routes' `query` rules: a URL is
+ * purged under the key each rule gives it (a route keying on some parameters stores
+ * /a?x=1&utm=2 as /a?x=1).
  */
-export async function purge(store: CacheStore, partitions: readonly string[], request: unknown): Promise<PurgeResult> {
+export async function purge(store: CacheStore, partitions: readonly string[], request: unknown, queryRules: readonly RouteCacheConfig['query'][] = ['all']): Promise<PurgeResult> {
   const body = (request ?? {}) as { url?: unknown; host?: unknown; prefix?: unknown; all_paths?: unknown }
   const bad = (error: string): PurgeResult => ({ status: 400, body: { error } })
   try {
@@ -24,9 +28,10 @@ export async function purge(store: CacheStore, partitions: readonly string[], re
       const n = normalizePath(u.pathname)
       if (!n.ok) return bad(`url: ${n.reason}`)
       const host = normalizeAuthority(u.host)?.authority ?? u.host
+      const queries = new Set(queryRules.map((rule) => keyedQuery(u.search, rule).slice(1)))
       let removed = 0
       for (const partition of partitions) {
-        removed += await store.purgeUrl(cacheKey({ scheme: 'http', host, path: n.path, query: u.search.slice(1), partition }))
+        for (const query of queries) removed += await store.purgeUrl(cacheKey({ scheme: 'http', host, path: n.path, query, partition }))
       }
       return { status: 200, body: { purged: removed, url: body.url } }
     }

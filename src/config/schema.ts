@@ -30,7 +30,12 @@ const Admin = Type.Object({
 const Limits = Type.Object({
   max_header_bytes: Type.Integer({ minimum: 1024, maximum: 1048576, default: 16384 }),
   headers_timeout_ms: Ms(10000),
-  request_timeout_ms: Ms(60000),
+  /** The whole request, head and body, must arrive within this (Node's requestTimeout; 408 after). */
+  request_timeout_ms: Ms(30000),
+  /** Longest pause between two reads of a request body (nginx's client_body_timeout; 0 = none); 408 after. */
+  client_body_timeout_ms: Ms(10000),
+  /** Forward header fields whose names contain '_' (nginx's underscores_in_headers); dropped by default. */
+  underscores_in_headers: Type.Boolean({ default: false }),
   keep_alive_timeout_ms: Ms(5000),
   max_body_bytes: Type.Integer({ minimum: 0, default: 10 * 1024 * 1024 }),
   shutdown_timeout_ms: Ms(10000),

@@ -46,6 +46,11 @@ export interface ForwardingFacts {
   variant: string | undefined
   /** Drop Content-Length / Transfer-Encoding because no body is forwarded (GET, HEAD). */
   bodyless: boolean
+  /**
+   * Drop fields whose names contain '_' (nginx's underscores_in_headers off): many frameworks
+   * read X_Forwarded_For as X-Forwarded-For, so such a field would slip past the forwarding rules.
+   */
+  dropUnderscores: boolean
 }
 
 /** Builds the header set an upstream receives from the client's headers. */
@@ -56,6 +61,7 @@ export function upstreamRequestHeaders(src: IncomingHttpHeaders, f: ForwardingFa
     if (HOP_BY_HOP.has(k) || REQUEST_ONLY_STRIP.has(k) || k.startsWith('proxy-') || (named !== undefined && named.has(k))) continue
     if (FORWARDING.has(k) && !f.trustedPeer) continue
     if (f.bodyless && k === 'content-length') continue
+    if (f.dropUnderscores && k.includes('_')) continue
     const v = src[k]
     if (v !== undefined) out[k] = v
   }

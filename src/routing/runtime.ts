@@ -17,6 +17,11 @@ export interface RouteRuntime {
   readonly retryOn: ReadonlySet<number>
   readonly retryMethods: ReadonlySet<string>
   readonly timeoutMs: number
+  /**
+   * Every pool name of the config: a successful unsafe request invalidates its URL's copy in
+   * each (split variants store a URL once per pool, and routes may split one URL by method).
+   */
+  readonly invalidates: readonly string[]
 }
 
 /**
@@ -38,9 +43,9 @@ export interface Runtime {
 export function buildRuntime(config: Config, dispatcher: UpstreamDispatcher, previous?: Runtime): Runtime {
   const pools = new Map<string, Pool>()
   for (const [name, cfg] of Object.entries(config.pools)) {
-    const pool = new Pool(name, cfg)
-    pools.set(name, pool)
     const old = previous?.pools.get(name)
+    const pool = new Pool(name, cfg, old)
+    pools.set(name, pool)
     if (old !== undefined) {
       for (const m of pool.members) {
         const prev = old.members.find((o) => o.origin === m.origin)
@@ -58,6 +63,7 @@ export function buildRuntime(config: Config, dispatcher: UpstreamDispatcher, pre
     }
   }
   const poolOf = (name: string): Pool => pools.get(name) as Pool // references checked by loadConfig
+  const poolNames = [...pools.keys()]
   const routes = config.routes.map((r): RouteRuntime => ({
     name: r.name,
     pool: r.pool === undefined ? undefined : poolOf(r.pool),
@@ -67,7 +73,8 @@ export function buildRuntime(config: Config, dispatcher: UpstreamDispatcher, pre
     retries: r.retries,
     retryOn: new Set(r.retries.on_status),
     retryMethods: new Set(r.retries.methods),
-    timeoutMs: r.timeout_ms
+    timeoutMs: r.timeout_ms,
+    invalidates: poolNames
   }))
   const table = new RouteTable(config.routes.map((r, i) => ({ config: r, value: routes[i] })))
   let trusted: BlockList | undefined

@@ -5,6 +5,8 @@ import { createBalancer } from '../balancing/registry.js'
 import type { PoolConfig } from '../config/schema.js'
 import { Member } from './member.js'
 import { RetryBudget } from './retry-budget.js'
+import { Admission } from './admission.js'
+import { realClock, type Clock } from '../clock.js'
 
 export type HealthEvent =
   | { kind: 'check'; member: Member; up: boolean; detail: string }
@@ -27,12 +29,14 @@ export class Pool {
   private readonly hashHeader: string | undefined
   private readonly hashCookie: string | undefined
   private panic = false
-  /** Admitted requests outstanding, and those waiting for a slot (max_requests). */
-  private active = 0
-  private readonly waiters: { admit: () => void; timer: NodeJS.Timeout }[] = []
-  private readonly timers = new Set<NodeJS.Timeout>()
+  /** max_requests and its queue; shared with the pool of the same name across reloads. */
+  readonly admission: Admission
+  /** The members balancers may pick now: healthy ones, or all of them in panic (recompute()). */
+  private eligibleNow: readonly Member[]
+  private readonly timers = new Set<unknown>()
 
-  constructor(name: string, cfg: PoolConfig) {
+  /** With `previous` (a reload of the same pool), admitted requests and waiters carry over. */
+  constructor(name: string, cfg: PoolConfig, previous?: Pool, private readonly clock: Clock = realClock) {
     this.name = name
     this.config = cfg
     this.members = cfg.members.map((m, i) => new Member(i, m))
@@ -42,64 +46,42 @@ export class Pool {
     this.requestTimeoutMs = cfg.timeouts.request_ms
     this.hashHeader = cfg.hash_on?.header?.toLowerCase()
     this.hashCookie = cfg.hash_on?.cookie
-    this.budget = new RetryBudget(cfg.retry_budget.percent, cfg.retry_budget.min_per_second, cfg.retry_budget.window_ms)
+    this.budget = new RetryBudget(cfg.retry_budget.percent, cfg.retry_budget.min_per_second, cfg.retry_budget.window_ms, () => clock.now())
+    const limits = { maxRequests: cfg.max_requests, queueSize: cfg.queue.size, queueTimeoutMs: cfg.queue.timeout_ms }
+    this.admission = previous?.admission ?? new Admission(limits, clock)
+    if (previous !== undefined) this.admission.configure(limits)
+    this.eligibleNow = this.members
   }
 
-  /** Picks a member for a request, or undefined when none is available. `exclude` skips tried members. */
-  pick(headers: IncomingHttpHeaders, clientIp: string, exclude?: ReadonlySet<Member>): Member | undefined {
+  /** The hash key of a request for the `hash` balancer: a header, a cookie, else the client address. */
+  hashKey(headers: IncomingHttpHeaders, clientIp: string): string | undefined {
+    if (this.balancerName !== 'hash') return undefined
     let key: string | undefined
-    if (this.balancerName === 'hash') {
-      if (this.hashHeader !== undefined) {
-        const v = headers[this.hashHeader]
-        key = Array.isArray(v) ? v.join(',') : v
-      } else if (this.hashCookie !== undefined) {
-        key = readCookie(headers.cookie, this.hashCookie)
-      }
-      // A request without the header or cookie is hashed on its client address instead.
-      if (key === undefined || key === '') key = clientIp
+    if (this.hashHeader !== undefined) {
+      const v = headers[this.hashHeader]
+      key = Array.isArray(v) ? v.join(',') : v
+    } else if (this.hashCookie !== undefined) {
+      key = readCookie(headers.cookie, this.hashCookie)
     }
-    if (exclude === undefined || exclude.size === 0) return this.balancer.pick(this.members, key) as Member | undefined
-    // A retry: hide the members already tried for this request, if any other is available.
-    const saved = this.members.map((m) => m.available)
-    let other = false
-    for (const m of this.members) {
-      if (exclude.has(m)) m.available = false
-      else if (m.available) other = true
-    }
-    const picked = other ? this.balancer.pick(this.members, key) as Member | undefined : undefined
-    this.members.forEach((m, i) => { m.available = saved[i] })
-    return picked ?? (this.balancer.pick(this.members, key) as Member | undefined)
+    return key === undefined || key === '' ? clientIp : key
   }
 
   /**
-   * Admission under max_requests: true at once when there is room, a promise that resolves
-   * true when a slot frees up, or false when the queue is full or the wait timed out.
+   * The members a try may go to: the eligible ones (healthy, or all in panic) not in `tried`.
+   * When every eligible member was tried, `reuseTried` allows them again (a connection failure
+   * on a one-member pool is usually a stale keep-alive socket, worth one more try).
    */
-  admit(): boolean | Promise<boolean> {
-    const max = this.config.max_requests
-    if (max === 0 || this.active < max) {
-      this.active++
-      return true
-    }
-    if (this.waiters.length >= this.config.queue.size) return false
-    return new Promise<boolean>((resolve) => {
-      const w = {
-        admit: () => { clearTimeout(w.timer); this.active++; resolve(true) },
-        timer: setTimeout(() => {
-          const i = this.waiters.indexOf(w)
-          if (i >= 0) this.waiters.splice(i, 1)
-          resolve(false)
-        }, this.config.queue.timeout_ms)
-      }
-      this.waiters.push(w)
-    })
+  eligible(tried: ReadonlySet<Member> | undefined, reuseTried = false): readonly Member[] {
+    const now = this.eligibleNow
+    if (tried === undefined || tried.size === 0) return now
+    const left = now.filter((m) => !tried.has(m))
+    return left.length > 0 || !reuseTried ? left : now
   }
 
-  /** Frees the slot taken by admit(); the oldest waiter gets it. */
-  release(): void {
-    this.active--
-    const next = this.waiters.shift()
-    if (next !== undefined) next.admit()
+  /** Picks a member among `eligible` (see eligible()); undefined when it is empty. */
+  pick(eligible: readonly Member[], key: string | undefined): Member | undefined {
+    if (eligible.length === 0) return undefined
+    return this.balancer.pick(eligible, key, this.members) as Member | undefined
   }
 
   /** Active health check verdict for a member, applying rise/fall. */
@@ -133,7 +115,7 @@ export class Pool {
     m.consecutiveFailures++
     const o = this.config.outlier
     if (o.consecutive_failures === 0 || m.consecutiveFailures < o.consecutive_failures) return
-    const now = Date.now()
+    const now = this.clock.now()
     if (m.ejectedUntil > now) return
     const ejected = this.members.filter((x) => x.ejectedUntil > now).length
     if (((ejected + 1) * 100) / this.members.length > o.max_ejected_percent) return
@@ -148,17 +130,16 @@ export class Pool {
   }
 
   /** After a reload: members adopted mid-ejection come back when their ejection ends. */
-  resumeEjections(now = Date.now()): void {
+  resumeEjections(now = this.clock.now()): void {
     for (const m of this.members) if (m.ejectedUntil > now) this.scheduleReturn(m, m.ejectedUntil - now)
   }
 
   private scheduleReturn(m: Member, forMs: number): void {
-    const t = setTimeout(() => {
+    const t = this.clock.setTimeout(() => {
       this.timers.delete(t)
       this.onHealthEvent({ kind: 'returned', member: m })
       this.recompute()
     }, forMs + 1)
-    t.unref()
     this.timers.add(t)
   }
 
@@ -166,26 +147,25 @@ export class Pool {
    * Sets each member's `available` flag: healthy members only, unless fewer than the panic
    * threshold are healthy, then all of them (a partly working pool beats none).
    */
-  recompute(now = Date.now()): void {
+  recompute(now = this.clock.now()): void {
     let healthy = 0
     for (const m of this.members) if (m.healthy(now)) healthy++
     const panic = healthy * 100 < this.config.panic_threshold_percent * this.members.length
     for (const m of this.members) m.available = panic || m.healthy(now)
+    this.eligibleNow = this.members.every((m) => m.available) ? this.members : this.members.filter((m) => m.available)
     if (panic !== this.panic) {
       this.panic = panic
       this.onHealthEvent({ kind: 'panic', on: panic, healthy, total: this.members.length })
     }
   }
 
-  /** Stops ejection timers (the pool is being replaced or the app is closing). */
+  /** Stops ejection timers (the pool is being replaced or the app is closing); admission lives on in its successor. */
   dispose(): void {
-    for (const t of this.timers) clearTimeout(t)
+    for (const t of this.timers) this.clock.clearTimeout(t)
     this.timers.clear()
-    // Requests still waiting on this pool are let through: the new config is live now.
-    for (const w of this.waiters.splice(0)) w.admit()
   }
 
   toJSON(): Record<string, unknown> {
-    return { name: this.name, balancer: this.balancerName, panic: this.panic, active: this.active, queued: this.waiters.length, members: this.members.map((m) => m.toJSON()) }
+    return { name: this.name, balancer: this.balancerName, panic: this.panic, in_flight: this.admission.inFlight, queued: this.admission.queued, members: this.members.map((m) => m.toJSON()) }
   }
 }

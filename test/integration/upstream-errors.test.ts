@@ -20,7 +20,7 @@ pools:
   refused: { members: [{ url: "http://127.0.0.1:${dead}" }] }
   slow: { timeouts: { request_ms: 200 }, members: [{ url: "http://127.0.0.1:${(silent.address() as AddressInfo).port}" }] }
   resets: { members: [{ url: "http://127.0.0.1:${(resetter.address() as AddressInfo).port}" }] }
-  empty: { members: [{ url: "${good.url}" }] }
+  empty: { members: [{ url: "${good.url}" }], panic_threshold_percent: 0 }
 routes:
   - { name: r1, match: { path_prefix: /refused }, pool: refused }
   - { name: r2, match: { path_prefix: /slow }, pool: slow }
@@ -34,7 +34,10 @@ routes:
     resetter.close()
     await good.close()
   })
-  for (const m of proxy.app.runtime().pools.get('empty')!.members) m.available = false
+  // Every member down (as an active health check would find them); with panic off, none is eligible.
+  const empty = proxy.app.runtime().pools.get('empty')!
+  for (const m of empty.members) m.checkUp = false
+  empty.recompute()
 
   const refused = await fetchText(`${proxy.url}/refused`)
   t.equal(refused.status, 502)
@@ -57,13 +60,17 @@ routes:
   for (const r of [refused, reset, slow, none]) t.notMatch(r.body, /at .*\.js|Error:|127\.0\.0\.1/, 'no stack trace or address in the body')
 
   // The process is still up and serving.
-  for (const m of proxy.app.runtime().pools.get('empty')!.members) m.available = true
+  for (const m of empty.members) m.checkUp = true
+  empty.recompute()
   t.equal((await fetchText(`${proxy.url}/empty`)).status, 200)
 
   const metrics = (await fetchText(`${proxy.adminUrl}/metrics`)).body
-  t.match(metrics, /switchyard_upstream_errors_total\{pool="refused",member="127\.0\.0\.1:\d+",kind="refused"\} 1/)
+  // Each try is counted once: the first and its two retries (a refused connection on a
+  // one-member pool is retried there: usually a stale keep-alive socket).
+  t.match(metrics, /switchyard_upstream_errors_total\{pool="refused",member="127\.0\.0\.1:\d+",kind="refused"\} 3/)
+  t.match(metrics, /switchyard_retries_total\{route="r1",pool="refused",reason="refused"\} 2/)
   t.match(metrics, /switchyard_upstream_errors_total\{pool="slow",member="127\.0\.0\.1:\d+",kind="timeout"\} 1/)
-  t.match(metrics, /switchyard_upstream_errors_total\{pool="resets",member="127\.0\.0\.1:\d+",kind="reset"\} 1/)
+  t.match(metrics, /switchyard_upstream_errors_total\{pool="resets",member="127\.0\.0\.1:\d+",kind="reset"\} 3/)
   t.match(metrics, /switchyard_upstream_errors_total\{pool="empty",member="",kind="no_member"\} 1/)
   t.match(metrics, /switchyard_requests_total\{route="r2",pool="slow",method="GET",code="504"\} 1/)
 })

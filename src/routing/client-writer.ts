@@ -1,0 +1,122 @@
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
+import { errorBody, type ProxyError } from '../errors.js'
+import { clientResponseHeaders } from './forwarding-headers.js'
+import type { Flow } from './attempt-loop.js'
+
+export const VIA = 'switchyard'
+
+/**
+ * The one code that writes status, headers and body to the client: forwarded answers, cache
+ * hits, 304s and the proxy's own error answers. It adds Via and X-Request-Id everywhere, closes
+ * the connection when an answer leaves the request unread, cuts a response whose body failed
+ * midway (never a clean short one), and stops a client that stops reading.
+ */
+export class ClientWriter {
+  /** Facts for metrics and the access log: who answered, and what the cache did. */
+  member: string | undefined = undefined
+  cacheStatus: string | undefined = undefined
+  /** The exchange feeding this answer, stopped if the client goes away first. */
+  flow: Flow | undefined = undefined
+  private stall: NodeJS.Timeout | undefined
+  private onResume: (() => void) | undefined
+  private readonly onDrain = (): void => {
+    clearTimeout(this.stall)
+    this.stall = undefined
+    this.onResume?.()
+  }
+
+  constructor(
+    readonly res: ServerResponse,
+    private readonly req: IncomingMessage,
+    private readonly id: string,
+    private readonly split: { readonly variant: string; readonly setCookie: string | undefined } | undefined,
+    private readonly stallMs: number
+  ) {}
+
+  /** The client is gone or the answer is complete: nothing more can be written. */
+  get closed(): boolean {
+    return this.res.destroyed || this.res.writableEnded
+  }
+
+  get headersSent(): boolean {
+    return this.res.headersSent
+  }
+
+  /** The client-facing fields of an upstream (or stored) answer. */
+  headersFrom(upstream: Record<string, string | string[] | undefined>): OutgoingHttpHeaders {
+    return clientResponseHeaders(upstream, `1.1 ${VIA}`, this.id, this.split?.variant, this.split?.setCookie)
+  }
+
+  /**
+   * Writes the status line and fields. False when the answer cannot be relayed (an invalid
+   * status or field from the member: never passed on) or the client is gone.
+   */
+  head(status: number, headers: OutgoingHttpHeaders, statusMessage?: string): boolean {
+    const res = this.res
+    if (res.destroyed || res.headersSent) return false
+    // The answer came before the client finished sending: the rest of that body will not be
+    // read, so this connection cannot carry another request.
+    if (!this.req.complete) headers.connection = 'close'
+    try {
+      res.writeHead(status, statusMessage, headers)
+    } catch {
+      return false
+    }
+    return true
+  }
+
+  /** Writes a body chunk; false means wait for `resume` (the client's socket is full). */
+  write(chunk: Buffer): boolean {
+    if (this.res.destroyed) return true
+    if (this.res.write(chunk)) return true
+    // A client that stops reading must not hold its connection and a member's forever.
+    this.stall ??= setTimeout(() => this.cut(), this.stallMs)
+    return false
+  }
+
+  /** Called when a paused body may flow again. */
+  onWritable(resume: () => void): void {
+    this.onResume = resume
+    this.res.on('drain', this.onDrain)
+  }
+
+  end(body?: Buffer): void {
+    clearTimeout(this.stall)
+    this.res.off('drain', this.onDrain)
+    if (!this.res.destroyed) this.res.end(body)
+  }
+
+  /** A whole answer at once (cache hits, 304s): status, fields and body. */
+  whole(status: number, headers: OutgoingHttpHeaders, body: Buffer | undefined): void {
+    if (body !== undefined) headers['content-length'] = body.length
+    if (this.head(status, headers)) this.end(body)
+    else this.cut()
+  }
+
+  /** The proxy's own answer from the errors table; a cut connection once an answer has started. */
+  error(err: ProxyError, detail?: string): void {
+    const res = this.res
+    if (res.headersSent || res.destroyed) {
+      this.cut()
+      return
+    }
+    const body = errorBody(err, detail)
+    const headers: OutgoingHttpHeaders = {
+      'content-type': 'text/plain; charset=utf-8',
+      'content-length': Buffer.byteLength(body),
+      via: `1.1 ${VIA}`,
+      'x-request-id': this.id,
+      ...err.headers
+    }
+    if (err.close) headers.connection = 'close'
+    this.head(err.status, headers)
+    this.end(Buffer.from(body))
+  }
+
+  /** Ends the connection without a clean end of message (a body failed midway). */
+  cut(): void {
+    clearTimeout(this.stall)
+    this.res.off('drain', this.onDrain)
+    this.res.destroy()
+  }
+}

@@ -1,0 +1,66 @@
+import type { Clock } from '../clock.js'
+import { realClock } from '../clock.js'
+
+export interface AdmissionLimits {
+  /** Requests outstanding at once (0 = no cap). */
+  readonly maxRequests: number
+  /** Requests that may wait for a slot; beyond it they are refused at once. */
+  readonly queueSize: number
+  readonly queueTimeoutMs: number
+}
+
+interface Waiter { admit(): void; timer: unknown }
+
+/**
+ * A pool's max_requests gate with a short FIFO queue. One instance lives as long as the pool's
+ * name stays in the config: a reload hands it to the new Pool object with the new limits, so
+ * requests admitted under the old config still count and the limit is never admitted twice.
+ */
+export class Admission {
+  private active = 0
+  private readonly waiters: Waiter[] = []
+
+  constructor(private limits: AdmissionLimits, private readonly clock: Clock = realClock) {}
+
+  get inFlight(): number { return this.active }
+  get queued(): number { return this.waiters.length }
+
+  /** New limits from a reload; waiters that now fit are let in. */
+  configure(limits: AdmissionLimits): void {
+    this.limits = limits
+    while (this.waiters.length > 0 && (limits.maxRequests === 0 || this.active < limits.maxRequests)) this.next()
+  }
+
+  /** True at once when there is room; a promise of true when a slot frees up; false when the queue is full or the wait timed out. */
+  admit(): boolean | Promise<boolean> {
+    const max = this.limits.maxRequests
+    if (max === 0 || this.active < max) {
+      this.active++
+      return true
+    }
+    if (this.waiters.length >= this.limits.queueSize) return false
+    return new Promise<boolean>((resolve) => {
+      const w: Waiter = {
+        admit: () => { this.clock.clearTimeout(w.timer); this.active++; resolve(true) },
+        timer: this.clock.setTimeout(() => {
+          const i = this.waiters.indexOf(w)
+          if (i >= 0) this.waiters.splice(i, 1)
+          resolve(false)
+        }, this.limits.queueTimeoutMs)
+      }
+      this.waiters.push(w)
+    })
+  }
+
+  /** Frees a slot taken by admit(); the oldest waiter gets it. */
+  release(): void {
+    this.active--
+    const max = this.limits.maxRequests
+    if (this.waiters.length > 0 && (max === 0 || this.active < max)) this.next()
+  }
+
+  private next(): void {
+    const w = this.waiters.shift()
+    if (w !== undefined) w.admit()
+  }
+}
