@@ -4,7 +4,7 @@ import type { ProxyMetrics } from '../metrics/proxy-metrics.js'
 import type { HealthEvent, Pool } from '../upstreams/pool.js'
 import { HealthChecker } from '../upstreams/health-checker.js'
 import type { UpstreamDispatcher } from '../upstreams/dispatcher.js'
-import type { Clock } from '../control/clock.js'
+import type { Clock } from '../clock.js'
 import { buildRuntime, type Runtime } from './runtime.js'
 
 /** A runtime built for a config but not live yet: commit() swaps it in, abort() drops it. */

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url'
 import { AggregatorRegistry, Counter, Gauge, type Registry } from 'prom-client'
 import type { Logger } from 'pino'
 import type { SidecarConfig } from '../config/schema.js'
-import { systemClock, type Clock } from '../control/clock.js'
+import { realClock, type Clock } from '../clock.js'
 import { METRICS_REQUEST, type MetricsMessage } from './child-metrics.js'
 
 /** The CLI entry a `command: switchyard` sidecar runs (this package's own compiled CLI). */
@@ -67,7 +67,7 @@ export class Supervisor {
   private readonly clock: Clock
 
   constructor(specs: readonly SidecarConfig[], private readonly log: Logger, registry: Registry, opts: { clock?: Clock } = {}) {
-    this.clock = opts.clock ?? systemClock
+    this.clock = opts.clock ?? realClock
     for (const s of specs) if (s.enabled) this.sidecars.set(s.name, new Sidecar(s, this.clock))
     this.restartsTotal = new Counter({ name: 'switchyard_sidecar_restarts_total', help: 'Times each sidecar was restarted after it exited.', labelNames: ['sidecar'], registers: [registry] })
     const sidecars = this.sidecars

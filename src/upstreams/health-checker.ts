@@ -1,6 +1,6 @@
 import { connect } from 'node:net'
 import type { HealthCheckConfig } from '../config/schema.js'
-import { systemClock, type Clock } from '../control/clock.js'
+import { realClock, type Clock } from '../clock.js'
 import type { Member } from './member.js'
 import type { Pool } from './pool.js'
 import type { UpstreamDispatcher } from './dispatcher.js'
@@ -31,7 +31,7 @@ export class HealthChecker {
   private readonly probe: Probe
 
   constructor(private readonly pool: Pool, private readonly cfg: HealthCheckConfig, private readonly dispatcher: UpstreamDispatcher, opts: HealthCheckerOptions = {}) {
-    this.clock = opts.clock ?? systemClock
+    this.clock = opts.clock ?? realClock
     this.probe = opts.probe ?? ((m) => this.check(m))
     this.firstRound = new Promise((resolve) => { this.resolveFirst = resolve })
   }
