@@ -215,7 +215,7 @@ t.test('malformed or smuggled upstream responses: 502 or a cut, connection disca
     { name: 'bad protocol name', bytes: `HTTX/1.1 200 OK\r\n${CC}Content-Length: 5\r\n\r\nhello` },
     { name: 'no status line at all', bytes: 'hello world\r\n\r\n' },
     { name: 'status 099', bytes: `HTTP/1.1 099 Weird\r\n${CC}Content-Length: 5\r\n\r\nhello` },
-    { name: 'status 999', bytes: `HTTP/1.1 999 Weird\r\n${CC}Content-Length: 5\r\n\r\nhello`, todoOn: '/cached', todo: 'on a caching route the 999 answer gets a 502, but the cache fill (undici request()) has already read the well-framed 5-byte body, so the connection goes back to the pool instead of being discarded' },
+    { name: 'status 999', bytes: `HTTP/1.1 999 Weird\r\n${CC}Content-Length: 5\r\n\r\nhello` },
     { name: 'invalid field name (space)', bytes: `HTTP/1.1 200 OK\r\n${CC}Bad Header: x\r\nContent-Length: 5\r\n\r\nhello` },
     { name: 'NUL in a field name', bytes: `HTTP/1.1 200 OK\r\n${CC}X\x00Y: x\r\nContent-Length: 5\r\n\r\nhello` },
     { name: 'NUL in a field value', bytes: `HTTP/1.1 200 OK\r\n${CC}X-Y: a\x00b\r\nContent-Length: 5\r\n\r\nhello` },
