@@ -145,3 +145,23 @@ t.test('CONNECT is never tunnelled, TRACE gets 405, OPTIONS * is never forwarded
   t.equal(control.status, 200, 'control: OPTIONS /x is forwarded')
   t.equal(s.a.received[0]?.method, 'OPTIONS')
 })
+
+t.test('absolute-form with an IP literal: 404 where routes name hosts; a catch-all route sends it to its own pool, never to the address', async (t) => {
+  const s = await setup(t)
+  const named = await sendRaw(s.proxy.url, req('GET http://127.0.0.1:9/x HTTP/1.1', 'Host: a.test'), { responses: 1 })
+  t.equal(named.status, 404, 'no route serves 127.0.0.1: 404')
+  t.equal(hits(s.a, s.b), 0)
+
+  const target = await startUpstream('target')
+  const pool = await startUpstream('pool')
+  t.teardown(async () => { await target.close(); await pool.close() })
+  const proxy = await proxyFor(t, `
+pools: { p: { members: [{ url: "${pool.url}" }] } }
+routes: [{ name: all, match: {}, pool: p }]
+`)
+  const r = await sendRaw(proxy.url, req(`GET http://127.0.0.1:${target.port}/x HTTP/1.1`, 'Host: a.test'), { responses: 1 })
+  t.equal(r.status, 200, 'the catch-all route answers')
+  t.equal(target.hits, 0, 'the address in the target is never contacted')
+  t.equal(pool.hits, 1, 'the route\'s own pool is')
+  t.equal(pool.received[0].headers.host, `127.0.0.1:${target.port}`, 'with the target\'s authority as Host (RFC 9112 section 3.2.2)')
+})
