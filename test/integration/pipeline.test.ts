@@ -201,3 +201,37 @@ routes: [{ name: r, match: { path_prefix: /r }, pool: web, cache: { enabled: tru
     t.match(r.headers['content-type'], /^text\/plain/)
   }
 })
+
+t.test('16 keep-alive clients on a cached route: a member killed with SIGKILL costs no request', async (t) => {
+  const { spawnCli } = await import('../fixtures/cli.js')
+  const ports = [await deadPort(), await deadPort()]
+  const members = ports.map((p, i) => spawnCli(['whoami', '--port', String(p), '--name', `m${i}`]))
+  t.teardown(() => { for (const m of members) m.child.kill('SIGKILL') })
+  for (const m of members) await waitFor(() => m.lines.some((l) => l.includes('listening')), 10000, 'a member to listen')
+  const proxy = await startProxy(`
+pools:
+  web: { members: [{ url: "http://127.0.0.1:${ports[0]}", name: m0 }, { url: "http://127.0.0.1:${ports[1]}", name: m1 }] }
+routes: [{ name: c, match: {}, pool: web, cache: { enabled: true } }]
+`)
+  t.teardown(() => proxy.close())
+  const total = 3000
+  let sent = 0
+  let done = 0
+  let failed = 0
+  const statuses: Record<string, number> = {}
+  const worker = async (): Promise<void> => {
+    while (sent < total) {
+      sent++
+      // Distinct URLs: every request is a miss through the cache interceptor (whoami says no-store anyway).
+      const r = await fetchText(`${proxy.url}/item/${sent}`).catch((err: Error) => ({ status: 0, body: err.message, headers: {} }))
+      statuses[r.status] = (statuses[r.status] ?? 0) + 1
+      if (r.status !== 200) failed++
+      if (++done === Math.floor(total / 3)) members[1].child.kill('SIGKILL')
+    }
+  }
+  await Promise.all(Array.from({ length: 16 }, worker))
+  t.comment(`requests sent ${total}, failed ${failed}: ${JSON.stringify(statuses)}`)
+  t.equal(failed, 0, 'no request failed')
+  const m1Errors = (await fetchText(`${proxy.adminUrl}/metrics`)).body.split('\n').filter((l) => l.startsWith('switchyard_upstream_errors_total{pool="web",member="m1"'))
+  t.ok(m1Errors.length > 0, `the killed member's failed tries were recorded (${m1Errors.join('; ')})`)
+})
