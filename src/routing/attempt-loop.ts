@@ -142,13 +142,13 @@ export class AttemptLoop implements Flow {
 
   /** Admission, then the first try. */
   start(): void {
-    const verdict = this.pool.admission.admit()
+    const verdict = this.pool.admit()
     if (verdict === true) this.admittedThenTry()
     else if (verdict === false) this.refuse()
     else {
       void verdict.then((ok) => {
         if (!ok) { this.refuse(); return }
-        if (this.finished) { this.pool.admission.release(); return } // the client left while queued
+        if (this.finished) { this.pool.release(); return } // the client left while queued
         this.admittedThenTry()
       })
     }
@@ -186,7 +186,7 @@ export class AttemptLoop implements Flow {
     this.finished = true
     if (this.admitted) {
       this.admitted = false
-      this.pool.admission.release()
+      this.pool.release()
     }
   }
 

@@ -13,32 +13,27 @@ interface Waiter { admit(): void; timer: unknown }
 
 /**
  * A pool's max_requests gate with a short FIFO queue. One instance lives as long as the pool's
- * name stays in the config: a reload hands it to the new Pool object with the new limits, so
- * requests admitted under the old config still count and the limit is never admitted twice.
+ * name stays in the config: a reload hands it to the new Pool object, which passes its own
+ * limits on each call, so requests admitted under the old config still count, the limit is
+ * never admitted twice, and a reload that is built but not applied changes nothing.
  */
 export class Admission {
   private active = 0
   private readonly waiters: Waiter[] = []
 
-  constructor(private limits: AdmissionLimits, private readonly clock: Clock = realClock) {}
+  constructor(private readonly clock: Clock = realClock) {}
 
   get inFlight(): number { return this.active }
   get queued(): number { return this.waiters.length }
 
-  /** New limits from a reload; waiters that now fit are let in. */
-  configure(limits: AdmissionLimits): void {
-    this.limits = limits
-    while (this.waiters.length > 0 && (limits.maxRequests === 0 || this.active < limits.maxRequests)) this.next()
-  }
-
   /** True at once when there is room; a promise of true when a slot frees up; false when the queue is full or the wait timed out. */
-  admit(): boolean | Promise<boolean> {
-    const max = this.limits.maxRequests
+  admit(limits: AdmissionLimits): boolean | Promise<boolean> {
+    const max = limits.maxRequests
     if (max === 0 || this.active < max) {
       this.active++
       return true
     }
-    if (this.waiters.length >= this.limits.queueSize) return false
+    if (this.waiters.length >= limits.queueSize) return false
     return new Promise<boolean>((resolve) => {
       const w: Waiter = {
         admit: () => { this.clock.clearTimeout(w.timer); this.active++; resolve(true) },
@@ -46,21 +41,15 @@ export class Admission {
           const i = this.waiters.indexOf(w)
           if (i >= 0) this.waiters.splice(i, 1)
           resolve(false)
-        }, this.limits.queueTimeoutMs)
+        }, limits.queueTimeoutMs)
       }
       this.waiters.push(w)
     })
   }
 
-  /** Frees a slot taken by admit(); the oldest waiter gets it. */
-  release(): void {
+  /** Frees a slot taken by admit(); the oldest waiter gets it while the current limits allow. */
+  release(limits: AdmissionLimits): void {
     this.active--
-    const max = this.limits.maxRequests
-    if (this.waiters.length > 0 && (max === 0 || this.active < max)) this.next()
-  }
-
-  private next(): void {
-    const w = this.waiters.shift()
-    if (w !== undefined) w.admit()
+    while (this.waiters.length > 0 && (limits.maxRequests === 0 || this.active < limits.maxRequests)) this.waiters.shift()?.admit()
   }
 }

@@ -5,7 +5,7 @@ import { createBalancer } from '../balancing/registry.js'
 import type { PoolConfig } from '../config/schema.js'
 import { Member } from './member.js'
 import { RetryBudget } from './retry-budget.js'
-import { Admission } from './admission.js'
+import { Admission, type AdmissionLimits } from './admission.js'
 import { realClock, type Clock } from '../clock.js'
 
 export type HealthEvent =
@@ -31,6 +31,7 @@ export class Pool {
   private panic = false
   /** max_requests and its queue; shared with the pool of the same name across reloads. */
   readonly admission: Admission
+  private readonly limits: AdmissionLimits
   /** The members balancers may pick now: healthy ones, or all of them in panic (recompute()). */
   private eligibleNow: readonly Member[]
   private readonly timers = new Set<unknown>()
@@ -47,10 +48,22 @@ export class Pool {
     this.hashHeader = cfg.hash_on?.header?.toLowerCase()
     this.hashCookie = cfg.hash_on?.cookie
     this.budget = new RetryBudget(cfg.retry_budget.percent, cfg.retry_budget.min_per_second, cfg.retry_budget.window_ms, () => clock.now())
-    const limits = { maxRequests: cfg.max_requests, queueSize: cfg.queue.size, queueTimeoutMs: cfg.queue.timeout_ms }
-    this.admission = previous?.admission ?? new Admission(limits, clock)
-    if (previous !== undefined) this.admission.configure(limits)
+    this.limits = { maxRequests: cfg.max_requests, queueSize: cfg.queue.size, queueTimeoutMs: cfg.queue.timeout_ms }
+    this.admission = previous?.admission ?? new Admission(clock)
     this.eligibleNow = this.members
+  }
+
+  /**
+   * Takes a max_requests slot: true at once when there is room, a promise of true when one frees
+   * up, false when the queue is full or the wait timed out (503 with Retry-After).
+   */
+  admit(): boolean | Promise<boolean> {
+    return this.admission.admit(this.limits)
+  }
+
+  /** Frees the slot admit() took. */
+  release(): void {
+    this.admission.release(this.limits)
   }
 
   /** The hash key of a request for the `hash` balancer: a header, a cookie, else the client address. */
