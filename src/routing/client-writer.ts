@@ -56,7 +56,7 @@ export class ClientWriter {
     if (res.destroyed || res.headersSent) return false
     // The answer came before the client finished sending: the rest of that body will not be
     // read, so this connection cannot carry another request.
-    if (!this.req.complete) headers.connection = 'close'
+    if (!this.req.complete && hasBody(this.req)) headers.connection = 'close'
     try {
       res.writeHead(status, statusMessage, headers)
     } catch {
@@ -119,4 +119,10 @@ export class ClientWriter {
     this.res.off('drain', this.onDrain)
     this.res.destroy()
   }
+}
+
+/** RFC 9112 section 6.3: a request has a body when it declares a non-zero length or a transfer coding. */
+function hasBody(req: IncomingMessage): boolean {
+  const len = req.headers['content-length']
+  return (len !== undefined && len !== '0') || req.headers['transfer-encoding'] !== undefined
 }

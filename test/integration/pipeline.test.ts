@@ -235,3 +235,18 @@ routes: [{ name: c, match: {}, pool: web, cache: { enabled: true } }]
   const m1Errors = (await fetchText(`${proxy.adminUrl}/metrics`)).body.split('\n').filter((l) => l.startsWith('switchyard_upstream_errors_total{pool="web",member="m1"'))
   t.ok(m1Errors.length > 0, `the killed member's failed tries were recorded (${m1Errors.join('; ')})`)
 })
+
+t.test('an error answer to a bodyless request keeps the connection; one that leaves a body unread closes it', async (t) => {
+  const up = await startUpstream('u')
+  const proxy = await startProxy(`
+pools: { p: { members: [{ url: "${up.url}" }] } }
+routes: [{ name: r, match: { host: a.test }, pool: p }]
+`)
+  t.teardown(async () => { await proxy.close(); await up.close() })
+  const r = await sendRaw(proxy.url, 'GET / HTTP/1.1\r\nHost: b.test\r\n\r\nGET / HTTP/1.1\r\nHost: a.test\r\n\r\n', { responses: 2 })
+  t.same(r.responses.map((x) => x.status), [404, 200], 'the 404 and the request after it on one connection')
+  t.equal(r.responses[0].headers.connection, 'keep-alive')
+  const b = await sendRaw(proxy.url, 'POST / HTTP/1.1\r\nHost: b.test\r\nContent-Length: 100\r\n\r\nabc', { idleMs: 1000 })
+  t.equal(b.status, 404)
+  t.equal(b.responses[0]?.headers.connection, 'close', 'the unread body ends the connection')
+})
