@@ -1,9 +1,8 @@
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import type { FastifyInstance } from 'fastify'
 import { Gauge, Registry } from 'prom-client'
 import type { Logger } from 'pino'
-import type { Config } from './config/schema.js'
-import { ConfigError, loadConfigFile } from './config/load.js'
-import { adminPlugin } from './admin/admin-plugin.js'
+import type { Config, RouteCacheConfig } from './config/schema.js'
+import type { Clock } from './clock.js'
 import { createProxyMetrics } from './metrics/proxy-metrics.js'
 import type { ProxyDeps } from './routing/proxy-plugin.js'
 import { buildProxyServer } from './routing/proxy-server.js'
@@ -15,8 +14,14 @@ import { purge, type PurgeResult } from './cache/purge.js'
 import { createCacheMetrics } from './cache/cache-metrics.js'
 import { createCacheStore, resolveStoreName } from './cache/store-registry.js'
 import type { CacheStore } from './cache/store.js'
-import { isLoopback } from './admin/loopback.js'
 import { UpstreamDispatcher } from './upstreams/dispatcher.js'
+import type { Control, ReloadAnswer } from './control/control.js'
+import { NO_CACHE } from './control/control.js'
+import { buildAdminServer } from './control/admin-server.js'
+import { ConnectionDrain } from './control/drain.js'
+import { Resources } from './control/lifecycle.js'
+import { LocalControl } from './control/local-control.js'
+import { Reloader, type PreparedReload } from './control/reloader.js'
 
 export interface AppOptions {
   logger: Logger
@@ -24,9 +29,11 @@ export interface AppOptions {
   sidecars?: boolean
   /** The file the config came from: reload() reads it again. */
   configPath?: string
+  /** Time for health checks and sidecar backoff (tests pass a fake one). */
+  clock?: Clock
 }
 
-export type ReloadResult = { ok: true; started: string[]; stopped: string[] } | { ok: false; error: string }
+export type ReloadResult = ReloadAnswer
 
 export interface SwitchyardApp {
   proxy: FastifyInstance
@@ -34,24 +41,57 @@ export interface SwitchyardApp {
   registry: Registry
   runtime: () => Runtime
   supervisor: Supervisor | undefined
-  /** Purges the cache (undefined when no route caches). */
+  /** Purges the cache (a 404 answer when no route caches). */
   purge: ((request: unknown) => Promise<PurgeResult>) | undefined
+  /** What the admin listener and the signals act on (src/control). */
+  control: Control
   /**
-   * Reads and validates the config file again; a good one is swapped in atomically (routes,
-   * pools, sidecars), a bad one is logged and the running config stays.
+   * Applies `config` (validated), or reads and validates the config file again; a good one is
+   * swapped in atomically (routes, pools, sidecars), a bad one is logged and the running config
+   * stays. The answer lists every change with its class (live, rebuild, restart).
    */
-  reload(): Promise<ReloadResult>
-  /** Marks the proxy ready (after listen) or not ready (draining). */
+  reload(config?: Config): Promise<ReloadResult>
+  /** Builds what `config` needs without switching to it (a cluster reload's first phase). */
+  prepareConfig(config: Config): Promise<PreparedReload>
+  /** Switches to a validated config at once (a worker catching up with the primary's). */
+  applyConfig(config: Config): Promise<{ rebuilt: string[] }>
+  /** Marks the proxy listener bound (after listen) or not (the fixture's and tests' switch). */
   setReady(ready: boolean): void
+  /** Listener bound, sidecars spawned, first health checks done, not draining: /readyz. */
+  ready(): boolean
+  /** Settles when the first round of every active health check has finished. */
+  checked(): Promise<void>
+  /**
+   * The one graceful stop: readiness off, the listener drains (limits.shutdown_timeout_ms,
+   * then the connections left are closed), then every resource closes, newest first.
+   */
+  shutdown(reason: string): Promise<void>
+  /** Closes everything now (no drain). */
   close(): Promise<void>
 }
 
-/** The composition root (DESIGN.md habit 2): the one place that names concrete classes. */
+/**
+ * The composition root (DESIGN.md habit 2): the one place that names concrete classes. Each
+ * resource is added to one close list where it is opened; a build that fails closes what it
+ * had opened.
+ */
 export async function buildApp(config: Config, opts: AppOptions): Promise<SwitchyardApp> {
+  const resources = new Resources(opts.logger)
+  try {
+    return await assembleApp(config, opts, resources)
+  } catch (err) {
+    await resources.closeAll()
+    throw err
+  }
+}
+
+async function assembleApp(config: Config, opts: AppOptions, resources: Resources): Promise<SwitchyardApp> {
   const registry = new Registry()
   const metrics = createProxyMetrics(registry)
   const dispatcher = new UpstreamDispatcher()
-  const runtimes = new RuntimeManager(config, dispatcher, metrics, opts.logger)
+  resources.add('upstream connection pools', () => dispatcher.close())
+  const runtimes = new RuntimeManager(config, dispatcher, metrics, opts.logger, opts.clock)
+  resources.add('health checks', () => runtimes.close())
   const current = (): Runtime => runtimes.current
   new Gauge({
     name: 'switchyard_upstream_in_flight',
@@ -74,7 +114,10 @@ export async function buildApp(config: Config, opts: AppOptions): Promise<Switch
       for (const pool of runtimes.current.pools.values()) for (const m of pool.members) this.labels(pool.name, m.name).set(m.healthy(now) ? 1 : 0)
     }
   })
-  let ready = false
+  let listening = false
+  let draining = false
+  let checked = false
+  const firstChecks = runtimes.firstChecks().then(() => { checked = true })
 
   for (const [name, pool] of Object.entries(config.pools)) {
     if (!pool.tls.verify && pool.members.some((m) => m.url.startsWith('https:'))) {
@@ -105,64 +148,57 @@ export async function buildApp(config: Config, opts: AppOptions): Promise<Switch
     proxyDeps.cache = cache
     opts.logger.info({ store: storeName }, 'http cache enabled')
   }
+  resources.add('cache store', () => cache?.store.close())
   await ensureCache(config)
   const proxy = await buildProxyServer(config, proxyDeps, opts.logger)
+  resources.add('proxy listener', () => proxy.close())
+  const drain = new ConnectionDrain(proxy.server)
 
   const supervisor = opts.sidecars === true && config.sidecars.length > 0
-    ? new Supervisor(config.sidecars, opts.logger.child({ component: 'sidecars' }), registry)
+    ? new Supervisor(config.sidecars, opts.logger.child({ component: 'sidecars' }), registry, { clock: opts.clock })
     : undefined
+  resources.add('sidecars', () => supervisor?.stop())
 
-  // Purge every pool partition of a URL: split variants store it once per pool.
-  const purgeCache = (request: unknown): Promise<PurgeResult> => cache === undefined
-    ? Promise.resolve({ status: 404, body: { error: 'no route has the cache enabled' } })
-    : purge(cache.store, [...runtimes.current.pools.keys()].map((p) => cachePartition(p)), request)
-
+  // The config in effect: the boot config, then each applied reload's.
   let running = config
-  let reloading: Promise<ReloadResult> | undefined
-  const reload = (): Promise<ReloadResult> => {
-    reloading ??= (async (): Promise<ReloadResult> => {
-      if (opts.configPath === undefined) return { ok: false, error: 'no config file to reload from' }
-      let next: Config
-      try {
-        next = loadConfigFile(opts.configPath)
-      } catch (err) {
-        const error = err instanceof ConfigError ? err.message : String(err)
-        opts.logger.error({ file: opts.configPath, problems: err instanceof ConfigError ? err.issues.length : undefined }, `reload rejected; keeping the running config: ${error}`)
-        return { ok: false, error }
-      }
-      for (const k of ['listen', 'admin', 'workers', 'cache'] as const) {
-        if (JSON.stringify(next[k]) !== JSON.stringify(running[k])) opts.logger.warn({ key: k }, `${k} changed: takes effect after a restart`)
-      }
-      await ensureCache(next)
-      await runtimes.swap(next)
-      const sc = supervisor === undefined ? { started: [], stopped: [] } : await supervisor.update(next.sidecars)
-      running = next
-      opts.logger.info({ file: opts.configPath, routes: next.routes.length, pools: Object.keys(next.pools).length, ...sc }, 'config reloaded')
-      return { ok: true, ...sc }
-    })().finally(() => { reloading = undefined })
-    return reloading
+  const prepareConfig = async (next: Config): Promise<PreparedReload> => {
+    await ensureCache(next)
+    const prepared = runtimes.prepare(next)
+    return {
+      commit: async () => {
+        const { rebuilt } = await prepared.commit()
+        running = next
+        return { rebuilt }
+      },
+      abort: () => prepared.abort()
+    }
   }
+  const applyConfig = async (next: Config): Promise<{ rebuilt: string[] }> => (await prepareConfig(next)).commit()
+  const reloader = new Reloader({ configPath: opts.configPath, running: config, target: { prepare: prepareConfig }, supervisor, log: opts.logger })
 
-  const admin = Fastify({ loggerInstance: opts.logger.child({ component: 'admin' }) as unknown as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }) })
-  await admin.register(adminPlugin, {
-    metrics: async () => {
-      const own = await registry.metrics()
-      const sidecars = supervisor === undefined ? '' : await supervisor.collectMetrics()
-      return sidecars === '' ? own : `${own}\n${sidecars}`
-    },
-    contentType: registry.contentType,
-    pools: async () => {
-      const pools: Record<string, unknown> = {}
-      for (const [name, pool] of runtimes.current.pools) pools[name] = pool.toJSON()
-      return { pools }
-    },
-    supervisor,
-    purge: purgeCache,
-    ready: () => ready,
-    reload,
-    token: config.admin.token,
-    loopbackOnly: isLoopback(config.admin.host)
-  })
+  // Purge every pool partition of a URL (split variants store it once per pool), under the
+  // key each caching route's query rule gives it.
+  const purgeCache = (request: unknown): Promise<PurgeResult> => cache === undefined
+    ? Promise.resolve(NO_CACHE)
+    : purge(cache.store, [...runtimes.current.pools.keys()].map((p) => cachePartition(p)), request, queryRules(running))
+
+  const ready = (): boolean => listening && !draining && checked && (supervisor?.allSpawned() ?? true)
+  let stopping: Promise<void> | undefined
+  const shutdown = (reason: string): Promise<void> => {
+    stopping ??= (async () => {
+      draining = true
+      const deadline = running.limits.shutdown_timeout_ms
+      opts.logger.info({ reason, deadline_ms: deadline, connections: drain.open }, 'shutting down: draining in-flight requests')
+      const { forced } = await drain.drain(deadline)
+      if (forced > 0) opts.logger.warn({ deadline_ms: deadline, connections: forced }, 'shutdown deadline passed; closed the remaining connections')
+      await resources.closeAll()
+      opts.logger.info('stopped')
+    })()
+    return stopping
+  }
+  const control = new LocalControl({ registry, supervisor, runtime: current, purge: purgeCache, ready, reloader, shutdown })
+  const admin = await buildAdminServer(control, { logger: opts.logger, host: config.admin.host, token: () => running.admin.token })
+  resources.add('admin listener', () => admin.close())
 
   return {
     proxy,
@@ -171,16 +207,22 @@ export async function buildApp(config: Config, opts: AppOptions): Promise<Switch
     runtime: current,
     supervisor,
     purge: purgeCache,
-    reload,
-    setReady(r: boolean) { ready = r },
+    control,
+    reload: (next?: Config) => control.reload(next),
+    prepareConfig,
+    applyConfig,
+    setReady(r: boolean) { listening = r },
+    ready,
+    checked: () => firstChecks,
+    shutdown,
     async close() {
-      ready = false
-      await proxy.close()
-      await admin.close()
-      await supervisor?.stop()
-      runtimes.close()
-      await dispatcher.close()
-      await cache?.store.close()
+      draining = true
+      await resources.closeAll()
     }
   }
+}
+
+/** The caching routes' query rules: a purged URL is dropped under each key they give it. */
+function queryRules(config: Config): RouteCacheConfig['query'][] {
+  return config.routes.flatMap((r) => r.cache?.enabled === true ? [r.cache.query] : [])
 }

@@ -1,7 +1,11 @@
-import { pino, type Logger } from 'pino'
+import type { Logger } from 'pino'
 import { buildApp, type SwitchyardApp } from './app.js'
 import { loadConfigFile } from './config/load.js'
 import type { Config } from './config/schema.js'
+import { createLogger } from './control/logger.js'
+import { StartupError, listenOn } from './control/lifecycle.js'
+
+export { createLogger }
 
 export interface RunningServer {
   app: SwitchyardApp
@@ -11,41 +15,35 @@ export interface RunningServer {
   shutdown(reason: string): Promise<void>
 }
 
-export function createLogger(config: Pick<Config, 'logging'>): Logger {
-  return pino({ level: config.logging.level, base: { service: 'switchyard' } })
+/** Any startup failure as the one line the process prints. */
+export function asStartupError(err: unknown): StartupError {
+  return err instanceof StartupError ? err : new StartupError((err as Error).message ?? String(err), err)
 }
 
-/** The process: load the config (throws ConfigError before anything listens), build, listen. */
-export async function startServer(configPath: string, log?: Logger): Promise<RunningServer> {
-  const config = loadConfigFile(configPath)
+/**
+ * The single process, all or nothing: build the app, listen on the admin address (/readyz
+ * answers 503 meanwhile), spawn the sidecars, listen on the proxy address. If any step fails,
+ * everything started so far is stopped and a StartupError says why in one line.
+ * /readyz turns 200 once the first round of health checks is also done.
+ */
+export async function startServer(configPath: string, log?: Logger, config: Config = loadConfigFile(configPath)): Promise<RunningServer> {
   const logger = log ?? createLogger(config)
-  const app = await buildApp(config, { logger, sidecars: true, configPath })
-  app.supervisor?.start()
-  const adminAddress = await app.admin.listen({ host: config.admin.host, port: config.admin.port })
-  const proxyAddress = await app.proxy.listen({ host: config.listen.host, port: config.listen.port })
-  app.setReady(true)
-  logger.info({ proxy: proxyAddress, admin: adminAddress, routes: config.routes.length, pools: Object.keys(config.pools).length }, 'switchyard listening')
-
-  let closing: Promise<void> | undefined
-  const shutdown = (reason: string): Promise<void> => {
-    closing ??= (async () => {
-      logger.info({ reason }, 'shutting down: draining in-flight requests')
-      app.setReady(false)
-      const deadline = config.limits.shutdown_timeout_ms
-      let timer: NodeJS.Timeout | undefined
-      const forced = new Promise<void>((resolve) => {
-        timer = setTimeout(() => {
-          logger.warn({ deadline_ms: deadline }, 'shutdown deadline passed; closing remaining connections')
-          app.proxy.server.closeAllConnections()
-          resolve()
-        }, deadline)
-      })
-      await Promise.race([app.close(), forced])
-      clearTimeout(timer)
-      await app.supervisor?.stop()
-      logger.info('stopped')
-    })()
-    return closing
+  let app: SwitchyardApp
+  try {
+    app = await buildApp(config, { logger, sidecars: true, configPath })
+  } catch (err) {
+    throw asStartupError(err)
   }
-  return { app, proxyAddress, adminAddress, shutdown }
+  try {
+    const adminAddress = await listenOn(app.admin, 'admin listener', config.admin.host, config.admin.port)
+    app.supervisor?.start()
+    await app.supervisor?.spawned()
+    const proxyAddress = await listenOn(app.proxy, 'proxy listener', config.listen.host, config.listen.port)
+    app.setReady(true)
+    logger.info({ proxy: proxyAddress, admin: adminAddress, routes: config.routes.length, pools: Object.keys(config.pools).length }, 'switchyard listening')
+    return { app, proxyAddress, adminAddress, shutdown: (reason) => app.shutdown(reason) }
+  } catch (err) {
+    await app.close()
+    throw asStartupError(err)
+  }
 }

@@ -1,40 +1,32 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import type { Supervisor } from '../sidecars/supervisor.js'
-import type { ReloadResult } from '../app.js'
-import type { PurgeResult } from '../cache/purge.js'
+import type { Control } from '../control/control.js'
 import { timingSafeEqual } from 'node:crypto'
 
 export interface AdminDeps {
-  /** The Prometheus text to serve (one process's registry, or a cluster's aggregate). */
-  metrics: () => Promise<string>
-  contentType: string
-  /** The pools' live state, as /admin/pools shows it. */
-  pools: () => Promise<unknown>
-  supervisor: Supervisor | undefined
-  /** False until the proxy listens, and again once it starts draining. */
-  ready: () => boolean
-  reload: () => Promise<ReloadResult>
-  /** Cache purge (undefined when no route caches); see src/cache/purge.ts for the request shape. */
-  purge: ((request: unknown) => Promise<PurgeResult>) | undefined
-  /** Bearer token for mutating calls; required when the admin listener is not on loopback. */
-  token: string | undefined
+  /** The process's control: one app, or a cluster's workers. */
+  control: Control
+  /** Bearer token for mutating calls (read per call: a reload may change it). */
+  token: () => string | undefined
+  /** Without a token, mutating calls are open only on a loopback listener. */
   loopbackOnly: boolean
 }
 
-/** The admin listener: metrics, probes and read-only views of live state. */
+/** The admin listener: metrics, probes, read-only views of live state, reload and purge. */
 export async function adminPlugin(app: FastifyInstance, deps: AdminDeps): Promise<void> {
-  app.get('/metrics', async (_req, reply) => reply.header('content-type', deps.contentType).send(await deps.metrics()))
+  const { control } = deps
+  app.get('/metrics', async (_req, reply) => reply.header('content-type', control.contentType).send(await control.metrics()))
   app.get('/healthz', async (_req, reply) => reply.type('text/plain').send('ok\n'))
   app.get('/readyz', async (_req, reply) => {
-    if (deps.ready()) return reply.type('text/plain').send('ready\n')
+    if (control.ready()) return reply.type('text/plain').send('ready\n')
     return reply.code(503).type('text/plain').send('not ready\n')
   })
-  app.get('/admin/pools', async () => deps.pools())
-  app.get('/admin/sidecars', async () => ({ sidecars: deps.supervisor?.list() ?? [] }))
+  app.get('/admin/pools', async () => control.pools())
+  app.get('/admin/sidecars', async () => ({ sidecars: control.sidecars() }))
 
   /** Mutating calls: open on loopback without a token; elsewhere only with `Authorization: Bearer <admin.token>`. */
   const authorize = async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
-    const token = deps.token === undefined || deps.token === '' ? undefined : deps.token
+    const configured = deps.token()
+    const token = configured === undefined || configured === '' ? undefined : configured
     if (token === undefined) {
       if (deps.loopbackOnly) return
       await reply.code(403).type('text/plain').send('403 Forbidden: set admin.token to use mutating admin calls on a non-loopback admin listener\n')
@@ -53,13 +45,14 @@ export async function adminPlugin(app: FastifyInstance, deps: AdminDeps): Promis
    * A prefix must name a path ("/" only with "all_paths": true): no pattern wipes the store.
    */
   app.post('/admin/cache/purge', { preHandler: authorize }, async (req, reply) => {
-    if (deps.purge === undefined) return reply.code(404).type('text/plain').send('404 Not Found: no route has the cache enabled\n')
-    const r = await deps.purge(req.body)
+    const r = await control.purge(req.body)
+    if (r.status === 404) return reply.code(404).type('text/plain').send('404 Not Found: no route has the cache enabled\n')
     return reply.code(r.status).send(r.body)
   })
 
+  /** Re-reads the config file: 200 with every change and its class, 422 when it is not applied. */
   app.post('/admin/reload', { preHandler: authorize }, async (_req, reply) => {
-    const r = await deps.reload()
+    const r = await control.reload()
     return reply.code(r.ok ? 200 : 422).send(r)
   })
 }

@@ -40,8 +40,10 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code
-    // A cluster worker that failed to start would be kept alive by its IPC channel.
-    if (code !== 0 && process.env.SWITCHYARD_WORKER !== undefined) process.exit(code)
+    // `start` has closed everything it opened when it returns; exit now rather than wait for a
+    // handle we do not own (a cluster worker's IPC channel keeps it alive, for one). Writes to
+    // stdout/stderr are synchronous on Linux for files and pipes, so no log line is lost.
+    if (process.argv[2] === 'start') process.exit(code)
   },
   (err: unknown) => {
     process.stderr.write(`switchyard: ${err instanceof Error ? err.message : String(err)}\n`)

@@ -2,8 +2,11 @@ import { basename, dirname, resolve as resolvePath } from 'node:path'
 import { watch } from 'node:fs'
 import cluster from 'node:cluster'
 import { ConfigError, loadConfigFile } from '../../config/load.js'
-import { createLogger, startServer } from '../../server.js'
+import type { Config } from '../../config/schema.js'
+import { startServer } from '../../server.js'
 import { runPrimary, runWorker, workerCount } from '../../cluster.js'
+import type { Control } from '../../control/control.js'
+import { createLogger } from '../../control/logger.js'
 import { parseFlags } from '../flags.js'
 
 export const summary = 'start the proxy, its admin listener and its sidecars'
@@ -14,49 +17,63 @@ export async function run(argv: string[]): Promise<number> {
     config: { type: 'string', short: 'c', default: process.env.SWITCHYARD_CONFIG ?? 'upstreams.yaml' },
     watch: { type: 'boolean', default: false }
   }, usage)
+  if (cluster.isWorker) return runAsWorker()
   const configPath = String(values.config)
-  let server: { shutdown(reason: string): Promise<void>; reload(): Promise<unknown> }
+  let config: Config
   try {
-    if (cluster.isWorker) {
-      const w = await runWorker(configPath, createLogger(loadConfigFile(configPath)))
-      server = { shutdown: w.shutdown, reload: async () => undefined }
-    } else {
-      const config = loadConfigFile(configPath)
-      const logger = createLogger(config)
-      if (workerCount(config) > 1) {
-        server = await runPrimary(configPath, config, logger)
-      } else {
-        const s = await startServer(configPath, logger)
-        server = { shutdown: s.shutdown, reload: () => s.app.reload() }
-      }
-    }
+    config = loadConfigFile(configPath)
   } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`switchyard: ${err.message}\n`)
-      return 1
-    }
-    const e = err as NodeJS.ErrnoException
-    process.stderr.write(`switchyard: cannot start: ${e.code === 'EADDRINUSE' ? `address in use (${e.message})` : e.message}\n`)
+    if (!(err instanceof ConfigError)) throw err
+    process.stderr.write(`switchyard: ${err.message}\n`)
+    return 1
+  }
+  const logger = createLogger(config)
+  let control: Control
+  try {
+    // One process or a cluster primary: either way a Control, the same admin API and signals.
+    control = workerCount(config) > 1
+      ? await runPrimary(configPath, config, logger)
+      : (await startServer(configPath, logger, config)).app.control
+  } catch (err) {
+    // Everything started has been stopped already; this is the one line that says why.
+    process.stderr.write(`switchyard: cannot start: ${(err as Error).message}\n`)
     return 1
   }
   return await new Promise<number>((resolve) => {
     const stop = (signal: string): void => {
-      void server.shutdown(signal).then(() => resolve(0), () => resolve(1))
+      void control.shutdown(signal).then(() => resolve(0), () => resolve(1))
     }
     process.once('SIGTERM', () => stop('SIGTERM'))
     process.once('SIGINT', () => stop('SIGINT'))
     // SIGHUP: reload upstreams.yaml; a bad file is logged and the running config stays.
-    process.on('SIGHUP', () => { void server.reload() })
+    process.on('SIGHUP', () => { void control.reload() })
     if (values.watch === true) {
       // Editors save in several writes (or by rename): wait for the file to settle.
       let t: NodeJS.Timeout | undefined
-      const file = resolvePath(String(values.config))
+      const file = resolvePath(configPath)
       // Watch the folder, not the file: a save by rename would end a watch on the file itself.
       watch(dirname(file), (_event, name) => {
         if (name !== basename(file)) return
         clearTimeout(t)
-        t = setTimeout(() => { void server.reload() }, 250)
+        t = setTimeout(() => { void control.reload() }, 250)
       }).unref()
     }
   })
+}
+
+/** A cluster worker: config from the primary; SIGTERM drains this worker alone (the primary replaces it). */
+async function runAsWorker(): Promise<number> {
+  // Ctrl-C reaches the whole process group: the primary coordinates the stop; reloads are its too.
+  process.on('SIGINT', () => undefined)
+  process.on('SIGHUP', () => undefined)
+  let worker
+  try {
+    worker = await runWorker()
+  } catch {
+    return 1 // the primary prints why
+  }
+  const w = worker
+  process.once('SIGTERM', () => { void w.shutdown('SIGTERM') })
+  await w.done
+  return 0
 }

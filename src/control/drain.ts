@@ -1,0 +1,71 @@
+import type { Server as HttpServer, ServerResponse } from 'node:http'
+import { Server as NetServer, type Socket } from 'node:net'
+import { realClock, type Clock } from '../clock.js'
+
+export interface DrainResult {
+  /** Connections still open at the deadline, closed by force. */
+  forced: number
+}
+
+/**
+ * A graceful stop for an HTTP listener that never makes a client's request fail:
+ * - it stops accepting (the listening socket closes; in a cluster worker the primary stops
+ *   handing it connections and gives those in transit to another worker);
+ * - every response not yet started, and every request arriving on a kept-alive connection,
+ *   is answered normally with `Connection: close`, so the client knows to open its next
+ *   connection elsewhere;
+ * - idle kept-alive connections are NOT closed (http.Server.close() would, and a client may be
+ *   sending a request on one at that very moment: a reset). They end when their next answer
+ *   carries `Connection: close` or when the keep-alive timeout the client was told about
+ *   (`Keep-Alive: timeout=N`) expires;
+ * - nothing answers 503 (Fastify's return503OnClosing only applies once fastify.close() runs,
+ *   which the owner calls after the drain).
+ * At the deadline the connections left are closed by force.
+ */
+export class ConnectionDrain {
+  private readonly sockets = new Set<Socket>()
+  private draining: Promise<DrainResult> | undefined
+
+  constructor(private readonly server: HttpServer, private readonly clock: Clock = realClock) {
+    server.on('connection', (s: Socket) => {
+      this.sockets.add(s)
+      s.once('close', () => this.sockets.delete(s))
+    })
+  }
+
+  /** Whether drain() has been called. */
+  get started(): boolean {
+    return this.draining !== undefined
+  }
+
+  /** Open client connections. */
+  get open(): number {
+    return this.sockets.size
+  }
+
+  drain(deadlineMs: number): Promise<DrainResult> {
+    this.draining ??= new Promise<DrainResult>((resolve) => {
+      this.server.prependListener('request', (_req, res: ServerResponse) => { res.shouldKeepAlive = false })
+      for (const s of this.sockets) {
+        const res = (s as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
+        if (res != null && !res.headersSent) res.shouldKeepAlive = false
+      }
+      let forced = 0
+      const timer = this.clock.setTimeout(() => {
+        forced = this.sockets.size
+        this.server.closeAllConnections()
+        for (const s of this.sockets) s.destroy()
+      }, deadlineMs)
+      const done = (): void => {
+        this.clock.clearTimeout(timer)
+        resolve({ forced })
+      }
+      // net.Server's close: stop accepting and call back once every connection has ended,
+      // without http.Server.close()'s closeIdleConnections() (see above).
+      if (this.server.listening) NetServer.prototype.close.call(this.server, () => done())
+      else if (this.sockets.size === 0) done()
+      else for (const s of this.sockets) s.once('close', () => { if (this.sockets.size === 0) done() })
+    })
+    return this.draining
+  }
+}

@@ -1,0 +1,63 @@
+import type { Registry } from 'prom-client'
+import type { Config } from '../config/schema.js'
+import type { PurgeResult } from '../cache/purge.js'
+import type { Runtime } from '../routing/runtime.js'
+import type { Supervisor } from '../sidecars/supervisor.js'
+import type { Control, ReloadAnswer } from './control.js'
+import type { Reloader } from './reloader.js'
+
+export interface LocalParts {
+  registry: Registry
+  supervisor: Supervisor | undefined
+  runtime: () => Runtime
+  purge: (request: unknown) => Promise<PurgeResult>
+  ready: () => boolean
+  reloader: Reloader
+  shutdown: (reason: string) => Promise<void>
+}
+
+/** Control over the app in this process (single-process mode; a worker answers the primary with it). */
+export class LocalControl implements Control {
+  readonly contentType: string
+
+  constructor(private readonly parts: LocalParts) {
+    this.contentType = parts.registry.contentType
+  }
+
+  async metrics(): Promise<string> {
+    const own = await this.parts.registry.metrics()
+    const sidecars = this.parts.supervisor === undefined ? '' : await this.parts.supervisor.collectMetrics()
+    return sidecars === '' ? own : `${own}\n${sidecars}`
+  }
+
+  async pools(): Promise<Record<string, unknown>> {
+    return { pools: poolsView(this.parts.runtime()) }
+  }
+
+  sidecars(): Record<string, unknown>[] {
+    return this.parts.supervisor?.list() ?? []
+  }
+
+  ready(): boolean {
+    return this.parts.ready()
+  }
+
+  reload(config?: Config): Promise<ReloadAnswer> {
+    return this.parts.reloader.reload(config)
+  }
+
+  purge(request: unknown): Promise<PurgeResult> {
+    return this.parts.purge(request)
+  }
+
+  shutdown(reason: string): Promise<void> {
+    return this.parts.shutdown(reason)
+  }
+}
+
+/** Each pool's live state, as /admin/pools shows it. */
+export function poolsView(rt: Runtime): Record<string, unknown> {
+  const pools: Record<string, unknown> = {}
+  for (const [name, pool] of rt.pools) pools[name] = pool.toJSON()
+  return pools
+}
