@@ -154,7 +154,8 @@ async function assembleApp(config: Config, opts: AppOptions, resources: Resource
   resources.add('proxy listener', () => proxy.close())
   const drain = new ConnectionDrain(proxy.server)
 
-  const supervisor = opts.sidecars === true && config.sidecars.length > 0
+  // Created even without sidecars, so a reload that adds some can start them.
+  const supervisor = opts.sidecars === true
     ? new Supervisor(config.sidecars, opts.logger.child({ component: 'sidecars' }), registry, { clock: opts.clock })
     : undefined
   resources.add('sidecars', () => supervisor?.stop())

@@ -30,17 +30,16 @@ export async function runPrimary(configPath: string, config: Config, logger: Log
   const resources = new Resources(logger)
   const registry = new Registry()
   collectDefaultMetrics({ register: registry, prefix: 'switchyard_primary_' })
-  const supervisor = config.sidecars.length > 0 ? new Supervisor(config.sidecars, logger.child({ component: 'sidecars' }), registry) : undefined
+  // Created even without sidecars, so a reload that adds some can start them.
+  const supervisor = new Supervisor(config.sidecars, logger.child({ component: 'sidecars' }), registry)
   const control = new ClusterControl({ size: workerCount(config), config, configPath, logger, registry, supervisor, resources })
   try {
     const admin = await buildAdminServer(control, { logger, host: config.admin.host, token: () => control.reloader.running.admin.token })
     resources.add('admin listener', () => admin.close())
     const adminAddress = await listenOn(admin, 'admin listener', config.admin.host, config.admin.port)
-    if (supervisor !== undefined) {
-      resources.add('sidecars', () => supervisor.stop())
-      supervisor.start()
-      await supervisor.spawned()
-    }
+    resources.add('sidecars', () => supervisor.stop())
+    supervisor.start()
+    await supervisor.spawned()
     await control.start()
     logger.info({ workers: workerCount(config), admin: adminAddress, listen: `${config.listen.host}:${config.listen.port}` }, 'switchyard cluster listening')
     return control

@@ -67,7 +67,9 @@ export class Reloader {
         return { ok: false, error }
       }
     }
-    const changes = planReload(this.current, next)
+    const changes = planReload(this.current, next).map((c) => this.opts.supervisor === undefined && c.path.startsWith('sidecars[')
+      ? { ...c, detail: `${c.detail} (not applied: this process runs no sidecars)` }
+      : c)
     const effective = carryRestartSettings(this.current, next)
     let prepared: PreparedReload
     try {
