@@ -65,6 +65,8 @@ export class ClusterControl implements Control {
   private startup: { resolve: () => void; reject: (err: Error) => void } | undefined
   private started = false
   private stopped: Promise<void> | undefined
+  /** Pending replacements of crashed workers (cleared on stop). */
+  private readonly respawns = new Set<unknown>()
 
   constructor(private readonly opts: ClusterOptions) {
     this.contentType = opts.registry.contentType
@@ -209,7 +211,11 @@ export class ClusterControl implements Control {
     const delay = Math.min(CRASH_BACKOFF.maxMs, CRASH_BACKOFF.baseMs * 2 ** (this.crashes - 1))
     this.log.error({ pid: st.pid, code, signal, restart_in_ms: delay, failure: st.failure }, 'worker died; replacing it')
     this.restarts.inc()
-    this.clock.setTimeout(() => { if (!this.stopping) this.fork() }, delay)
+    const timer = this.clock.setTimeout(() => {
+      this.respawns.delete(timer)
+      if (!this.stopping) this.fork()
+    }, delay)
+    this.respawns.add(timer)
   }
 
   /**
@@ -286,6 +292,8 @@ export class ClusterControl implements Control {
   /** SIGTERM every worker (each drains within limits.shutdown_timeout_ms); SIGKILL the late ones. */
   private async stopWorkers(): Promise<void> {
     this.stopping = true
+    for (const timer of this.respawns) this.clock.clearTimeout(timer)
+    this.respawns.clear()
     this.startup?.reject(new StartupError('stopped during startup'))
     this.startup = undefined
     const deadline = this.reloader.running.limits.shutdown_timeout_ms + WORKER_CLOSE_GRACE_MS
