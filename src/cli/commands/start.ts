@@ -28,6 +28,9 @@ export async function run(argv: string[]): Promise<number> {
     return 1
   }
   const logger = createLogger(config)
+  // A stop asked for during startup is carried out as soon as startup ends (else the default
+  // action would kill us with our sidecars still running).
+  const early = new EarlySignals(['SIGTERM', 'SIGINT', 'SIGHUP'])
   let control: Control
   try {
     // One process or a cluster primary: either way a Control, the same admin API and signals.
@@ -37,12 +40,15 @@ export async function run(argv: string[]): Promise<number> {
   } catch (err) {
     // Everything started has been stopped already; this is the one line that says why.
     process.stderr.write(`switchyard: cannot start: ${(err as Error).message}\n`)
+    early.remove()
     return 1
   }
   return await new Promise<number>((resolve) => {
     const stop = (signal: string): void => {
       void control.shutdown(signal).then(() => resolve(0), () => resolve(1))
     }
+    early.remove()
+    if (early.received !== undefined) return stop(early.received)
     process.once('SIGTERM', () => stop('SIGTERM'))
     process.once('SIGINT', () => stop('SIGINT'))
     // SIGHUP: reload upstreams.yaml; a bad file is logged and the running config stays.
@@ -66,14 +72,32 @@ async function runAsWorker(): Promise<number> {
   // Ctrl-C reaches the whole process group: the primary coordinates the stop; reloads are its too.
   process.on('SIGINT', () => undefined)
   process.on('SIGHUP', () => undefined)
+  const early = new EarlySignals(['SIGTERM'])
   let worker
   try {
     worker = await runWorker()
   } catch {
     return 1 // the primary prints why
+  } finally {
+    early.remove()
   }
   const w = worker
+  if (early.received !== undefined) void w.shutdown(early.received)
   process.once('SIGTERM', () => { void w.shutdown('SIGTERM') })
   await w.done
   return 0
+}
+
+/** Remembers a stop signal received while starting up (a SIGHUP then is moot: the file was just read). */
+class EarlySignals {
+  received: string | undefined
+  private readonly handler = (signal: NodeJS.Signals): void => { if (signal !== 'SIGHUP') this.received ??= signal }
+
+  constructor(private readonly signals: NodeJS.Signals[]) {
+    for (const s of signals) process.on(s, this.handler)
+  }
+
+  remove(): void {
+    for (const s of this.signals) process.off(s, this.handler)
+  }
 }
