@@ -146,9 +146,9 @@ export class ClusterControl implements Control {
     return [...this.workers.values()].filter((w) => w.ready && !w.draining)
   }
 
-  /** Workers that have built an app (they asked for a config), not draining. */
+  /** Workers that listen with the app built from their config, not draining. */
   private withConfig(): WorkerState[] {
-    return [...this.workers.values()].filter((w) => w.version >= 0 && !w.draining)
+    return [...this.workers.values()].filter((w) => w.version >= 0 && w.listening && !w.draining)
   }
 
   private fork(): void {
@@ -201,7 +201,7 @@ export class ClusterControl implements Control {
       this.startup = undefined
       return
     }
-    if (st.draining || (code === 0 && signal === null)) {
+    if (st.draining || signal === 'SIGTERM') {
       // A drained worker (SIGTERM to it alone): replaced at once, not counted as a crash.
       this.log.info({ pid: st.pid }, 'worker exited after draining')
       if (!st.replaced) this.fork()
@@ -249,9 +249,13 @@ export class ClusterControl implements Control {
     }
   }
 
-  /** Workers that received an older config while a reload was in progress get the current one. */
+  /**
+   * Workers that received an older config while a reload was in progress, or were still
+   * starting with it, get the current one (their channel holds it until their app exists).
+   */
   private catchUp(): void {
-    for (const st of this.withConfig()) {
+    for (const st of this.workers.values()) {
+      if (st.version < 0 || st.draining) continue
       if (st.version >= this.version) continue
       const version = this.version
       void (this.ask(st, MSG.apply, this.config, 10000) as Promise<StepResult>).then((r) => {
