@@ -56,6 +56,7 @@ pools: { web: { members: [{ url: "${up.url}" }] } }
   t.comment('reloading')
   const reload = await fetchText(`${admin}/admin/reload`, { method: 'POST' })
   t.equal(reload.status, 200, reload.body)
+  t.match(JSON.parse(reload.body), { ok: true, workers: 2, changes: [{ path: 'routes[fresh]', class: 'live', detail: 'added (pool web)' }] }, 'validated once by the primary, switched in both workers')
   for (let i = 0; i < 20; i++) await fetchText(`${proxy}/fresh`)
   const after = (await fetchText(`${admin}/metrics`)).body
   t.match(after, /switchyard_requests_total\{route="fresh",pool="web",method="GET",code="200"\} 20/, 'the new route answered in every worker')
