@@ -13,10 +13,9 @@ import { Supervisor } from './sidecars/supervisor.js'
 import { buildAdminServer } from './control/admin-server.js'
 import { ClusterControl } from './control/cluster-control.js'
 import { MSG } from './control/cluster-protocol.js'
-import { Resources, listenOn } from './control/lifecycle.js'
+import { Resources, asStartupError, listenOn } from './control/lifecycle.js'
 import { createLogger } from './control/logger.js'
 import { WorkerChannel } from './control/worker-channel.js'
-import { asStartupError } from './server.js'
 
 export function workerCount(config: Config): number {
   return config.workers === 0 ? availableParallelism() : config.workers

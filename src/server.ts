@@ -3,7 +3,7 @@ import { buildApp, type SwitchyardApp } from './app.js'
 import { loadConfigFile } from './config/load.js'
 import type { Config } from './config/schema.js'
 import { createLogger } from './control/logger.js'
-import { StartupError, listenOn } from './control/lifecycle.js'
+import { asStartupError, listenOn } from './control/lifecycle.js'
 
 export { createLogger }
 
@@ -13,11 +13,6 @@ export interface RunningServer {
   adminAddress: string
   /** Graceful stop: stop accepting, finish in-flight requests up to the deadline, stop sidecars. */
   shutdown(reason: string): Promise<void>
-}
-
-/** Any startup failure as the one line the process prints. */
-export function asStartupError(err: unknown): StartupError {
-  return err instanceof StartupError ? err : new StartupError((err as Error).message ?? String(err), err)
 }
 
 /**

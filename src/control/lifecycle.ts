@@ -40,7 +40,12 @@ export class StartupError extends Error {
   }
 }
 
-/** One readable line for a listen (or spawn) failure. */
+/** Any startup failure as the one line the process prints. */
+export function asStartupError(err: unknown): StartupError {
+  return err instanceof StartupError ? err : new StartupError((err as Error).message ?? String(err), err)
+}
+
+/** One readable line for a listen failure. */
 export function describeListenError(err: unknown, what: string, host: string, port: number): string {
   const e = err as NodeJS.ErrnoException
   const where = `${host.includes(':') ? `[${host}]` : host}:${port}`
