@@ -26,6 +26,10 @@ import { notModified, notModifiedHeaders } from './conditional.js'
 import type { CacheMetrics } from './cache-metrics.js'
 import { cacheKey, type CacheKey } from './cache-key.js'
 import { keyedQuery } from './keyed-query.js'
+import { ifRangeHolds, selectRange } from './range.js'
+import { forwardRequest } from '../routing/upstream-request.js'
+import { ForwardSink } from '../routing/forward-sink.js'
+import { forClient, forLibrary, mustRevalidate, requestForLibrary, storedStatus, type RuleOptions } from './response-rules.js'
 import type { CacheEntry, CacheStore } from './store.js'
 
 type Headers = Record<string, string | string[] | undefined>
@@ -87,9 +91,12 @@ interface FillContext {
 type FillBase = Pick<FillContext, 'routed' | 'cfg' | 'primary' | 'deps' | 'dropUnderscores'>
 
 const NO_FLIGHT = (): void => {}
+/** RFC 9211 section 2.2: fwd=request, forwarded because of the request's semantics (a Range we cannot serve). */
+const RANGE_PASSED = { 'x-cache': 'MISS', 'cache-status': 'switchyard; fwd=request' }
 
 export class HttpCache {
-  private readonly inflight = new Map<string, Promise<Shared>>()
+  /** Fills in progress by key; `settled` once the answer is known (its store write may still run). */
+  private readonly inflight = new Map<string, { promise: Promise<Shared>; settled: Shared | undefined }>()
   private readonly refreshing = new Set<string>()
   private readonly parsed = new Map<string, CachePolicy>()
   private readonly keys = new Map<string, CacheKey>()
@@ -105,7 +112,7 @@ export class HttpCache {
    */
   handle(routed: RoutedRequest, writer: ClientWriter, deps: AttemptDeps, dropUnderscores: boolean): boolean {
     const cfg = routed.route.cache as RouteCacheConfig
-    if (!cfg.enabled || !SAFE.has(routed.method) || routed.headers.range !== undefined) return false
+    if (!cfg.enabled || !SAFE.has(routed.method)) return false
     if (cfg.cookies === 'bypass' && hasForeignCookie(routed.headers.cookie, routed.route.split?.cookieName)) {
       this.count(routed, 'bypass')
       writer.cacheStatus = 'BYPASS'
@@ -161,7 +168,7 @@ export class HttpCache {
   policyRequest(routed: RoutedRequest): CachePolicy.Request {
     // The URL as keyed (ignored query parameters left out), so equivalent requests match.
     const rule = (routed.route.cache as RouteCacheConfig).query
-    return { url: routed.path + keyedQuery(routed.query, rule), method: 'GET', headers: { ...routed.headers, host: routed.authority } as CachePolicy.Headers }
+    return { url: routed.path + keyedQuery(routed.query, rule), method: 'GET', headers: { ...requestForLibrary(routed.headers), host: routed.authority } as CachePolicy.Headers }
   }
 
   private async lookup(routed: RoutedRequest, key: CacheKey): Promise<Stored | undefined> {
@@ -190,13 +197,19 @@ export class HttpCache {
     }
     if (writer.closed) return
     const base: FillBase = { routed, cfg, primary, deps, dropUnderscores }
+    const range = routed.headers.range !== undefined
     if (stored !== undefined) {
-      const ev = stored.policy.evaluateRequest(this.policyRequest(routed))
+      let ev: { response?: { headers: unknown }; revalidation?: { synchronous: boolean } } = stored.policy.evaluateRequest(this.policyRequest(routed))
+      // must-revalidate and friends bind once stale: no stale-while-revalidate, no max-stale (RFC 9111 section 5.2.2.2).
+      if (ev.response !== undefined && stored.policy.age() > stored.policy.maxAge() && mustRevalidate(ev.response.headers as Headers)) {
+        ev = { revalidation: { synchronous: true } }
+      }
       if (ev.response !== undefined && ev.revalidation === undefined) {
         this.count(routed, 'hit')
         this.sendStored(routed, writer, stored, ev.response.headers as Headers, 'HIT', 'hit')
         return
       }
+      if (range) return this.passRange(routed, writer, deps, dropUnderscores)
       if (ev.response !== undefined && ev.revalidation !== undefined && !ev.revalidation.synchronous) {
         this.count(routed, 'stale')
         this.refreshInBackground(base, stored)
@@ -209,15 +222,26 @@ export class HttpCache {
         return
       }
     }
+    if (range) return this.passRange(routed, writer, deps, dropUnderscores)
     await this.fill(base, writer, stored)
   }
 
+  /** A Range request we cannot answer from a fresh entry goes to the origin as sent, and is not stored. */
+  private passRange(routed: RoutedRequest, writer: ClientWriter, deps: AttemptDeps, dropUnderscores: boolean): void {
+    this.count(routed, 'miss')
+    writer.cacheStatus = 'MISS'
+    writer.flow = runExchange(deps, forwardRequest(routed, null, dropUnderscores), new ForwardSink(writer, routed.pool.name, undefined, RANGE_PASSED))
+  }
+
   /** Replays a stored answer (or a 304 for the client's own conditional) through the client writer. */
-  sendStored(routed: RoutedRequest, writer: ClientWriter, stored: Stored, headers: Headers, xcache: string, status: string): void {
+  sendStored(routed: RoutedRequest, writer: ClientWriter, stored: Stored, libraryHeaders: Headers, xcache: string, detail: string): void {
     writer.cacheStatus = xcache
+    const headers = forClient(libraryHeaders)
+    const cfg = routed.route.cache as RouteCacheConfig
+    if (cfg.strip_targeted_fields) for (const name of ruleOptions(cfg).targeted) delete headers[name]
     const h = writer.headersFrom(headers)
     h['x-cache'] = xcache
-    h['cache-status'] = `switchyard; ${status}`
+    h['cache-status'] = `switchyard; ${detail}`
     if (notModified(routed.headers as Headers, headers)) {
       const nm = notModifiedHeaders(headers) as Record<string, string | string[]>
       nm['x-cache'] = xcache
@@ -227,13 +251,30 @@ export class HttpCache {
       writer.whole(304, nm, undefined)
       return
     }
-    writer.whole((stored.policy as unknown as { status(): number }).status(), h, stored.body)
+    const status = storedStatus((stored.policy as unknown as { status(): number }).status(), libraryHeaders)
+    const range = routed.headers.range
+    if (range !== undefined && status === 200 && ifRangeHolds(first(routed.headers['if-range']), first(headers.etag), first(headers['last-modified']))) {
+      const size = stored.body.length
+      const r = selectRange(first(range) ?? '', size)
+      if (r.kind === 'partial') {
+        h['content-range'] = `bytes ${r.start}-${r.end}/${size}`
+        writer.whole(206, h, stored.body.subarray(r.start, r.end + 1))
+        return
+      }
+      if (r.kind === 'unsatisfiable') {
+        const body = Buffer.from(`416 Range Not Satisfiable\n`)
+        writer.whole(416, { 'content-range': `bytes */${size}`, 'content-type': 'text/plain; charset=utf-8', via: h.via, 'x-request-id': routed.id, 'x-cache': xcache, 'cache-status': h['cache-status'] }, body)
+        return
+      }
+    }
+    if (status === 200) h['accept-ranges'] = 'bytes'
+    writer.whole(status, h, stored.body)
   }
 
   /** stale-if-error (RFC 5861): replays the stale entry when the origin failed, if it allows. */
   staleOnError(ctx: FillContext, status: number): boolean {
     const stored = ctx.stale
-    if (stored === undefined) return false
+    if (stored === undefined || mustRevalidate(stored.policy.responseHeaders() as Headers)) return false
     // revalidatedPolicy hands back the same policy, unmodified, exactly when stale-if-error allows it.
     let same = false
     try {
@@ -254,11 +295,20 @@ export class HttpCache {
     const flight = `${base.primary.digest}|${variantHint(routed)}`
     const pending = this.inflight.get(flight)
     if (pending !== undefined) {
-      const shared = await pending
+      // Arriving after the answer was known (its store write still running) is a plain hit.
+      const waited = pending.settled === undefined
+      const shared = pending.settled ?? await pending.promise
       if (writer.closed) return
       if (shared.kind === 'stored' && shared.stored.policy.satisfiesWithoutRevalidation(this.policyRequest(routed))) {
-        this.count(routed, 'hit')
-        this.sendStored(routed, writer, shared.stored, shared.stored.policy.responseHeaders() as Headers, 'HIT', 'hit; detail=collapsed')
+        const headers = shared.stored.policy.responseHeaders() as Headers
+        if (waited) {
+          // Answered by another request's forward (RFC 9211 section 2.6, "collapsed"): neither a hit nor our own miss.
+          this.count(routed, 'collapsed')
+          this.sendStored(routed, writer, shared.stored, headers, 'MISS', 'fwd=miss; collapsed')
+        } else {
+          this.count(routed, 'hit')
+          this.sendStored(routed, writer, shared.stored, headers, 'HIT', 'hit')
+        }
         return
       }
       // Not shareable (or not for this request's Vary): go upstream ourselves.
@@ -266,13 +316,15 @@ export class HttpCache {
     let finish: FillContext['finish'] = NO_FLIGHT
     if (pending === undefined) {
       let settle: (s: Shared) => void = () => {}
-      this.inflight.set(flight, new Promise<Shared>((resolve) => { settle = resolve }))
+      const entry: { promise: Promise<Shared>; settled: Shared | undefined } = { promise: new Promise<Shared>((resolve) => { settle = resolve }), settled: undefined }
+      this.inflight.set(flight, entry)
       // Waiters get the result at once; the key stays claimed until the entry is in the store, so
       // a request arriving meanwhile is served the same answer instead of missing again.
       let finished = false
       finish = (s, stored) => {
         if (finished) return
         finished = true
+        entry.settled = s
         settle(s)
         if (stored === undefined) this.inflight.delete(flight)
         else void stored.finally(() => this.inflight.delete(flight))
@@ -306,9 +358,10 @@ export class HttpCache {
   /** Whether a response may be stored, and the policy it is stored under. */
   policyFor(ctx: FillContext, res: UpstreamResponse): { policy: CachePolicy; storable: boolean; length: number } {
     const headers = res.headers as Headers
+    const view = forLibrary(res.status, headers, ruleOptions(ctx.cfg))
     // A default TTL is the route's guess, never permission to share an authorized answer (RFC 9111 section 3.5).
-    const resHeaders = ctx.routed.headers.authorization === undefined ? withDefaultTtl(headers, ctx.cfg.default_ttl_s) : headers
-    const policy = new CachePolicy(this.policyRequest(ctx.routed), { status: res.status, headers: resHeaders as CachePolicy.Headers }, POLICY_OPTIONS)
+    const resHeaders = ctx.routed.headers.authorization === undefined ? withDefaultTtl(view.headers, ctx.cfg.default_ttl_s) : view.headers
+    const policy = new CachePolicy(this.policyRequest(ctx.routed), { status: view.status, headers: resHeaders as CachePolicy.Headers }, POLICY_OPTIONS)
     const length = Number(first(headers['content-length']) ?? NaN)
     const storable = policy.storable() &&
       (ctx.cfg.share_set_cookie || headers['set-cookie'] === undefined) &&
@@ -324,14 +377,27 @@ export class HttpCache {
     const r = ctx.routed
     const meta: Meta = { v: 1, policy: stored.policy.toObject(), url: `${r.host}${r.path}${r.query}` }
     // The store never rejects on the request path; a failed write is counted by its hooks.
-    await this.deps.store.set(ctx.primary, vary, r.headers, { meta: JSON.stringify(meta), body: stored.body }, ttl)
+    await this.deps.store.set(ctx.primary, keyVary(vary), r.headers, { meta: JSON.stringify(meta), body: stored.body }, ttl)
   }
 
-  /** A 304 for the entry we hold: the refreshed entry, or undefined when it does not match (RFC 9111 section 4.3.4). */
-  refreshed(ctx: FillContext, res: UpstreamResponse): Stored | undefined {
+  /**
+   * A 304 to our conditional request (RFC 9111 sections 4.3.3 and 4.3.4): the stored response it
+   * selects, updated with its fields. A 304 without any validator answers the validators we sent,
+   * so it selects our entry (as Traffic Server and httpd do). A 304 naming another validator may
+   * not update the entry, but it still answers this request from it: one client request never
+   * costs two origin requests. `updated` false: serve it, do not store it.
+   */
+  refreshed(ctx: FillContext, res: UpstreamResponse): { stored: Stored; updated: boolean } {
     const stale = ctx.stale as Stored
-    const { policy, modified, matches } = stale.policy.revalidatedPolicy(this.policyRequest(ctx.routed), { status: 304, headers: res.headers as CachePolicy.Headers })
-    return !modified && matches ? { policy, body: stale.body } : undefined
+    const view = forLibrary(304, res.headers as Headers, ruleOptions(ctx.cfg))
+    const h = view.headers
+    if (h.etag === undefined && h['last-modified'] === undefined) {
+      const own = stale.policy.responseHeaders() as Headers
+      if (own.etag !== undefined) h.etag = own.etag
+      else if (own['last-modified'] !== undefined) h['last-modified'] = own['last-modified']
+    }
+    const { policy, modified, matches } = stale.policy.revalidatedPolicy(this.policyRequest(ctx.routed), { status: 304, headers: h as CachePolicy.Headers })
+    return !modified && matches ? { stored: { policy, body: stale.body }, updated: true } : { stored: stale, updated: false }
   }
 
   /** stale-while-revalidate: one background refresh per key at a time, through the attempt loop. */
@@ -354,8 +420,8 @@ export class HttpCache {
  * streams, when the answer may be stored.
  */
 class CacheSink implements ResponseSink {
-  /** drop: handled already (304, stale-if-error); relay: to the client only; store: relay and keep; refetch: fetch again whole. */
-  private mode: 'drop' | 'relay' | 'store' | 'refetch' = 'relay'
+  /** drop: handled already (304, stale-if-error); relay: to the client only; store: relay and keep. */
+  private mode: 'drop' | 'relay' | 'store' = 'relay'
   private policy: CachePolicy | undefined
   private vary: string | string[] | undefined
   private readonly chunks: Buffer[] = []
@@ -370,19 +436,18 @@ class CacheSink implements ResponseSink {
     this.flow = flow
     if (ctx.conditional && res.status === 304) {
       this.mode = 'drop'
-      const updated = cache.refreshed(ctx, res)
-      if (updated === undefined) {
-        // A 304 that does not match what we hold tells us nothing usable: fetch it whole.
-        if (writer !== undefined) this.mode = 'refetch'
-        else ctx.finish({ kind: 'pass' })
-        return
+      const { stored: updated, updated: matched } = cache.refreshed(ctx, res)
+      if (matched) {
+        const write = cache.write(ctx, updated, res.headers.vary ?? (updated.policy.responseHeaders() as Headers).vary)
+        ctx.finish({ kind: 'stored', stored: updated }, write)
+      } else {
+        cache.log.warn({ pool: ctx.routed.pool.name, member: res.member.name }, 'origin answered 304 with a validator we did not send; entry served but not updated')
+        ctx.finish({ kind: 'pass' })
       }
-      const stored = cache.write(ctx, updated, res.headers.vary ?? (updated.policy.responseHeaders() as Headers).vary)
-      ctx.finish({ kind: 'stored', stored: updated }, stored)
       if (writer !== undefined) {
         writer.member = res.member.name
         cache.count(ctx.routed, 'revalidated')
-        cache.sendStored(ctx.routed, writer, updated, updated.policy.responseHeaders() as Headers, 'REVALIDATED', 'hit; fwd=stale; fwd-status=304')
+        cache.sendStored(ctx.routed, writer, updated, updated.policy.responseHeaders() as Headers, 'REVALIDATED', `hit; fwd=stale; fwd-status=304${matched ? '' : '; detail=mismatched-validator'}`)
       }
       return
     }
@@ -404,9 +469,10 @@ class CacheSink implements ResponseSink {
     writer.member = res.member.name
     writer.cacheStatus = ctx.xcache
     const h = writer.headersFrom(res.headers as Headers)
+    if (ctx.cfg.strip_targeted_fields) for (const name of ruleOptions(ctx.cfg).targeted) delete h[name]
     h['x-cache'] = ctx.xcache
     // "stored" only when the size is known to fit; a chunked body may still turn out too large.
-    h['cache-status'] = `switchyard; ${ctx.fwd}${storable && Number.isFinite(length) ? '; stored' : ''}`
+    h['cache-status'] = `switchyard; ${ctx.fwd}${storable && Number.isFinite(length) && cache.store.writable() ? '; stored' : ''}`
     if (!writer.head(res.status, h, res.statusMessage)) {
       // An invalid status or field from the member, or the client left: never relay or keep it.
       this.mode = 'drop'
@@ -418,8 +484,12 @@ class CacheSink implements ResponseSink {
     writer.onWritable(() => flow.resume())
   }
 
+  onEarlyHints(headers: UpstreamResponse['headers']): void {
+    this.ctx.writer?.earlyHints(headers as Headers)
+  }
+
   onResponseData(chunk: Buffer): boolean {
-    if (this.mode === 'drop' || this.mode === 'refetch') return true
+    if (this.mode === 'drop') return true
     if (this.mode === 'store') {
       this.size += chunk.length
       if (this.size > this.ctx.cfg.max_entry_bytes) {
@@ -436,10 +506,6 @@ class CacheSink implements ResponseSink {
 
   onResponseEnd(): void {
     const { ctx } = this
-    if (this.mode === 'refetch') {
-      void this.cache.fill(ctx, ctx.writer as ClientWriter, undefined)
-      return
-    }
     if (this.mode === 'drop') return
     if (ctx.writer !== undefined) ctx.writer.end()
     if (this.mode === 'store') {
@@ -505,7 +571,18 @@ function hasResponseValidator(h: Headers): boolean {
  */
 function variantHint(routed: RoutedRequest): string {
   const h = routed.headers
-  return `${first(h['accept-encoding']) ?? ''}|${first(h.accept) ?? ''}|${first(h['accept-language']) ?? ''}`
+  return `${first(h['accept-encoding']) ?? ''}|${first(h.accept) ?? ''}|${first(h['accept-language']) ?? ''}|${first(h.origin) ?? ''}`
+}
+
+/**
+ * The Vary names the store keys a response on: the origin's, plus Origin. An origin that reflects
+ * a request's Origin (CORS) without saying Vary: Origin would otherwise hand one site's answer to
+ * every other (and to requests without Origin); keying on it costs one variant per Origin value.
+ */
+function keyVary(vary: string | string[] | undefined): string {
+  const v = vary === undefined ? '' : Array.isArray(vary) ? vary.join(', ') : vary
+  if (v.includes('*')) return v
+  return v.trim() === '' ? 'origin' : `${v}, origin`
 }
 
 /**
@@ -516,7 +593,20 @@ function withDefaultTtl(h: Headers, ttl: number): Headers {
   if (ttl <= 0) return h
   const cc = first(h['cache-control'])
   if (h.expires !== undefined || (cc !== undefined && /max-age|s-maxage|no-cache|no-store|private/i.test(cc))) return h
-  return { ...h, 'cache-control': cc === undefined ? `s-maxage=${ttl}` : `${cc}, s-maxage=${ttl}` }
+  // In the library's view only: the client still sees the origin's own fields (forClient()).
+  return { ...h, 'cache-control': cc === undefined ? `max-age=${ttl}` : `${cc}, max-age=${ttl}`, ' sy:cache-control': (h[' sy:cache-control'] ?? null) as unknown as string }
+}
+
+const RULES = new WeakMap<RouteCacheConfig, RuleOptions>()
+
+/** The route's cache rules in the form response-rules.ts takes (computed once per config object). */
+function ruleOptions(cfg: RouteCacheConfig): RuleOptions {
+  let r = RULES.get(cfg)
+  if (r === undefined) {
+    r = { shareSetCookie: cfg.share_set_cookie, targeted: cfg.targeted_fields.map((n) => n.toLowerCase()) }
+    RULES.set(cfg, r)
+  }
+  return r
 }
 
 /** A Cookie header with anything besides the proxy's own split cookies. */

@@ -114,6 +114,10 @@ export class MemoryCacheStore implements CacheStore {
     return removed
   }
 
+  writable(): boolean {
+    return true
+  }
+
   stats(): CacheStoreStats {
     return { entries: this.#entries.size, bytes: this.#bytes }
   }

@@ -327,6 +327,10 @@ export class RedisCacheStore implements CacheStore {
     return removed
   }
 
+  writable(): boolean {
+    return this.#redis.status === 'ready'
+  }
+
   stats(): CacheStoreStats {
     return {}
   }

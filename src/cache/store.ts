@@ -67,6 +67,8 @@ export interface CacheStore {
    */
   purgePrefix(host: string, targetPrefix: string): Promise<number>
   stats(): CacheStoreStats
+  /** Whether a write can succeed now (Redis connected); answers claim "stored" only then. */
+  writable(): boolean
   close(): Promise<void>
 }
 

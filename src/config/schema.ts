@@ -153,7 +153,14 @@ export const RouteCache = Type.Object({
    */
   cookies: StringEnum(['bypass', 'ignore'] as const, 'bypass'),
   /** Share responses that carry Set-Cookie with other clients (off by default, RFC 9111 section 7.3). */
-  share_set_cookie: Type.Boolean({ default: false })
+  share_set_cookie: Type.Boolean({ default: false }),
+  /**
+   * Targeted cache-control fields (RFC 9213), in priority order: the first one present with a
+   * valid value decides this cache's storage and freshness instead of Cache-Control and Expires.
+   */
+  targeted_fields: Type.Array(Type.String({ pattern: '^[!#$%&\'*+.^_`|~0-9A-Za-z-]+$' }), { default: ['Switchyard-Cache-Control', 'CDN-Cache-Control'] }),
+  /** Remove the targeted fields from answers to clients (keep them when another CDN sits in front). */
+  strip_targeted_fields: Type.Boolean({ default: false })
 }, { additionalProperties: false })
 
 const Retries = Type.Object({

@@ -67,6 +67,8 @@ export interface ResponseSink {
    * true: the body was cut midway. Client faults (body too large or too slow) come as edge errors.
    */
   onResponseError(error: ProxyError, started: boolean): void
+  /** A 103 Early Hints from the member, before its final answer (RFC 8297). */
+  onEarlyHints?(headers: IncomingHttpHeaders): void
   /** The exchange was stopped through Flow.abort() (by the client writer or the sink itself). */
   onAbort?(): void
 }
@@ -267,7 +269,12 @@ export class AttemptLoop implements Flow {
   }
 
   onHeaders(a: Attempt, controller: Dispatcher.DispatchController, status: number, headers: IncomingHttpHeaders, statusMessage: string | undefined): void {
-    if (a.settled || status < 200) return // 1xx informational answers are not relayed
+    if (a.settled) return
+    if (status < 200) {
+      // 103 Early Hints are relayed (never stored); other 1xx answers concern this hop only.
+      if (status === 103) this.sink.onEarlyHints?.(headers)
+      return
+    }
     if (status > 599) {
       // Node would relay 600-999; RFC 9110 section 15 defines none of them.
       controller.abort(new Error(`invalid status ${status} from upstream`))

@@ -65,6 +65,24 @@ export class ClientWriter {
     return true
   }
 
+  /**
+   * Relays a 103 Early Hints (RFC 8297). Never to an HTTP/1.0 client (RFC 9110 section 15.2), and
+   * only the Link fields and other end-to-end fields.
+   */
+  earlyHints(headers: Record<string, string | string[] | undefined>): void {
+    const res = this.res
+    if (res.headersSent || res.destroyed || this.req.httpVersionMinor === 0 || headers.link === undefined) return
+    const hints: Record<string, string | string[]> = {}
+    for (const [k, v] of Object.entries(this.headersFrom(headers))) {
+      if (v !== undefined && k !== 'via' && k !== 'x-request-id' && k !== 'content-length' && k !== 'set-cookie') hints[k] = typeof v === 'number' ? String(v) : v
+    }
+    try {
+      res.writeEarlyHints(hints)
+    } catch {
+      // A Link value Node will not write: drop the hint, never the request.
+    }
+  }
+
   /** Writes a body chunk; false means wait for `resume` (the client's socket is full). */
   write(chunk: Buffer): boolean {
     if (this.res.destroyed) return true

@@ -9,12 +9,20 @@ import type { ClientWriter } from './client-writer.js'
 export class ForwardSink implements ResponseSink {
   private response: UpstreamResponse | undefined
 
-  constructor(private readonly writer: ClientWriter, private readonly pool: string, private readonly onComplete?: (res: UpstreamResponse) => void) {}
+  constructor(
+    private readonly writer: ClientWriter,
+    private readonly pool: string,
+    private readonly onComplete?: (res: UpstreamResponse) => void,
+    /** Fields added to the answer (the cache's X-Cache and Cache-Status on a request it passed on). */
+    private readonly extra?: Readonly<Record<string, string>>
+  ) {}
 
   onResponseStart(res: UpstreamResponse, flow: Flow): void {
     const w = this.writer
     w.member = res.member.name
-    if (!w.head(res.status, w.headersFrom(res.headers as Record<string, string | string[] | undefined>), res.statusMessage)) {
+    const h = w.headersFrom(res.headers as Record<string, string | string[] | undefined>)
+    if (this.extra !== undefined) Object.assign(h, this.extra)
+    if (!w.head(res.status, h, res.statusMessage)) {
       // An invalid status or field from the member, or the client left: never relay it.
       flow.abort()
       if (!w.closed) w.error(UPSTREAM_ERRORS.protocol, poolDetail(this.pool, UPSTREAM_ERRORS.protocol))
@@ -22,6 +30,10 @@ export class ForwardSink implements ResponseSink {
     }
     this.response = res
     w.onWritable(() => flow.resume())
+  }
+
+  onEarlyHints(headers: UpstreamResponse['headers']): void {
+    this.writer.earlyHints(headers as Record<string, string | string[] | undefined>)
   }
 
   onResponseData(chunk: Buffer): boolean {
