@@ -242,7 +242,9 @@ export class HttpCache {
     const h = writer.headersFrom(headers)
     h['x-cache'] = xcache
     h['cache-status'] = `switchyard; ${detail}`
-    if (notModified(routed.headers as Headers, headers)) {
+    const status = storedStatus((stored.policy as unknown as { status(): number }).status(), libraryHeaders)
+    // RFC 9110 section 13.2.1: preconditions apply only where the answer would be 2xx.
+    if (status >= 200 && status < 300 && notModified(routed.headers as Headers, headers)) {
       const nm = notModifiedHeaders(headers) as Record<string, string | string[]>
       nm['x-cache'] = xcache
       nm['cache-status'] = h['cache-status']
@@ -251,7 +253,6 @@ export class HttpCache {
       writer.whole(304, nm, undefined)
       return
     }
-    const status = storedStatus((stored.policy as unknown as { status(): number }).status(), libraryHeaders)
     const range = routed.headers.range
     if (range !== undefined && status === 200 && ifRangeHolds(first(routed.headers['if-range']), first(headers.etag), first(headers['last-modified']))) {
       const size = stored.body.length
@@ -427,8 +428,12 @@ class CacheSink implements ResponseSink {
   private readonly chunks: Buffer[] = []
   private size = 0
   private flow: Flow | undefined
+  /** Where the body goes: the client's writer, until a HEAD's answer is complete at its head. */
+  private client: ClientWriter | undefined
 
-  constructor(private readonly cache: HttpCache, private readonly ctx: FillContext) {}
+  constructor(private readonly cache: HttpCache, private readonly ctx: FillContext) {
+    this.client = ctx.writer
+  }
 
   onResponseStart(res: UpstreamResponse, flow: Flow): void {
     const { ctx, cache } = this
@@ -454,6 +459,8 @@ class CacheSink implements ResponseSink {
     if (res.status >= 500 && cache.staleOnError(ctx, res.status)) {
       this.mode = 'drop'
       ctx.finish({ kind: 'pass' })
+      // The stale entry answered: the error's body is not read (the try still counts as a 5xx).
+      flow.abort()
       return
     }
     const { policy, storable, length } = cache.policyFor(ctx, res)
@@ -481,6 +488,14 @@ class CacheSink implements ResponseSink {
       if (!writer.closed) writer.error(UPSTREAM_ERRORS.protocol, poolDetail(ctx.routed.pool.name, UPSTREAM_ERRORS.protocol))
       return
     }
+    if (ctx.routed.method === 'HEAD') {
+      // A HEAD is answered at its head (the fill asked with GET): the body only feeds the store,
+      // and an answer we will not store is not downloaded at all.
+      writer.end()
+      this.client = undefined
+      if (this.mode === 'relay') { this.mode = 'drop'; flow.abort() }
+      return
+    }
     writer.onWritable(() => flow.resume())
   }
 
@@ -496,18 +511,18 @@ class CacheSink implements ResponseSink {
         this.mode = 'relay'
         this.chunks.length = 0
         this.ctx.finish({ kind: 'pass' })
-        if (this.ctx.writer === undefined) { this.mode = 'drop'; this.flow?.abort() }
+        if (this.client === undefined) { this.mode = 'drop'; this.flow?.abort() }
       } else {
         this.chunks.push(chunk)
       }
     }
-    return this.ctx.writer === undefined ? true : this.ctx.writer.write(chunk)
+    return this.client === undefined ? true : this.client.write(chunk)
   }
 
   onResponseEnd(): void {
     const { ctx } = this
     if (this.mode === 'drop') return
-    if (ctx.writer !== undefined) ctx.writer.end()
+    this.client?.end()
     if (this.mode === 'store') {
       const stored: Stored = { policy: this.policy as CachePolicy, body: Buffer.concat(this.chunks, this.size) }
       ctx.finish({ kind: 'stored', stored }, this.cache.write(ctx, stored, this.vary))
@@ -526,7 +541,7 @@ class CacheSink implements ResponseSink {
       return
     }
     if (started) {
-      if (this.mode !== 'drop') ctx.writer.cut()
+      if (this.mode !== 'drop') this.client?.cut()
       return
     }
     if (error.status >= 500 && this.cache.staleOnError(ctx, error.status)) return

@@ -165,7 +165,8 @@ export class AttemptLoop implements Flow {
     const a = this.current
     this.finish()
     if (a !== undefined) {
-      this.settle(a, CANCELLED)
+      // Once the member's answer head arrived its outcome is known (a 5xx counts even if nobody reads it).
+      this.settle(a, a.status >= 500 ? HTTP_5XX : a.status >= 200 ? OK : CANCELLED)
       a.controller?.abort(new Error('exchange aborted'))
     }
     this.sink.onAbort?.()
@@ -198,11 +199,12 @@ export class AttemptLoop implements Flow {
     const routed = this.req.routed
     const member = this.pool.pick(eligible, this.pool.hashKey(routed.headers, routed.clientIp))
     if (member === undefined) return this.fail(NO_MEMBER, undefined)
+    // 0 means no per-try timeout (undici reads 0 as "none" too); the route deadline still applies.
     let timeout = routed.route.retries.per_try_timeout_ms ?? this.pool.requestTimeoutMs
     if (this.deadline > 0) {
       const left = Math.floor(this.deadline - this.clock.now())
       if (left <= 0) return this.fail(UPSTREAM_ERRORS.deadline, undefined)
-      timeout = Math.min(timeout, left)
+      timeout = timeout > 0 ? Math.min(timeout, left) : left
     }
     if (this.tries++ === 0) this.pool.budget.recordRequest()
     member.inFlight++
@@ -277,8 +279,9 @@ export class AttemptLoop implements Flow {
     }
     if (status > 599) {
       // Node would relay 600-999; RFC 9110 section 15 defines none of them.
-      controller.abort(new Error(`invalid status ${status} from upstream`))
+      // Settle first: undici's abort calls onResponseError synchronously, which must find the try settled.
       this.settle(a, { failed: true, kind: UPSTREAM_ERRORS.protocol.kind })
+      controller.abort(new Error(`invalid status ${status} from upstream`))
       return this.fail(UPSTREAM_ERRORS.protocol, a)
     }
     a.status = status

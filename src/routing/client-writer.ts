@@ -87,8 +87,9 @@ export class ClientWriter {
   write(chunk: Buffer): boolean {
     if (this.res.destroyed) return true
     if (this.res.write(chunk)) return true
-    // A client that stops reading must not hold its connection and a member's forever.
-    this.stall ??= setTimeout(() => this.cut(), this.stallMs)
+    // A client that stops reading must not hold its connection and a member's forever
+    // (stallMs is the pool's timeouts.request_ms; 0 turns the limit off).
+    if (this.stallMs > 0) this.stall ??= setTimeout(() => this.cut(), this.stallMs)
     return false
   }
 
@@ -106,7 +107,13 @@ export class ClientWriter {
 
   /** A whole answer at once (cache hits, 304s): status, fields and body. */
   whole(status: number, headers: OutgoingHttpHeaders, body: Buffer | undefined): void {
-    if (body !== undefined) headers['content-length'] = body.length
+    // RFC 9110 sections 8.6 and 6.4.1: no Content-Length and no content in a 1xx, 204 or 304.
+    if (status < 200 || status === 204 || status === 304) {
+      delete headers['content-length']
+      body = undefined
+    } else if (body !== undefined) {
+      headers['content-length'] = body.length
+    }
     if (this.head(status, headers)) this.end(body)
     else this.cut()
   }

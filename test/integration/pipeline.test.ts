@@ -250,3 +250,69 @@ routes: [{ name: r, match: { host: a.test }, pool: p }]
   t.equal(b.status, 404)
   t.equal(b.responses[0]?.headers.connection, 'close', 'the unread body ends the connection')
 })
+
+t.test('review fixes: HEAD on a caching route, 204 and 404 hits, a 5xx refresh counted, status 600, request_ms 0', async (t) => {
+  const { createServer } = await import('node:net')
+  const streams: NodeJS.Timeout[] = []
+  const up = await startUpstream('o', (req, res) => {
+    const path = req.url ?? '/'
+    if (path === '/endless') {
+      res.writeHead(200, { 'cache-control': 'no-store' })
+      streams.push(setInterval(() => res.write(Buffer.alloc(65536)), 5))
+      res.on('close', () => clearInterval(streams.pop()))
+      return
+    }
+    if (path === '/empty') { res.writeHead(204, { 'cache-control': 'max-age=60' }).end(); return }
+    if (path === '/missing') { res.writeHead(404, { 'cache-control': 'max-age=60', etag: '"abc"' }).end('nope'); return }
+    if (path === '/refresh') {
+      refreshes++
+      if (refreshes === 1) res.writeHead(200, { 'cache-control': 'max-age=1, stale-while-revalidate=600', age: '5' }).end('old')
+      else res.writeHead(500).end('broken')
+      return
+    }
+    res.end('ok')
+  })
+  let refreshes = 0
+  // A raw member that answers status 600.
+  const weird = createServer((s) => s.once('data', () => s.write('HTTP/1.1 600 Weird\r\nContent-Length: 2\r\n\r\nhi')))
+  await new Promise<void>((r) => weird.listen(0, '127.0.0.1', r))
+  const silent = createServer(() => {})
+  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r))
+  const port = (s: typeof weird): number => (s.address() as { port: number }).port
+  const proxy = await startProxy(`
+pools:
+  o: { members: [{ url: "${up.url}", name: o }] }
+  w: { members: [{ url: "http://127.0.0.1:${port(weird)}", name: w }] }
+  s: { members: [{ url: "http://127.0.0.1:${port(silent)}", name: s }], timeouts: { request_ms: 0 } }
+routes:
+  - { name: weird, match: { path_prefix: /weird }, pool: w }
+  - { name: slow, match: { path_prefix: /slow }, pool: s, timeout_ms: 300 }
+  - { name: c, match: {}, pool: o, cache: { enabled: true } }
+`)
+  t.teardown(async () => { await proxy.close(); await up.close(); weird.close(); silent.close() })
+
+  const head = await fetchText(`${proxy.url}/endless`, { method: 'HEAD' })
+  t.equal(head.status, 200, 'a HEAD miss is answered at its head, not after the (endless) body')
+
+  await fetchText(`${proxy.url}/empty`)
+  const empty = await sendRaw(proxy.url, `GET /empty HTTP/1.1\r\nHost: ${new URL(proxy.url).host}\r\n\r\n`, { responses: 1 })
+  t.match(empty.text, /x-cache: HIT/i)
+  t.notMatch(empty.text, /content-length/i, 'a stored 204 is replayed without Content-Length (RFC 9110 section 8.6)')
+
+  await fetchText(`${proxy.url}/missing`)
+  const cond = await fetchText(`${proxy.url}/missing`, { headers: { 'if-none-match': '*' } })
+  t.equal(cond.status, 404, 'no 304 from a stored 404 (RFC 9110 section 13.2.1)')
+  t.equal(cond.body, 'nope')
+
+  t.equal((await fetchText(`${proxy.url}/refresh`)).body, 'old')
+  t.equal((await fetchText(`${proxy.url}/refresh`)).headers['x-cache'], 'STALE', 'stale-while-revalidate starts a background refresh')
+  await waitFor(async () => (await member(proxy, 'o', 0)).failures === 1, 5000, 'the refresh\'s 500 to count as a failure')
+
+  const w = await sendRaw(proxy.url, 'GET /weird HTTP/1.1\r\nHost: a.test\r\n\r\n', { responses: 1 })
+  t.equal(w.status, 502)
+  t.equal(w.responses.length, 1, 'one answer')
+  t.equal(await metricValue(proxy, /switchyard_upstream_errors_total\{pool="w",member="w",kind="protocol"\} (\d+)/), 1, 'counted as a protocol error')
+
+  const slow = await fetchText(`${proxy.url}/slow`)
+  t.equal(slow.status, 504, 'timeouts.request_ms: 0 leaves the route deadline in force')
+})
