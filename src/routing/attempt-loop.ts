@@ -134,6 +134,7 @@ export class AttemptLoop implements Flow {
   private readonly clock: Clock
   /** clock.now() deadline over every try (0 = none). */
   private readonly deadline: number
+  private deadlineTimer: unknown
 
   constructor(private readonly deps: AttemptDeps, private readonly req: UpstreamRequest, private readonly sink: ResponseSink) {
     this.pool = req.routed.pool
@@ -144,6 +145,7 @@ export class AttemptLoop implements Flow {
 
   /** Admission, then the first try. */
   start(): void {
+    if (this.deadline > 0) this.deadlineTimer = this.clock.setTimeout(() => this.onDeadline(), Math.max(0, this.deadline - this.clock.now()))
     const verdict = this.pool.admit()
     if (verdict === true) this.admittedThenTry()
     else if (verdict === false) this.refuse()
@@ -172,6 +174,25 @@ export class AttemptLoop implements Flow {
     this.sink.onAbort?.()
   }
 
+  /**
+   * The route's timeout_ms is a deadline for the whole exchange, as Envoy's route timeout: the
+   * wait for admission or a connection, every try, and the response body. When it passes, the
+   * try in progress is stopped (a timeout of its member) and the client gets 504, or a cut
+   * response when the answer had started.
+   */
+  private onDeadline(): void {
+    if (this.finished) return
+    const a = this.current
+    if (a !== undefined && !a.settled) {
+      this.settle(a, { failed: true, kind: UPSTREAM_ERRORS.deadline.kind })
+      a.controller?.abort(new Error('route deadline passed'))
+    }
+    const started = a?.started === true
+    this.finish()
+    if (a === undefined) this.deps.metrics.upstreamErrors.labels(this.pool.name, '', UPSTREAM_ERRORS.deadline.kind).inc()
+    this.sink.onResponseError(UPSTREAM_ERRORS.deadline, started)
+  }
+
   private refuse(): void {
     if (this.finished) return
     this.deps.metrics.unrouted.labels('pool_saturated').inc()
@@ -187,6 +208,7 @@ export class AttemptLoop implements Flow {
   private finish(): void {
     if (this.finished) return
     this.finished = true
+    if (this.deadlineTimer !== undefined) this.clock.clearTimeout(this.deadlineTimer)
     if (this.admitted) {
       this.admitted = false
       this.pool.release()

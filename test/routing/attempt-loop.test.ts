@@ -92,7 +92,7 @@ routes: [{ name: r, match: {}, pool: web }]
   t.equal(await metric(s, 'switchyard_retries_total', 'route="r",pool="web",reason="status_503"'), 1)
 })
 
-t.test('no retry once the route deadline passed: the answer in hand is relayed', async (t) => {
+t.test('no retry once the route deadline passed: 504, and no other member is tried', async (t) => {
   const a = await heldUpstream('a')
   const b = await startUpstream('b', (_req, res) => { res.end('fine') })
   t.teardown(async () => { await a.close(); await b.close() })
@@ -105,9 +105,9 @@ routes: [{ name: r, match: {}, pool: web, timeout_ms: 1000 }]
   await s.clock.advance(1500)
   a.held[0].writeHead(503).end('late and busy')
   await sink.done
-  t.equal(sink.status, 503, 'the deadline passed: no second try')
-  t.equal(sink.body, 'late and busy')
-  t.equal(b.hits, 0)
+  t.equal(sink.error?.status, 504, 'the deadline passed: 504')
+  t.equal(sink.status, 0, 'the late answer is not relayed')
+  t.equal(b.hits, 0, 'no second try')
   t.equal(await metric(s, 'switchyard_retries_total', 'route="r",pool="web",reason="status_503"'), 0)
 })
 
@@ -162,4 +162,24 @@ routes: [{ name: r, match: {}, pool: web }]
   t.equal(pool.members[0].inFlight, 0)
   t.equal(pool.members[0].failures, 0, 'a client that left is not the member\'s fault')
   t.equal(pool.admission.inFlight, 0, 'the max_requests slot is free again')
+})
+
+t.test('the route deadline covers the whole exchange: a member that never answers gets 504 at the deadline', async (t) => {
+  const a = await heldUpstream('a')
+  t.teardown(() => a.close())
+  const s = setup(t, `
+pools: { web: { members: [{ url: "${a.url}", name: a }], timeouts: { request_ms: 0 } } }
+routes: [{ name: r, match: {}, pool: web, timeout_ms: 1000 }]
+`)
+  const { sink } = run(s, routed(s.rt))
+  await waitFor(() => a.held.length === 1, 5000, 'the try to reach the member')
+  await s.clock.advance(999)
+  t.equal(sink.error, undefined, 'not before the deadline')
+  await s.clock.advance(2)
+  await sink.done
+  t.equal(sink.error?.status, 504)
+  const m = s.rt.pools.get('web')!.members[0]
+  t.equal(m.failures, 1, 'the member is charged with the timeout once')
+  t.equal(m.inFlight, 0)
+  t.equal(await metric(s, 'switchyard_upstream_errors_total', 'pool="web",member="a",kind="timeout"'), 1)
 })
