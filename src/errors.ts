@@ -43,8 +43,6 @@ export const EDGE_ERRORS = {
   bad_version: e('bad_version', 505, 'HTTP version not supported', true)
 } as const
 
-export type EdgeErrorName = keyof typeof EDGE_ERRORS
-
 export type UpstreamErrorKind =
   | 'refused'
   | 'reset'

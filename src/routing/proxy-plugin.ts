@@ -141,7 +141,7 @@ export async function proxyPlugin(app: FastifyInstance, deps: ProxyDeps): Promis
 
     try {
       if (routed.bodyLength === 0 || BODYLESS.has(routed.method)) {
-        proxy(routed, null, writer)
+        proxy(rt, routed, null, writer)
         return
       }
       const limits = rt.config.limits
@@ -150,7 +150,7 @@ export async function proxyPlugin(app: FastifyInstance, deps: ProxyDeps): Promis
         maxBytes: routed.route.maxBodyBytes,
         betweenReadsMs: limits.client_body_timeout_ms,
         deadline: limits.request_timeout_ms > 0 ? routed.start + limits.request_timeout_ms : 0
-      }).then((body) => proxy(routed, body, writer), (err: unknown) => {
+      }).then((body) => proxy(rt, routed, body, writer), (err: unknown) => {
         const e = err instanceof ClientBodyError ? err.proxyError : EDGE_ERRORS.bad_request
         deps.metrics.unrouted.labels(e.name).inc()
         request.log.info({ route: routed.route.name, reason: e.name }, 'request body refused')
@@ -163,10 +163,11 @@ export async function proxyPlugin(app: FastifyInstance, deps: ProxyDeps): Promis
   }
 
   /** The cache when the route caches (it may decline: unsafe methods, Range), else the plain forward. */
-  const proxy = (routed: RoutedRequest, body: Buffer | Readable | null, writer: ClientWriter): void => {
+  const proxy = (rt: Runtime, routed: RoutedRequest, body: Buffer | Readable | null, writer: ClientWriter): void => {
     if (writer.closed) return
     const cache = deps.cache
-    const dropUnderscores = !deps.runtime().config.limits.underscores_in_headers
+    // The runtime the request was routed with, also after a reload in between.
+    const dropUnderscores = !rt.config.limits.underscores_in_headers
     if (routed.route.cache !== undefined && cache !== undefined && cache.handle(routed, writer, attemptDeps, dropUnderscores)) return
     const onComplete = routed.route.cache !== undefined && cache !== undefined && !SAFE_METHODS.has(routed.method)
       // RFC 9111 section 4.4: a successful unsafe request invalidates what we cached for its URL.

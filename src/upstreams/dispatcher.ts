@@ -73,7 +73,7 @@ export class UpstreamDispatcher {
     return cur === undefined ? undefined : { ...cur.opts }
   }
 
-  /** Streams one request to a member through its origin's pool (see routing/forwarder.ts). */
+  /** Streams one request to a member through its origin's pool (see routing/attempt-loop.ts). */
   dispatch(origin: string, opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
     const pool = this.origins.get(origin)?.pool
     if (pool === undefined) {
