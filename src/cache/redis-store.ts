@@ -25,8 +25,8 @@
  * index records, which Redis Cluster forbids; Cluster is therefore not supported (standalone
  * and Sentinel are, through ioredis).
  */
-import { Redis, type RedisOptions } from 'ioredis'
 import type { Logger } from 'pino'
+import { createRedisClient, type RedisClient } from './redis-connection.js'
 import { createHash } from 'node:crypto'
 import { hostDigest, isDigest, normalizeHost, parseVary, variantDigest, type CacheKey, type RequestHeaders, type VaryNames } from './cache-key.js'
 import type { CacheEntry, CacheStore, CacheStoreStats, StoreHooks, StoreOp } from './store.js'
@@ -133,47 +133,8 @@ const PURGE_SCRIPT = script(PURGE_LUA)
 // ZSCAN page size for prefix purges: small pages keep each call far below the command timeout.
 const PURGE_PAGE = 256
 
-/**
- * ioredis options for a cache URL. redis:// and rediss:// are ioredis's own URL forms
- * (user:password@host:port/db). Sentinel has no standard URL; we accept
- * redis+sentinel://[user:password@]host:port[,host:port...]/<master name>[/<db>][?sentinel_password=...]
- * where the credentials are the master's. Cluster URLs are rejected (see the file comment).
- */
-export function redisOptionsFromUrl(url: string): RedisOptions {
-  const sentinel = /^redis\+sentinel:\/\/(?:([^@/]*)@)?([^/?]+)\/([^/?]+)(?:\/(\d+))?\/?(?:\?(.*))?$/.exec(url)
-  if (sentinel !== null) {
-    const [, auth, hosts, name, db, query] = sentinel
-    const sentinels = hosts.split(',').map((hp) => {
-      const m = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(hp)
-      if (m === null) throw new Error(`cache.redis.url: bad sentinel address ${JSON.stringify(hp)}`)
-      return { host: m[1].replace(/^\[|\]$/g, ''), port: m[2] === undefined ? 26379 : Number(m[2]) }
-    })
-    const opts: RedisOptions = { sentinels, name: decodeURIComponent(name) }
-    if (db !== undefined) opts.db = Number(db)
-    if (auth !== undefined) {
-      const colon = auth.indexOf(':')
-      if (colon < 0) opts.password = decodeURIComponent(auth)
-      else {
-        if (colon > 0) opts.username = decodeURIComponent(auth.slice(0, colon))
-        opts.password = decodeURIComponent(auth.slice(colon + 1))
-      }
-    }
-    const sentinelPassword = new URLSearchParams(query ?? '').get('sentinel_password')
-    if (sentinelPassword !== null) opts.sentinelPassword = sentinelPassword
-    return opts
-  }
-  if (/^rediss?:\/\//i.test(url)) return {}
-  throw new Error(`cache.redis.url: unsupported URL scheme in ${JSON.stringify(url.replace(/\/\/[^@/]*@/, '//***@'))} (use redis://, rediss:// or redis+sentinel://; Redis Cluster is not supported)`)
-}
-
-/** Capped exponential backoff with jitter, so a fleet of proxies does not reconnect in lockstep. */
-export function reconnectDelay(attempt: number, capMs: number): number {
-  const base = Math.min(capMs, 50 * 2 ** Math.min(attempt, 16))
-  return Math.round(base / 2 + Math.random() * (base / 2))
-}
-
 export class RedisCacheStore implements CacheStore {
-  readonly #redis: Redis
+  readonly #redis: RedisClient
   readonly #prefix: string
   readonly #logger: Logger
   readonly #hooks: StoreHooks
@@ -190,20 +151,7 @@ export class RedisCacheStore implements CacheStore {
     this.#logger = opts.logger
     this.#hooks = opts.hooks ?? {}
     this.#logIntervalMs = opts.logIntervalMs ?? 10_000
-    const cap = opts.maxReconnectDelayMs ?? 2000
-    const options: RedisOptions = {
-      ...redisOptionsFromUrl(opts.url),
-      commandTimeout: opts.timeoutMs,
-      connectTimeout: Math.max(1000, opts.timeoutMs * 10),
-      socketTimeout: Math.max(1000, opts.timeoutMs * 10),
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      retryStrategy: (attempt) => reconnectDelay(attempt, cap),
-      sentinelRetryStrategy: (attempt) => reconnectDelay(attempt, cap),
-      sentinelCommandTimeout: Math.max(1000, opts.timeoutMs * 10),
-      connectionName: 'switchyard-cache'
-    }
-    this.#redis = /^rediss?:\/\//i.test(opts.url) ? new Redis(opts.url, options) : new Redis(options)
+    this.#redis = createRedisClient(opts.url, { timeoutMs: opts.timeoutMs, maxReconnectDelayMs: opts.maxReconnectDelayMs ?? 2000, connectionName: 'switchyard-cache' })
     // Without an 'error' listener ioredis prints every reconnect failure to stderr.
     this.#redis.on('error', (err: Error) => {
       if (!this.#closed) this.#report(err, undefined)

@@ -2,7 +2,8 @@ import t from 'tap'
 import { Redis } from 'ioredis'
 import { pino, type Logger } from 'pino'
 import { cacheKey, hostDigest, type CacheUrl } from '../../src/cache/cache-key.js'
-import { RedisCacheStore, reconnectDelay, redisOptionsFromUrl } from '../../src/cache/redis-store.js'
+import { RedisCacheStore } from '../../src/cache/redis-store.js'
+import { reconnectDelay, redisOptionsFromUrl } from '../../src/cache/redis-connection.js'
 import type { StoreOp } from '../../src/cache/store.js'
 import { createCacheStore } from '../../src/cache/store-registry.js'
 import { waitFor } from '../fixtures/proxy.js'
@@ -213,7 +214,7 @@ t.test('redis: URL forms', async (t) => {
     sentinels: [{ host: 's1', port: 1 }], name: 'm', db: 3, username: 'app', password: 'p@ss', sentinelPassword: 'sp'
   })
   t.same(redisOptionsFromUrl('redis+sentinel://:pw@s1/m'), { sentinels: [{ host: 's1', port: 26379 }], name: 'm', password: 'pw' })
-  t.throws(() => redisOptionsFromUrl('redis+cluster://a:1,b:2'), /Cluster is not supported/)
+  t.throws(() => redisOptionsFromUrl('redis+cluster://a:1,b:2'), /unsupported URL scheme/)
   const err = (() => { try { redisOptionsFromUrl('http://user:secret@x') } catch (e) { return e as Error } })()
   t.ok(err !== undefined && /unsupported URL scheme/.test(err.message) && !err.message.includes('secret'), 'rejected, credentials not echoed')
   for (let attempt = 1; attempt < 40; attempt++) {
