@@ -160,7 +160,15 @@ export const RouteCache = Type.Object({
    */
   targeted_fields: Type.Array(Type.String({ pattern: '^[!#$%&\'*+.^_`|~0-9A-Za-z-]+$' }), { default: ['Switchyard-Cache-Control', 'CDN-Cache-Control'] }),
   /** Remove the targeted fields from answers to clients (keep them when another CDN sits in front). */
-  strip_targeted_fields: Type.Boolean({ default: false })
+  strip_targeted_fields: Type.Boolean({ default: false }),
+  /**
+   * Response fields whose values tag a stored response for purge by tag (Surrogate-Key is
+   * space-separated as Fastly and Varnish xkey read it; Cache-Tag is comma-separated as
+   * Cloudflare reads it; any other field is read as a comma- or space-separated list).
+   */
+  tag_headers: Type.Array(Type.String({ pattern: '^[!#$%&\'*+.^_`|~0-9A-Za-z-]+$' }), { default: ['Surrogate-Key', 'Cache-Tag'] }),
+  /** Remove the tag fields from answers to clients (they are for this cache). */
+  strip_tag_headers: Type.Boolean({ default: true })
 }, { additionalProperties: false })
 
 const Retries = Type.Object({
@@ -194,6 +202,24 @@ const Cache = Type.Object({
   redis: Type.Object({
     url: Type.Optional(Type.String()),
     timeout_ms: Ms(100)
+  }, { additionalProperties: false, default: {} }),
+  /**
+   * With the Redis store: an in-process copy of recent hits, kept coherent with Redis by
+   * server-assisted invalidation (CLIENT TRACKING), so a hit costs no round trip.
+   */
+  near_cache: Type.Object({
+    enabled: Type.Boolean({ default: true }),
+    max_bytes: Type.Integer({ minimum: 0, default: 32 * 1024 * 1024 })
+  }, { additionalProperties: false, default: {} }),
+  /**
+   * With the Redis store: concurrent misses for one key on every instance make one origin
+   * request. The first instance takes a lock (held at most lock_ttl_ms); the others wait up to
+   * max_wait_ms for its answer to be stored, then fetch themselves.
+   */
+  coalesce: Type.Object({
+    enabled: Type.Boolean({ default: true }),
+    lock_ttl_ms: Type.Integer({ minimum: 100, default: 10000 }),
+    max_wait_ms: Type.Integer({ minimum: 0, default: 5000 })
   }, { additionalProperties: false, default: {} })
 }, { additionalProperties: false, default: {} })
 

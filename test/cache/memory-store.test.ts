@@ -65,7 +65,7 @@ t.test('memory: replacing and purging keep the byte count exact', async (t) => {
 })
 
 t.test('registry: auto is memory without a Redis URL', async (t) => {
-  const config: CacheConfig = { store: 'auto', max_bytes: 1000, key_prefix: 'p:', redis: { timeout_ms: 100 } }
+  const config: CacheConfig = { store: 'auto', max_bytes: 1000, key_prefix: 'p:', redis: { timeout_ms: 100 }, near_cache: { enabled: false, max_bytes: 0 }, coalesce: { enabled: false, lock_ttl_ms: 1000, max_wait_ms: 0 } }
   const deps = { logger: pino({ level: 'silent' }), env: {} }
   t.equal(resolveStoreName(config, deps), 'memory')
   t.equal(resolveStoreName(config, { ...deps, env: { REDIS_URL: 'redis://127.0.0.1:1' } }), 'redis', 'REDIS_URL selects redis')

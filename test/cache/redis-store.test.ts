@@ -226,7 +226,7 @@ t.test('redis: URL forms', async (t) => {
 
 t.test('registry: auto is redis when REDIS_URL is set', async (t) => {
   const store = createCacheStore(
-    { store: 'auto', max_bytes: 1000, key_prefix: 'registry:', redis: { timeout_ms: TIMEOUT_MS } },
+    { store: 'auto', max_bytes: 1000, key_prefix: 'registry:', redis: { timeout_ms: TIMEOUT_MS }, near_cache: { enabled: false, max_bytes: 0 }, coalesce: { enabled: false, lock_ttl_ms: 1000, max_wait_ms: 0 } },
     { logger: pino({ level: 'silent' }), env: { REDIS_URL: redis.url } })
   t.teardown(() => store.close())
   t.ok(store instanceof RedisCacheStore)
