@@ -95,6 +95,27 @@ export function hostDigest(host: string): string {
   return sha256Hex(JSON.stringify([DIGEST_VERSION, 'host', host]))
 }
 
+/** Digest of a host name without port: the name of its authorities index. */
+export function hostnameDigest(hostname: string): string {
+  return sha256Hex(JSON.stringify([DIGEST_VERSION, 'hostname', hostname]))
+}
+
+/** Digest of a tag (Surrogate-Key / Cache-Tag value): the name of its tag index. */
+export function tagDigest(tag: string): string {
+  return sha256Hex(JSON.stringify([DIGEST_VERSION, 'tag', tag]))
+}
+
+/** The host name of a normalised authority: "example.com:8080" -> "example.com", "[::1]:80" -> "[::1]". */
+export function hostnameOf(authority: string): string {
+  const m = /^(\[[^\]]*\]|[^:]*)(?::\d*)?$/.exec(authority)
+  return m === null ? authority : m[1]
+}
+
+/** Whether an authority names a port ("example.com:8080", "[::1]:80"). */
+export function hasPort(authority: string): boolean {
+  return hostnameOf(authority) !== authority
+}
+
 /**
  * Parses a response's Vary header into canonical names, or undefined when the response must
  * not be stored for reuse: "*" always fails to match (RFC 9111 section 4.1), and a name that

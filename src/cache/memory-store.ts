@@ -8,8 +8,8 @@
  * Expiry is lazy (checked on get; expired entries otherwise age out through the LRU), so there
  * is no timer per entry.
  */
-import { normalizeHost, parseVary, variantDigest, type CacheKey, type RequestHeaders, type VaryNames } from './cache-key.js'
-import type { CacheEntry, CacheStore, CacheStoreStats } from './store.js'
+import { hasPort, hostnameOf, normalizeHost, parseVary, variantDigest, type CacheKey, type RequestHeaders, type VaryNames } from './cache-key.js'
+import type { CacheEntry, CacheStore, CacheStoreStats, PurgeOptions } from './store.js'
 
 export interface MemoryStoreOptions {
   /** Upper bound of key + meta + body bytes held (cache.max_bytes). */
@@ -24,6 +24,8 @@ interface StoredEntry {
   readonly body: Buffer
   readonly expiresAt: number
   readonly size: number
+  /** Set by a soft purge. */
+  invalidatedAt?: number
 }
 
 /** A URL's variants index: its current Vary names and the variants stored under them. */
@@ -31,6 +33,8 @@ interface UrlRecord {
   readonly key: CacheKey
   readonly names: VaryNames
   readonly variants: Set<string>
+  /** Tags of any of its stored responses. */
+  readonly tags: Set<string>
 }
 
 export class MemoryCacheStore implements CacheStore {
@@ -40,8 +44,10 @@ export class MemoryCacheStore implements CacheStore {
   readonly #entries = new Map<string, StoredEntry>()
   /** URL digest -> variants index. */
   readonly #urls = new Map<string, UrlRecord>()
-  /** Host -> digests of its URLs, for prefix purges. */
+  /** Authority -> digests of its URLs, for prefix purges. */
   readonly #hosts = new Map<string, Set<string>>()
+  /** Tag -> digests of the URLs with a response carrying it. */
+  readonly #tags = new Map<string, Set<string>>()
   #bytes = 0
 
   constructor(opts: MemoryStoreOptions) {
@@ -61,7 +67,7 @@ export class MemoryCacheStore implements CacheStore {
     }
     this.#entries.delete(vd)
     this.#entries.set(vd, e)
-    return { meta: e.meta, body: e.body }
+    return e.invalidatedAt === undefined ? { meta: e.meta, body: e.body } : { meta: e.meta, body: e.body, invalidatedAt: e.invalidatedAt }
   }
 
   async set(key: CacheKey, vary: string | readonly string[] | undefined, requestHeaders: RequestHeaders, entry: CacheEntry, ttlMs: number): Promise<boolean> {
@@ -77,13 +83,19 @@ export class MemoryCacheStore implements CacheStore {
     if (size > this.#maxBytes) return false
     let rec = this.#urls.get(key.digest)
     if (rec === undefined) {
-      rec = { key, names, variants: new Set() }
+      rec = { key, names, variants: new Set(), tags: new Set() }
       this.#urls.set(key.digest, rec)
       let urls = this.#hosts.get(key.host)
       if (urls === undefined) this.#hosts.set(key.host, (urls = new Set()))
       urls.add(key.digest)
     }
     rec.variants.add(vd)
+    for (const tag of entry.tags ?? []) {
+      rec.tags.add(tag)
+      let urls = this.#tags.get(tag)
+      if (urls === undefined) this.#tags.set(tag, (urls = new Set()))
+      urls.add(key.digest)
+    }
     this.#entries.set(vd, { urlDigest: key.digest, meta: entry.meta, body: entry.body, expiresAt: this.#now() + ttlMs, size })
     this.#bytes += size
     while (this.#bytes > this.#maxBytes) {
@@ -98,20 +110,36 @@ export class MemoryCacheStore implements CacheStore {
     await this.purgeUrl(key)
   }
 
-  async purgeUrl(key: CacheKey): Promise<number> {
+  async purgeUrl(key: CacheKey, opts: PurgeOptions = {}): Promise<number> {
     const rec = this.#urls.get(key.digest)
-    return rec === undefined ? 0 : this.#removeUrl(rec)
+    return rec === undefined ? 0 : this.#purgeUrl(rec, opts)
   }
 
-  async purgePrefix(host: string, targetPrefix: string): Promise<number> {
-    const urls = this.#hosts.get(normalizeHost(host))
-    if (urls === undefined) return 0
+  async purgePrefix(host: string, targetPrefix: string, opts: PurgeOptions = {}): Promise<number> {
     let removed = 0
-    for (const digest of [...urls]) {
-      const rec = this.#urls.get(digest)
-      if (rec !== undefined && rec.key.target.startsWith(targetPrefix)) removed += this.#removeUrl(rec)
+    for (const authority of this.#authoritiesOf(normalizeHost(host))) {
+      for (const digest of [...(this.#hosts.get(authority) ?? [])]) {
+        const rec = this.#urls.get(digest)
+        if (rec !== undefined && rec.key.target.startsWith(targetPrefix)) removed += this.#purgeUrl(rec, opts)
+      }
     }
     return removed
+  }
+
+  async purgeTags(tags: readonly string[], opts: PurgeOptions = {}): Promise<number> {
+    let removed = 0
+    for (const tag of tags) {
+      for (const digest of [...(this.#tags.get(tag) ?? [])]) {
+        const rec = this.#urls.get(digest)
+        if (rec !== undefined) removed += this.#purgeUrl(rec, opts)
+      }
+      if (opts.soft !== true) this.#tags.delete(tag)
+    }
+    return removed
+  }
+
+  async authorities(hostname: string): Promise<string[]> {
+    return this.#authoritiesOf(normalizeHost(hostname))
   }
 
   writable(): boolean {
@@ -126,7 +154,29 @@ export class MemoryCacheStore implements CacheStore {
     this.#entries.clear()
     this.#urls.clear()
     this.#hosts.clear()
+    this.#tags.clear()
     this.#bytes = 0
+  }
+
+  /** An authority as given, or every stored authority of a host name given without port. */
+  #authoritiesOf(host: string): string[] {
+    if (hasPort(host)) return [host]
+    return [...this.#hosts.keys()].filter((a) => hostnameOf(a) === host)
+  }
+
+  /** Removes, or marks stale, every variant of a URL; returns how many unexpired ones there were. */
+  #purgeUrl(rec: UrlRecord, opts: PurgeOptions): number {
+    if (opts.soft !== true) return this.#removeUrl(rec)
+    const now = this.#now()
+    const at = opts.now ?? Date.now()
+    let live = 0
+    for (const vd of rec.variants) {
+      const e = this.#entries.get(vd)
+      if (e === undefined || e.expiresAt <= now) continue
+      e.invalidatedAt = at
+      live++
+    }
+    return live
   }
 
   /** Removes every variant of a URL; returns how many unexpired ones there were. */
@@ -152,6 +202,11 @@ export class MemoryCacheStore implements CacheStore {
     rec.variants.delete(vd)
     if (rec.variants.size > 0) return
     this.#urls.delete(e.urlDigest)
+    for (const tag of rec.tags) {
+      const tagged = this.#tags.get(tag)
+      tagged?.delete(e.urlDigest)
+      if (tagged?.size === 0) this.#tags.delete(tag)
+    }
     const urls = this.#hosts.get(rec.key.host)
     urls?.delete(e.urlDigest)
     if (urls?.size === 0) this.#hosts.delete(rec.key.host)

@@ -1,6 +1,6 @@
 /**
- * The shared CacheStore: every proxy instance reads and writes one Redis (standalone or through
- * Sentinel), with the layout documented in store.ts.
+ * The shared CacheStore: every proxy instance reads and writes one Redis (standalone, through
+ * Sentinel, or a Redis Cluster), with the layout documented in store.ts.
  *
  * Failure model: the cache is an optimisation, so Redis must never make the proxy slower than
  * no cache or fail a request.
@@ -13,26 +13,30 @@
  *    resumes by itself when Redis comes back;
  *  - get/set/delete never reject; each failure is counted through hooks.onError and logged at
  *    most once per `logIntervalMs` with a count of the suppressed ones.
+ *  (redis-connection.ts builds every connection with these options.)
  *
  * Hot path: get is one round trip, a pipeline of HGET (the URL's Vary names) and HMGET of the
- * variant those names would select. The names are guessed from a small per-process hint map
- * (default: no Vary), so only the first lookup of a varying URL in a process, or a lookup after
- * the origin changed its Vary, takes a second round trip. A variant found under guessed names
- * is a correct answer even if the index moved on: its key digests the names it was stored
- * with and the request's values for them, which is the RFC 9111 section 4.1 match.
+ * variant those names would select; both keys carry the URL's hash tag, so on a cluster they
+ * are one slot and the pipeline goes to one node. The names are guessed from a small
+ * per-process hint map (default: Vary: Origin, which the HTTP layer always adds), so only the
+ * first lookup of a varying URL in a process, or a lookup after the origin changed its Vary,
+ * takes a second round trip. A variant found under guessed names is a correct answer even if
+ * the index moved on: its key digests the names it was stored with and the request's values
+ * for them, which is the RFC 9111 section 4.1 match.
  *
- * Writes and purges are Lua scripts (atomic, one round trip). They name keys they derive from
- * index records, which Redis Cluster forbids; Cluster is therefore not supported (standalone
- * and Sentinel are, through ioredis).
+ * Writes and purges of one URL are Lua scripts on the URL's slot (atomic, one round trip).
+ * The authority, host-name and tag indexes live in their own slots and are written first, by
+ * their own small script each: an index may name a URL that is gone (purges skip it), never
+ * miss one that is stored.
  */
 import type { Logger } from 'pino'
-import { createRedisClient, type RedisClient } from './redis-connection.js'
 import { createHash } from 'node:crypto'
-import { hostDigest, isDigest, normalizeHost, parseVary, variantDigest, type CacheKey, type RequestHeaders, type VaryNames } from './cache-key.js'
-import type { CacheEntry, CacheStore, CacheStoreStats, StoreHooks, StoreOp } from './store.js'
+import { createRedisClient, masters, type RedisClient } from './redis-connection.js'
+import { hasPort, hostDigest, hostnameDigest, hostnameOf, isDigest, normalizeHost, parseVary, tagDigest, variantDigest, type CacheKey, type RequestHeaders, type VaryNames } from './cache-key.js'
+import type { CacheEntry, CacheStore, CacheStoreStats, PurgeOptions, StoreHooks, StoreOp } from './store.js'
 
 export interface RedisStoreOptions {
-  /** redis://, rediss:// or redis+sentinel:// (see redisOptionsFromUrl). */
+  /** redis://, rediss://, redis+sentinel:// or redis+cluster:// (see redis-connection.ts). */
   url: string
   /** Namespace of every key this store reads or writes (cache.key_prefix). */
   keyPrefix: string
@@ -48,16 +52,19 @@ export interface RedisStoreOptions {
 
 // How many URLs' Vary names one process remembers; about 130 bytes each, so ~1.3 MB at most.
 const MAX_HINTS = 10_000
+// What a URL's Vary names are guessed to be before we know: the HTTP layer keys every
+// response on Origin (http-cache.ts keyVary), so most URLs have exactly these.
+const DEFAULT_NAMES: VaryNames = 'origin'
 
 /**
- * Writes a variant and maintains the URL and host indexes. Server time (TIME) for expiry
- * stamps, so instances with skewed clocks agree; TIME in a script is allowed since Redis 5
- * replicates scripts by effects (the only mode from Redis 7).
- * KEYS: variant, url index, host index. ARGV: meta, body, ttl ms, Vary names, variant digest,
- * host-index member, variant key prefix.
+ * Writes a variant and its URL's index (one slot: the URL's hash tag). Server time (TIME) for
+ * expiry stamps, so instances with skewed clocks agree. The variant is replaced whole (DEL
+ * first), so a soft-purge mark of the response it replaces does not stick to it.
+ * KEYS: variant, url index. ARGV: meta, body, ttl ms, Vary names, variant digest, authority
+ * index member, authority digest, variant key prefix of this URL.
  */
 const SET_LUA = `
-local vkey, ukey, hkey = KEYS[1], KEYS[2], KEYS[3]
+local vkey, ukey = KEYS[1], KEYS[2]
 local ttl = tonumber(ARGV[3])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -71,7 +78,7 @@ for i = 1, #fields, 2 do
     local d = string.sub(f, 2)
     if names ~= ARGV[4] then
       -- The origin changed its Vary: older variants would shadow this response (RFC 9111 4.1).
-      if #d == 64 and string.match(d, '^%x+$') then redis.call('DEL', ARGV[7] .. d) end
+      if #d == 64 and string.match(d, '^%x+$') then redis.call('DEL', ARGV[8] .. d) end
       redis.call('HDEL', ukey, f)
     elseif tonumber(fields[i + 1]) <= now then
       redis.call('HDEL', ukey, f)
@@ -80,42 +87,64 @@ for i = 1, #fields, 2 do
     end
   end
 end
+redis.call('DEL', vkey)
 redis.call('HSET', vkey, 'm', ARGV[1], 'b', ARGV[2])
 redis.call('PEXPIRE', vkey, ttl)
-redis.call('HSET', ukey, 'n', ARGV[4], 'k', ARGV[6], '=' .. ARGV[5], expires)
+redis.call('HSET', ukey, 'n', ARGV[4], 'k', ARGV[6], 'h', ARGV[7], '=' .. ARGV[5], expires)
 redis.call('PEXPIREAT', ukey, newest)
-redis.call('ZADD', hkey, newest, ARGV[6])
-redis.call('ZREMRANGEBYSCORE', hkey, '-inf', now)
-local last = redis.call('ZRANGE', hkey, -1, -1, 'WITHSCORES')
-if last[2] then redis.call('PEXPIREAT', hkey, last[2]) end
 return 1
 `
 
 /**
- * Drops URLs with all their variants and their host-index members. Only keys of the form
- * prefix + kind + 64 hex digits are built, from digests checked here again.
- * KEYS: host index. ARGV: variant key prefix, url key prefix, url digests...
+ * Adds a member to an index (a sorted set scored by expiry time), trims expired members and
+ * lets the index expire with its longest-lived member. ZADD GT: a shorter-lived write never
+ * shortens a member's life (Redis >= 6.2).
+ * KEYS: index. ARGV: ttl ms, member.
+ */
+const INDEX_LUA = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], 'GT', now + tonumber(ARGV[1]), ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if last[2] then redis.call('PEXPIREAT', KEYS[1], last[2]) end
+return 1
+`
+
+/**
+ * Drops a URL with all its variants, or (soft) marks each live variant stale at the given time.
+ * Only keys of the form variant prefix + 64 hex digits are built, from digests checked here
+ * again. Returns { responses found, authority index member, authority digest } so the caller
+ * can drop the member from the authority index (another slot).
+ * KEYS: url index. ARGV: variant key prefix of this URL, '1' for soft, time ms.
  */
 const PURGE_LUA = `
 local n = 0
-for j = 3, #ARGV do
-  local u = ARGV[j]
-  if #u == 64 and string.match(u, '^%x+$') then
-    local ukey = ARGV[2] .. u
-    local fields = redis.call('HGETALL', ukey)
-    for i = 1, #fields, 2 do
-      local f = fields[i]
-      if string.byte(f, 1) == 61 then
-        local d = string.sub(f, 2)
-        if #d == 64 and string.match(d, '^%x+$') then n = n + redis.call('DEL', ARGV[1] .. d) end
-      elseif f == 'k' then
-        redis.call('ZREM', KEYS[1], fields[i + 1])
+local member, authority = '', ''
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  local f = fields[i]
+  if string.byte(f, 1) == 61 then
+    local d = string.sub(f, 2)
+    if #d == 64 and string.match(d, '^%x+$') then
+      local vkey = ARGV[1] .. d
+      if ARGV[2] == '1' then
+        if redis.call('EXISTS', vkey) == 1 then
+          redis.call('HSET', vkey, 'p', ARGV[3])
+          n = n + 1
+        end
+      else
+        n = n + redis.call('DEL', vkey)
       end
     end
-    redis.call('DEL', ukey)
+  elseif f == 'k' then
+    member = fields[i + 1]
+  elseif f == 'h' then
+    authority = fields[i + 1]
   end
 end
-return n
+if ARGV[2] ~= '1' then redis.call('DEL', KEYS[1]) end
+return { n, member, authority }
 `
 
 interface LuaScript {
@@ -128,9 +157,10 @@ function script(lua: string): LuaScript {
 }
 
 const SET_SCRIPT = script(SET_LUA)
+const INDEX_SCRIPT = script(INDEX_LUA)
 const PURGE_SCRIPT = script(PURGE_LUA)
 
-// ZSCAN page size for prefix purges: small pages keep each call far below the command timeout.
+// ZSCAN page size for prefix and tag purges: small pages keep each call far below the command timeout.
 const PURGE_PAGE = 256
 
 export class RedisCacheStore implements CacheStore {
@@ -139,7 +169,7 @@ export class RedisCacheStore implements CacheStore {
   readonly #logger: Logger
   readonly #hooks: StoreHooks
   readonly #logIntervalMs: number
-  /** URL digest -> its Vary names, for URLs that vary (see the file comment). */
+  /** URL digest -> its Vary names, for URLs whose names are not DEFAULT_NAMES (see the file comment). */
   readonly #hints = new Map<string, VaryNames>()
   #lastLog = -Infinity
   #suppressed = 0
@@ -179,13 +209,12 @@ export class RedisCacheStore implements CacheStore {
   }
 
   async get(key: CacheKey, requestHeaders: RequestHeaders): Promise<CacheEntry | undefined> {
-    const ukey = this.#key('u:', key.digest)
-    const guess = this.#hints.get(key.digest) ?? ''
+    const guess = this.#hints.get(key.digest) ?? DEFAULT_NAMES
     const started = performance.now()
     try {
       const replies = await this.#redis.pipeline()
-        .hget(ukey, 'n')
-        .hmgetBuffer(this.#key('v:', variantDigest(key, guess, requestHeaders)), 'm', 'b')
+        .hget(this.#urlKey(key.digest), 'n')
+        .hmgetBuffer(this.#variantKey(key.digest, variantDigest(key, guess, requestHeaders)), 'm', 'b', 'p')
         .exec()
       this.#observe('get', started)
       const names = pipelineReply(replies, 0)
@@ -193,7 +222,7 @@ export class RedisCacheStore implements CacheStore {
       if (hit !== undefined || typeof names !== 'string' || names === guess) return hit
       this.#hint(key.digest, names)
       const again = performance.now()
-      const reply = await this.#redis.hmgetBuffer(this.#key('v:', variantDigest(key, names, requestHeaders)), 'm', 'b')
+      const reply = await this.#redis.hmgetBuffer(this.#variantKey(key.digest, variantDigest(key, names, requestHeaders)), 'm', 'b', 'p')
       this.#observe('get', again)
       return toEntry(reply)
     } catch (err) {
@@ -205,13 +234,21 @@ export class RedisCacheStore implements CacheStore {
   async set(key: CacheKey, vary: string | readonly string[] | undefined, requestHeaders: RequestHeaders, entry: CacheEntry, ttlMs: number): Promise<boolean> {
     const names = parseVary(vary)
     if (names === undefined || !(ttlMs > 0)) return false
+    const ttl = Math.ceil(ttlMs)
     const vd = variantDigest(key, names, requestHeaders)
+    const ad = hostDigest(key.host)
     const member = `${key.target} ${key.digest}`
     const started = performance.now()
     try {
+      // The indexes first (each in its own slot), so no stored response is missing from them.
+      await Promise.all([
+        this.#eval(INDEX_SCRIPT, [this.#key('h:', ad)], [ttl, member]),
+        this.#eval(INDEX_SCRIPT, [this.#key('a:', hostnameDigest(hostnameOf(key.host)))], [ttl, key.host]),
+        ...[...new Set(entry.tags ?? [])].map((tag) => this.#eval(INDEX_SCRIPT, [this.#key('t:', tagDigest(tag))], [ttl, key.digest]))
+      ])
       await this.#eval(SET_SCRIPT,
-        [this.#key('v:', vd), this.#key('u:', key.digest), this.#key('h:', hostDigest(key.host))],
-        [entry.meta, entry.body, Math.ceil(ttlMs), names, vd, member, this.#prefix + 'v:'])
+        [this.#variantKey(key.digest, vd), this.#urlKey(key.digest)],
+        [entry.meta, entry.body, ttl, names, vd, member, ad, this.#variantPrefix(key.digest)])
       this.#observe('set', started)
       this.#hint(key.digest, names)
       return true
@@ -224,55 +261,46 @@ export class RedisCacheStore implements CacheStore {
   async delete(key: CacheKey): Promise<void> {
     const started = performance.now()
     try {
-      await this.#purge(hostDigest(key.host), [key.digest])
+      await this.#purgeUrls([key.digest], {})
       this.#observe('delete', started)
     } catch (err) {
       this.#fail('delete', err, started)
     }
   }
 
-  async purgeUrl(key: CacheKey): Promise<number> {
-    const started = performance.now()
-    try {
-      const n = await this.#purge(hostDigest(key.host), [key.digest])
-      this.#observe('purge', started)
-      return n
-    } catch (err) {
-      this.#fail('purge', err, started)
-      throw err
-    }
+  async purgeUrl(key: CacheKey, opts: PurgeOptions = {}): Promise<number> {
+    return this.#purging(() => this.#purgeUrls([key.digest], opts))
   }
 
   /**
-   * Pages through one host's index with ZSCAN (bounded by that host's URLs, never the whole
-   * keyspace) and purges each page's matches in one script call. Not atomic as a whole: a URL
+   * Pages through each matching authority's index with ZSCAN (bounded by that host's URLs,
+   * never the whole keyspace) and purges each page's matches. Not atomic as a whole: a URL
    * stored under the prefix while the purge runs may survive it.
    */
-  async purgePrefix(host: string, targetPrefix: string): Promise<number> {
-    const hd = hostDigest(normalizeHost(host))
-    const hkey = this.#key('h:', hd)
+  async purgePrefix(host: string, targetPrefix: string, opts: PurgeOptions = {}): Promise<number> {
     let removed = 0
-    let cursor = '0'
-    do {
-      const started = performance.now()
-      try {
-        const [next, flat] = await this.#redis.zscan(hkey, cursor, 'COUNT', PURGE_PAGE)
-        const digests: string[] = []
-        // Members alternate with scores; a member is "<target> <64 hex digest>".
-        for (let i = 0; i < flat.length; i += 2) {
-          const m = flat[i]
-          const digest = m.slice(-64)
-          if (m.length > 65 && isDigest(digest) && m.slice(0, -65).startsWith(targetPrefix)) digests.push(digest)
-        }
-        if (digests.length > 0) removed += await this.#purge(hd, digests)
-        this.#observe('purge', started)
-        cursor = next
-      } catch (err) {
-        this.#fail('purge', err, started)
-        throw err
-      }
-    } while (cursor !== '0')
+    for (const authority of await this.#authoritiesOf(normalizeHost(host))) {
+      removed += await this.#scan(this.#key('h:', hostDigest(authority)), (m) => {
+        // A member is "<target> <64 hex URL digest>".
+        const digest = m.slice(-64)
+        return m.length > 65 && isDigest(digest) && m.slice(0, -65).startsWith(targetPrefix) ? digest : undefined
+      }, opts)
+    }
     return removed
+  }
+
+  async purgeTags(tags: readonly string[], opts: PurgeOptions = {}): Promise<number> {
+    let removed = 0
+    for (const tag of new Set(tags)) {
+      const index = this.#key('t:', tagDigest(tag))
+      removed += await this.#scan(index, (m) => isDigest(m) ? m : undefined, opts)
+      if (opts.soft !== true) await this.#purging(() => this.#redis.del(index))
+    }
+    return removed
+  }
+
+  async authorities(hostname: string): Promise<string[]> {
+    return this.#purging(() => this.#authoritiesOf(normalizeHost(hostname)))
   }
 
   writable(): boolean {
@@ -281,6 +309,11 @@ export class RedisCacheStore implements CacheStore {
 
   stats(): CacheStoreStats {
     return {}
+  }
+
+  /** The master nodes (one unless a cluster): for tests and for the near cache's tracking. */
+  masters(): ReturnType<typeof masters> {
+    return masters(this.#redis)
   }
 
   async close(): Promise<void> {
@@ -296,14 +329,80 @@ export class RedisCacheStore implements CacheStore {
     this.#redis.disconnect(false)
   }
 
-  #key(kind: 'u:' | 'v:' | 'h:', digest: string): string {
-    return this.#prefix + kind + digest
+  #key(kind: 'h:' | 'a:' | 't:', digest: string): string {
+    return `${this.#prefix}${kind}{${digest}}`
   }
 
-  async #purge(hd: string, urlDigests: string[]): Promise<number> {
-    const n = await this.#eval(PURGE_SCRIPT, [this.#key('h:', hd)], [this.#prefix + 'v:', this.#prefix + 'u:', ...urlDigests])
-    for (const d of urlDigests) this.#hints.delete(d)
-    return typeof n === 'number' ? n : 0
+  #urlKey(urlDigest: string): string {
+    return `${this.#prefix}u:{${urlDigest}}`
+  }
+
+  #variantPrefix(urlDigest: string): string {
+    return `${this.#prefix}v:{${urlDigest}}:`
+  }
+
+  #variantKey(urlDigest: string, vd: string): string {
+    return this.#variantPrefix(urlDigest) + vd
+  }
+
+  /** An authority as given, or every authority stored under a host name given without port. */
+  async #authoritiesOf(host: string): Promise<string[]> {
+    if (hasPort(host)) return [host]
+    const stored = await this.#redis.zrange(this.#key('a:', hostnameDigest(host)), 0, -1)
+    return [...new Set([host, ...stored.filter((a) => hostnameOf(a) === host)])]
+  }
+
+  /** ZSCANs an index, purging the URLs `pick` finds in its members page by page. */
+  async #scan(index: string, pick: (member: string) => string | undefined, opts: PurgeOptions): Promise<number> {
+    let removed = 0
+    let cursor = '0'
+    do {
+      const [next, flat] = await this.#purging(() => this.#redis.zscan(index, cursor, 'COUNT', PURGE_PAGE))
+      const digests: string[] = []
+      // Members alternate with scores.
+      for (let i = 0; i < flat.length; i += 2) {
+        const d = pick(flat[i])
+        if (d !== undefined) digests.push(d)
+      }
+      if (digests.length > 0) removed += await this.#purging(() => this.#purgeUrls(digests, opts))
+      cursor = next
+    } while (cursor !== '0')
+    return removed
+  }
+
+  /** Runs one purge step, timed and counted; rethrows (a purge must say it failed). */
+  async #purging<T>(step: () => Promise<T>): Promise<T> {
+    const started = performance.now()
+    try {
+      const r = await step()
+      this.#observe('purge', started)
+      return r
+    } catch (err) {
+      this.#fail('purge', err, started)
+      throw err
+    }
+  }
+
+  /** Purges URLs (each a script on its own slot), then drops them from their authority indexes. */
+  async #purgeUrls(urlDigests: string[], opts: PurgeOptions): Promise<number> {
+    const soft = opts.soft === true
+    const at = String(Math.round(opts.now ?? Date.now()))
+    const results = await Promise.all(urlDigests.filter(isDigest).map(async (u) => {
+      const r = await this.#eval(PURGE_SCRIPT, [this.#urlKey(u)], [this.#variantPrefix(u), soft ? '1' : '0', at])
+      this.#hints.delete(u)
+      return Array.isArray(r) ? r as [number, string, string] : [0, '', ''] as const
+    }))
+    if (!soft) {
+      const byIndex = new Map<string, string[]>()
+      for (const [, member, authority] of results) {
+        if (member === '' || !isDigest(authority)) continue
+        const list = byIndex.get(authority) ?? []
+        list.push(member)
+        byIndex.set(authority, list)
+      }
+      await Promise.all([...byIndex].map(([ad, members]) => this.#redis.zrem(this.#key('h:', ad), ...members)))
+    }
+    return results.reduce((n, [found]) => n + (typeof found === 'number' ? found : 0), 0)
   }
 
   /** EVALSHA, falling back to EVAL once when the server does not know the script (restart, failover). */
@@ -317,7 +416,7 @@ export class RedisCacheStore implements CacheStore {
   }
 
   #hint(urlDigest: string, names: VaryNames): void {
-    if (names === '') {
+    if (names === DEFAULT_NAMES) {
       this.#hints.delete(urlDigest)
       return
     }
@@ -364,7 +463,8 @@ function pipelineReply(replies: [Error | null, unknown][] | null, i: number): un
 
 function toEntry(reply: unknown): CacheEntry | undefined {
   if (!Array.isArray(reply)) return undefined
-  const [meta, body] = reply as unknown[]
+  const [meta, body, purged] = reply as unknown[]
   if (!Buffer.isBuffer(meta) || !Buffer.isBuffer(body)) return undefined
-  return { meta: meta.toString('utf8'), body }
+  if (!Buffer.isBuffer(purged)) return { meta: meta.toString('utf8'), body }
+  return { meta: meta.toString('utf8'), body, invalidatedAt: Number(purged.toString('latin1')) }
 }

@@ -5,25 +5,33 @@
  * (test/cache/store-contract.ts): MemoryCacheStore (one process) and RedisCacheStore (shared
  * by every proxy instance).
  *
- * Layout, the same logical records in both stores (Redis names shown, P = cache.key_prefix):
+ * Layout, the same logical records in both stores (Redis names shown, P = cache.key_prefix,
+ * U = URL digest, V = variant digest; {..} is a Redis Cluster hash tag, so every key of one URL
+ * lives in one slot and its scripts stay atomic on a cluster):
  *
- *   P v:<variantDigest>  the stored response: meta + body; expires by itself at its TTL.
- *                        variantDigest = SHA-256(url digest, Vary names, selected values)
- *                        (cache-key.ts), so a request finds its variant with one lookup once
- *                        it knows the URL's Vary names.
- *   P u:<urlDigest>      the URL's variants index: its Vary names (a URL has one current set:
- *                        storing a response with different names drops the old variants, since
- *                        RFC 9111 section 4.1 prefers the most recent response), the variant
- *                        digests with their expiry times (so "purge this URL" finds every
- *                        variant without scanning), and its host-index member. Lives as long
- *                        as its longest-lived variant.
- *   P h:<hostDigest>     the host index: every URL stored for a host, as "<path?query> <digest>"
- *                        scored by expiry time, so a prefix purge reads one host's URLs (never
- *                        the whole keyspace) and expired members are trimmed on each write.
+ *   P v:{U}:V       the stored response: meta, body, and the soft-purge mark (when it was
+ *                   marked stale); expires by itself at its TTL. V = SHA-256(url digest, Vary
+ *                   names, selected values) (cache-key.ts), so a request finds its variant with
+ *                   one lookup once it knows the URL's Vary names.
+ *   P u:{U}         the URL's variants index: its Vary names (a URL has one current set:
+ *                   storing a response with different names drops the old variants, since
+ *                   RFC 9111 section 4.1 prefers the most recent response), the variant
+ *                   digests with their expiry times (so "purge this URL" finds every variant
+ *                   without scanning), and its host-index member. Lives as long as its
+ *                   longest-lived variant.
+ *   P h:{A}         the authority index (A = digest of "host[:port]" as keyed): every URL
+ *                   stored for it, as "<path?query> <U>" scored by expiry time, so a prefix
+ *                   purge reads one host's URLs (never the whole keyspace).
+ *   P a:{N}         the host-name index (N = digest of the name without port): the
+ *                   authorities stored under it, so a purge naming a host without a port
+ *                   reaches every port.
+ *   P t:{T}         the tag index (T = digest of a Surrogate-Key / Cache-Tag value): the URL
+ *                   digests of every stored response carrying the tag.
  *
- * Every key is P + a kind letter + fixed-length hex: request bytes never reach a key name, and
- * purges delete only keys they build this way from our own index records, so a purge cannot
- * touch a key outside P (another tenant's keys in the same Redis survive).
+ * The indexes are trimmed of expired members on each write. Every key is P + a kind letter +
+ * fixed-length hex: request bytes never reach a key name, and purges delete only keys they
+ * build this way from our own index records, so a purge cannot touch a key outside P (another
+ * tenant's keys in the same Redis survive).
  */
 import type { CacheKey, RequestHeaders } from './cache-key.js'
 
@@ -32,6 +40,21 @@ export interface CacheEntry {
   /** Serialised policy and response headers (e.g. JSON of CachePolicy.toObject()); opaque here. */
   readonly meta: string
   readonly body: Buffer
+  /** On set: the tags a purge by tag finds this response by (case-sensitive, as sent). */
+  readonly tags?: readonly string[]
+  /** On get: when a soft purge marked it stale (ms since the epoch), if one did. */
+  readonly invalidatedAt?: number
+}
+
+/** How a purge treats what it finds. */
+export interface PurgeOptions {
+  /**
+   * Mark stale instead of deleting: the entry stays, so stale-while-revalidate and
+   * stale-if-error still cover it and a validator still makes a cheap 304 revalidation.
+   */
+  readonly soft?: boolean
+  /** The time of a soft purge (ms since the epoch; default now). */
+  readonly now?: number
 }
 
 export interface CacheStoreStats {
@@ -58,14 +81,22 @@ export interface CacheStore {
   set(key: CacheKey, vary: string | readonly string[] | undefined, requestHeaders: RequestHeaders, entry: CacheEntry, ttlMs: number): Promise<boolean>
   /** Drops every variant of the URL; for invalidation after unsafe methods (RFC 9111 section 4.4). */
   delete(key: CacheKey): Promise<void>
-  /** Drops every variant of the URL; resolves how many stored responses were removed. */
-  purgeUrl(key: CacheKey): Promise<number>
+  /** Drops (or soft-purges) every variant of the URL; resolves how many stored responses it found. */
+  purgeUrl(key: CacheKey, opts?: PurgeOptions): Promise<number>
   /**
-   * Drops every URL of `host` whose path-and-query starts with `targetPrefix` (plain string
-   * prefix: '/img/' for a directory, '/' for the whole host). Resolves how many stored
-   * responses were removed. `host` is compared after lower-casing; pass it without a default port.
+   * Drops (or soft-purges) every URL of `host` whose path-and-query starts with `targetPrefix`
+   * (plain string prefix: '/img/' for a directory, '/' for the whole host). `host` is compared
+   * after lower-casing; with a port it names that authority only, without one every port of
+   * the name. Resolves how many stored responses it found.
    */
-  purgePrefix(host: string, targetPrefix: string): Promise<number>
+  purgePrefix(host: string, targetPrefix: string, opts?: PurgeOptions): Promise<number>
+  /**
+   * Drops (or soft-purges) every URL with a stored response tagged with any of `tags`
+   * (Varnish xkey, Fastly surrogate keys). Resolves how many stored responses it found.
+   */
+  purgeTags(tags: readonly string[], opts?: PurgeOptions): Promise<number>
+  /** The authorities ("host" or "host:port") stored under a host name, for purges without a port. */
+  authorities(hostname: string): Promise<string[]>
   stats(): CacheStoreStats
   /** Whether a write can succeed now (Redis connected); answers claim "stored" only then. */
   writable(): boolean

@@ -198,7 +198,8 @@ const Route = Type.Object({
 const Cache = Type.Object({
   store: StringEnum(['auto', 'memory', 'redis'] as const, 'auto'),
   max_bytes: Type.Integer({ minimum: 0, default: 64 * 1024 * 1024 }),
-  key_prefix: Type.String({ default: 'switchyard:' }),
+  /** Namespace of every Redis key; no braces (they would become a Redis Cluster hash tag). */
+  key_prefix: Type.String({ default: 'switchyard:', pattern: '^[^{}]*$' }),
   redis: Type.Object({
     url: Type.Optional(Type.String()),
     timeout_ms: Ms(100)
