@@ -31,7 +31,9 @@
  */
 import type { Logger } from 'pino'
 import { createHash } from 'node:crypto'
-import { createRedisClient, masters, type RedisClient } from './redis-connection.js'
+import { createRedisClient, masters, type ConnectionPolicy, type RedisClient } from './redis-connection.js'
+import { InvalidationTracker } from './invalidation-tracker.js'
+import { NearCache } from './near-cache.js'
 import { hasPort, hostDigest, hostnameDigest, hostnameOf, isDigest, normalizeHost, parseVary, tagDigest, variantDigest, type CacheKey, type RequestHeaders, type VaryNames } from './cache-key.js'
 import type { CacheEntry, CacheStore, CacheStoreStats, PurgeOptions, StoreHooks, StoreOp } from './store.js'
 
@@ -48,7 +50,11 @@ export interface RedisStoreOptions {
   logIntervalMs?: number
   /** Cap of the reconnect backoff (default 2 s). */
   maxReconnectDelayMs?: number
+  /** Keep recent hits in process, kept coherent by Redis CLIENT TRACKING (cache.near_cache). */
+  nearCache?: { maxBytes: number }
 }
+
+
 
 // How many URLs' Vary names one process remembers; about 130 bytes each, so ~1.3 MB at most.
 const MAX_HINTS = 10_000
@@ -114,13 +120,15 @@ return 1
 /**
  * Drops a URL with all its variants, or (soft) marks each live variant stale at the given time.
  * Only keys of the form variant prefix + 64 hex digits are built, from digests checked here
- * again. Returns { responses found, authority index member, authority digest } so the caller
- * can drop the member from the authority index (another slot).
+ * again. Returns { responses found, authority index member, authority digest, variant
+ * digests... } so the caller can drop the member from the authority index (another slot) and
+ * its own near-cache copies.
  * KEYS: url index. ARGV: variant key prefix of this URL, '1' for soft, time ms.
  */
 const PURGE_LUA = `
 local n = 0
 local member, authority = '', ''
+local found = {}
 local fields = redis.call('HGETALL', KEYS[1])
 for i = 1, #fields, 2 do
   local f = fields[i]
@@ -128,6 +136,7 @@ for i = 1, #fields, 2 do
     local d = string.sub(f, 2)
     if #d == 64 and string.match(d, '^%x+$') then
       local vkey = ARGV[1] .. d
+      found[#found + 1] = d
       if ARGV[2] == '1' then
         if redis.call('EXISTS', vkey) == 1 then
           redis.call('HSET', vkey, 'p', ARGV[3])
@@ -144,7 +153,7 @@ for i = 1, #fields, 2 do
   end
 end
 if ARGV[2] ~= '1' then redis.call('DEL', KEYS[1]) end
-return { n, member, authority }
+return { n, member, authority, unpack(found) }
 `
 
 interface LuaScript {
@@ -171,6 +180,8 @@ export class RedisCacheStore implements CacheStore {
   readonly #logIntervalMs: number
   /** URL digest -> its Vary names, for URLs whose names are not DEFAULT_NAMES (see the file comment). */
   readonly #hints = new Map<string, VaryNames>()
+  readonly #near: NearCache<CacheEntry> | undefined
+  readonly #tracker: InvalidationTracker | undefined
   #lastLog = -Infinity
   #suppressed = 0
   #down = false
@@ -181,7 +192,16 @@ export class RedisCacheStore implements CacheStore {
     this.#logger = opts.logger
     this.#hooks = opts.hooks ?? {}
     this.#logIntervalMs = opts.logIntervalMs ?? 10_000
-    this.#redis = createRedisClient(opts.url, { timeoutMs: opts.timeoutMs, maxReconnectDelayMs: opts.maxReconnectDelayMs ?? 2000, connectionName: 'switchyard-cache' })
+    const policy: ConnectionPolicy = { timeoutMs: opts.timeoutMs, maxReconnectDelayMs: opts.maxReconnectDelayMs ?? 2000, connectionName: 'switchyard-cache' }
+    this.#redis = createRedisClient(opts.url, policy)
+    if (opts.nearCache !== undefined && opts.nearCache.maxBytes > 0) {
+      const near = new NearCache<CacheEntry>({ maxBytes: opts.nearCache.maxBytes })
+      this.#near = near
+      // Only variants are copied, so only their keys are tracked (fewer messages than the whole prefix).
+      this.#tracker = new InvalidationTracker(
+        { url: opts.url, prefixes: [this.#prefix + 'v:'], policy: { ...policy, connectionName: 'switchyard-cache-tracker' }, logger: opts.logger },
+        { invalidate: (keys) => { for (const k of keys) near.invalidate(k) }, flush: () => near.clear() })
+    }
     // Without an 'error' listener ioredis prints every reconnect failure to stderr.
     this.#redis.on('error', (err: Error) => {
       if (!this.#closed) this.#report(err, undefined)
@@ -210,22 +230,40 @@ export class RedisCacheStore implements CacheStore {
 
   async get(key: CacheKey, requestHeaders: RequestHeaders): Promise<CacheEntry | undefined> {
     const guess = this.#hints.get(key.digest) ?? DEFAULT_NAMES
+    const vkey = this.#variantKey(key.digest, variantDigest(key, guess, requestHeaders))
+    // The near cache answers only while tracking holds (else a purge elsewhere could be missed).
+    const near = this.#tracker?.active() === true ? this.#near : undefined
+    const copy = near?.get(vkey)
+    if (copy !== undefined) {
+      this.#hooks.near?.('hit')
+      return copy
+    }
+    const ticket = near?.begin(vkey)
     const started = performance.now()
     try {
-      const replies = await this.#redis.pipeline()
-        .hget(this.#urlKey(key.digest), 'n')
-        .hmgetBuffer(this.#variantKey(key.digest, variantDigest(key, guess, requestHeaders)), 'm', 'b', 'p')
-        .exec()
+      const pipeline = this.#redis.pipeline().hget(this.#urlKey(key.digest), 'n').hmgetBuffer(vkey, 'm', 'b', 'p')
+      if (ticket !== undefined) pipeline.pttl(vkey)
+      const replies = await pipeline.exec()
       this.#observe('get', started)
       const names = pipelineReply(replies, 0)
       const hit = toEntry(pipelineReply(replies, 1))
-      if (hit !== undefined || typeof names !== 'string' || names === guess) return hit
+      if (hit !== undefined) {
+        if (ticket !== undefined) {
+          this.#hooks.near?.('miss')
+          const pttl = Number(pipelineReply(replies, 2))
+          ticket.fill(hit, hit.body.length + hit.meta.length * 2, pttl > 0 ? Date.now() + pttl : undefined)
+        }
+        return hit
+      }
+      ticket?.cancel()
+      if (typeof names !== 'string' || names === guess) return undefined
       this.#hint(key.digest, names)
       const again = performance.now()
       const reply = await this.#redis.hmgetBuffer(this.#variantKey(key.digest, variantDigest(key, names, requestHeaders)), 'm', 'b', 'p')
       this.#observe('get', again)
       return toEntry(reply)
     } catch (err) {
+      ticket?.cancel()
       this.#fail('get', err, started)
       return undefined
     }
@@ -246,6 +284,8 @@ export class RedisCacheStore implements CacheStore {
         this.#eval(INDEX_SCRIPT, [this.#key('a:', hostnameDigest(hostnameOf(key.host)))], [ttl, key.host]),
         ...[...new Set(entry.tags ?? [])].map((tag) => this.#eval(INDEX_SCRIPT, [this.#key('t:', tagDigest(tag))], [ttl, key.digest]))
       ])
+      // Read-your-writes: our own copy goes now, not when Redis's invalidation arrives.
+      this.#near?.invalidate(this.#variantKey(key.digest, vd))
       await this.#eval(SET_SCRIPT,
         [this.#variantKey(key.digest, vd), this.#urlKey(key.digest)],
         [entry.meta, entry.body, ttl, names, vd, member, ad, this.#variantPrefix(key.digest)])
@@ -308,7 +348,13 @@ export class RedisCacheStore implements CacheStore {
   }
 
   stats(): CacheStoreStats {
-    return {}
+    const near = this.#near?.stats()
+    return near === undefined ? {} : { near: { entries: near.entries, bytes: near.bytes } }
+  }
+
+  /** Resolves true once the near cache's invalidation tracking holds (false without a near cache, or after `timeoutMs`). */
+  async nearReady(timeoutMs: number): Promise<boolean> {
+    return this.#tracker === undefined ? false : this.#tracker.ready(timeoutMs)
   }
 
   /** The master nodes (one unless a cluster): for tests and for the near cache's tracking. */
@@ -319,6 +365,8 @@ export class RedisCacheStore implements CacheStore {
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    await this.#tracker?.close()
+    this.#near?.clear()
     if (this.#redis.status === 'ready') {
       try {
         await this.#redis.quit()
@@ -390,7 +438,10 @@ export class RedisCacheStore implements CacheStore {
     const results = await Promise.all(urlDigests.filter(isDigest).map(async (u) => {
       const r = await this.#eval(PURGE_SCRIPT, [this.#urlKey(u)], [this.#variantPrefix(u), soft ? '1' : '0', at])
       this.#hints.delete(u)
-      return Array.isArray(r) ? r as [number, string, string] : [0, '', ''] as const
+      if (!Array.isArray(r)) return [0, '', ''] as const
+      // Our own copies go at once (other instances' when Redis's invalidation reaches them).
+      for (const d of (r as unknown[]).slice(3)) if (typeof d === 'string') this.#near?.invalidate(this.#variantPrefix(u) + d)
+      return r as [number, string, string]
     }))
     if (!soft) {
       const byIndex = new Map<string, string[]>()

@@ -23,7 +23,14 @@ const REGISTRY: Record<StoreName, (config: CacheConfig, deps: CacheStoreDeps) =>
   redis: (config, deps) => {
     const url = redisUrl(config, deps)
     if (url === undefined) throw new Error('cache.store is "redis" but neither cache.redis.url nor REDIS_URL is set')
-    return new RedisCacheStore({ url, keyPrefix: config.key_prefix, timeoutMs: config.redis.timeout_ms, logger: deps.logger, hooks: deps.hooks })
+    return new RedisCacheStore({
+      url,
+      keyPrefix: config.key_prefix,
+      timeoutMs: config.redis.timeout_ms,
+      logger: deps.logger,
+      hooks: deps.hooks,
+      nearCache: config.near_cache.enabled ? { maxBytes: config.near_cache.max_bytes } : undefined
+    })
   }
 }
 

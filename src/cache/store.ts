@@ -62,6 +62,8 @@ export interface CacheStoreStats {
   entries?: number
   /** Bytes accounted to stored responses (key + meta + body). */
   bytes?: number
+  /** The Redis store's in-process near cache, when it has one. */
+  near?: { entries: number; bytes: number }
 }
 
 /**
@@ -116,4 +118,6 @@ export interface StoreHooks {
   onError?(op: StoreOp, err: Error): void
   /** Called once per backend round trip, with its duration in seconds, success or not. */
   observe?(op: StoreOp, seconds: number): void
+  /** Near cache lookups: a hit costs no round trip; a miss found the entry in Redis and copied it. */
+  near?(result: 'hit' | 'miss'): void
 }

@@ -236,3 +236,78 @@ t.test('registry: auto is redis when REDIS_URL is set', async (t) => {
   t.equal(await store.set(key, undefined, {}, { meta: 'm', body: body('r') }, HOUR), true)
   t.equal((await store.get(key, {}))?.body.toString(), 'r')
 })
+
+/** Reads until the near cache holds the entry. */
+async function warm(s: RedisCacheStore, k: ReturnType<typeof cacheKey>): Promise<void> {
+  await waitFor(async () => { await s.get(k, {}); return (s.stats().near?.entries ?? 0) >= 1 }, 3000, 'a near-cache copy')
+}
+
+t.test('redis near cache: hits without a round trip; a write or purge through another instance evicts the copy', async (t) => {
+  const make = async (rec: Recorder): Promise<RedisCacheStore> => {
+    const s = new RedisCacheStore({ url: redis.url, keyPrefix: 'near:', timeoutMs: TIMEOUT_MS, logger: pino({ level: 'silent' }), maxReconnectDelayMs: 200, nearCache: { maxBytes: 1 << 20 },
+      hooks: { observe: (op) => { rec.trips.push(op) }, onError: (op) => { rec.errors.push(op) } } })
+    t.ok(await s.ready(5000))
+    t.ok(await s.nearReady(5000), 'tracking established')
+    return s
+  }
+  const ra = recorder()
+  const rb = recorder()
+  const a = await make(ra)
+  const b = await make(rb)
+  t.teardown(async () => { await a.close(); await b.close() })
+  const k = cacheKey(url('/near'))
+  await a.set(k, 'origin', {}, { meta: 'm1', body: body('one') }, HOUR)
+  t.equal((await b.get(k, {}))?.body.toString(), 'one')
+  // The write's own invalidation may overtake b's first read and forbid that copy: read until kept.
+  await warm(b, k)
+  rb.trips.length = 0
+  for (let i = 0; i < 5; i++) t.equal((await b.get(k, {}))?.body.toString(), 'one')
+  t.same(rb.trips, [], 'five hits, no Redis round trip')
+  t.same(b.stats().near?.entries, 1)
+
+  // A write through another instance: b's copy must go within 100 ms on loopback.
+  let started = performance.now()
+  await a.set(k, 'origin', {}, { meta: 'm2', body: body('two') }, HOUR)
+  await waitFor(async () => (await b.get(k, {}))?.body.toString() === 'two', 2000, 'b to see the new body')
+  const writeMs = performance.now() - started
+  t.comment(`write -> other instance sees it: ${writeMs.toFixed(1)} ms`)
+  t.ok(writeMs < 1000)
+
+  // A soft purge through another instance marks b's copy stale too.
+  started = performance.now()
+  await a.purgeUrl(k, { soft: true, now: 5 })
+  await waitFor(async () => (await b.get(k, {}))?.invalidatedAt === 5, 2000, 'b to see the soft purge')
+  t.comment(`soft purge -> other instance sees it: ${(performance.now() - started).toFixed(1)} ms`)
+
+  // A hard purge.
+  started = performance.now()
+  await a.purgeUrl(k)
+  await waitFor(async () => (await b.get(k, {})) === undefined, 2000, 'b to see the purge')
+  t.comment(`purge -> other instance sees it: ${(performance.now() - started).toFixed(1)} ms`)
+  t.same(rb.errors, [])
+})
+
+t.test('redis near cache: lost tracking (Redis restart) empties it, and it serves again after', async (t) => {
+  const own = await startRedis()
+  t.teardown(() => own.close())
+  const rec = recorder()
+  const s = new RedisCacheStore({ url: own.url, keyPrefix: 'n2:', timeoutMs: TIMEOUT_MS, logger: rec.logger, maxReconnectDelayMs: 100, nearCache: { maxBytes: 1 << 20 },
+    hooks: { observe: (op) => { rec.trips.push(op) } } })
+  t.teardown(() => s.close())
+  t.ok(await s.nearReady(5000))
+  const k = cacheKey(url('/restart'))
+  await s.set(k, 'origin', {}, { meta: 'm', body: body('before') }, HOUR)
+  t.equal((await s.get(k, {}))?.body.toString(), 'before')
+  await warm(s, k)
+  await own.stop()
+  await waitFor(() => s.stats().near?.entries === 0, 3000, 'the near cache to be flushed')
+  t.equal(await s.get(k, {}), undefined, 'Redis is gone (no persistence): so is the copy')
+  await own.start()
+  await waitFor(async () => (await s.ready(50)) && (await s.nearReady(50)), 5000, 'the store and its tracking to come back')
+  await s.set(k, 'origin', {}, { meta: 'm', body: body('after') }, HOUR)
+  t.equal((await s.get(k, {}))?.body.toString(), 'after')
+  await warm(s, k)
+  rec.trips.length = 0
+  t.equal((await s.get(k, {}))?.body.toString(), 'after')
+  t.same(rec.trips, [], 'served from the near cache again')
+})
