@@ -111,6 +111,9 @@ function connectionOptions(policy: ConnectionPolicy): RedisOptions {
 export function createRedisClient(url: string, policy: ConnectionPolicy, extra: RedisOptions = {}): RedisClient {
   const options = { ...connectionOptions(policy), ...extra }
   if (isClusterUrl(url)) {
+    // ioredis gives every node connection retryStrategy null and an offline queue whatever
+    // redisOptions say: reconnection is the Cluster's (clusterRetryStrategy), commands are
+    // still bounded by commandTimeout, and the Cluster's own offline queue stays off.
     const { nodes, options: nodeOptions } = clusterNodesFromUrl(url)
     return new Cluster(nodes, {
       redisOptions: { ...options, ...nodeOptions },
