@@ -13,6 +13,7 @@ import { HttpCache, cachePartition } from './cache/http-cache.js'
 import { purge, type PurgeResult } from './cache/purge.js'
 import { createCacheMetrics } from './cache/cache-metrics.js'
 import { createCacheStore, resolveStoreName } from './cache/store-registry.js'
+import { createFillLock, type FillLock } from './cache/fill-lock.js'
 import type { CacheStore } from './cache/store.js'
 import { UpstreamDispatcher } from './upstreams/dispatcher.js'
 import type { Control, ReloadAnswer } from './control/control.js'
@@ -128,6 +129,7 @@ async function assembleApp(config: Config, opts: AppOptions, resources: Resource
   // The cache store exists only once a route caches (no Redis connection otherwise); a reload
   // that enables caching on a route creates it then.
   let cache: HttpCache | undefined
+  let fillLock: FillLock | undefined
   const ensureCache = async (cfg: Config): Promise<void> => {
     if (cache !== undefined || !cfg.routes.some((r) => r.cache?.enabled === true)) return
     const holder: { store?: CacheStore } = {}
@@ -141,14 +143,19 @@ async function assembleApp(config: Config, opts: AppOptions, resources: Resource
       }
     })
     holder.store = store
+    // Cluster-wide miss coalescing: with the Redis store only (cache.coalesce).
+    const lock = createFillLock(cfg.cache, { logger: opts.logger.child({ component: 'cache' }) })
+    fillLock = lock
     // Give Redis a moment to connect so the first requests can use it; never block startup on it.
     const r = store as Partial<{ ready(ms: number): Promise<boolean> }>
-    if (typeof r.ready === 'function' && !(await r.ready(2000))) opts.logger.warn('cache store not reachable yet; serving without cache until it is')
-    cache = new HttpCache({ store, metrics: cacheMetrics, log: opts.logger.child({ component: 'cache' }) })
+    const [storeUp] = await Promise.all([typeof r.ready === 'function' ? r.ready(2000) : true, lock?.ready(2000)])
+    if (!storeUp) opts.logger.warn('cache store not reachable yet; serving without cache until it is')
+    cache = new HttpCache({ store, metrics: cacheMetrics, log: opts.logger.child({ component: 'cache' }), lock })
     proxyDeps.cache = cache
     opts.logger.info({ store: storeName }, 'http cache enabled')
   }
   resources.add('cache store', () => cache?.store.close())
+  resources.add('cache fill lock', () => fillLock?.close())
   await ensureCache(config)
   const proxy = await buildProxyServer(config, proxyDeps, opts.logger)
   resources.add('proxy listener', () => proxy.close())

@@ -17,7 +17,13 @@ export function createCacheMetrics(registry: Registry, stats: () => { entries?: 
   return {
     lookups: new Counter({
       name: 'switchyard_cache_lookups_total',
-      help: 'Cache decisions by route and result (hit, miss, stale, revalidated, bypass, error).',
+      help: 'Cache decisions by route and result (hit, miss, stale, revalidated, collapsed, bypass, error).',
+      labelNames: ['route', 'result'] as const,
+      registers: [registry]
+    }),
+    coalesce: new Counter({
+      name: 'switchyard_cache_coalesce_total',
+      help: 'Misses coordinated across instances through the Redis fill lock, by route and result: leader (took the lock and fetched), follower_hit (answered from the store after the leader), follower_miss (woken, nothing usable stored: fetched itself), follower_timeout (waited cache.coalesce.max_wait_ms: fetched itself), error (Redis unavailable: fetched without the lock).',
       labelNames: ['route', 'result'] as const,
       registers: [registry]
     }),

@@ -7,7 +7,8 @@
  *   lookup -> fresh: replayed into the client writer (HIT) | stale within stale-while-revalidate:
  *   replayed (STALE) and refreshed once in the background | stale with a validator: a conditional
  *   exchange, 304 refreshes the entry (REVALIDATED), a failure within stale-if-error replays it
- *   (STALE) | nothing: a fill exchange (MISS), concurrent misses for one key collapsed into one.
+ *   (STALE) | nothing: a fill exchange (MISS), concurrent misses for one key collapsed into one,
+ *   in this process and, with a fill lock (Redis store), across every instance sharing the store.
  * Misses, revalidations and background refreshes all run through the attempt loop
  * (routing/attempt-loop.ts), like uncached requests: admission, retries on another member,
  * timeouts and health accounting are the same. CacheSink copies the body into the store as it
@@ -31,6 +32,7 @@ import { forwardRequest } from '../routing/upstream-request.js'
 import { ForwardSink } from '../routing/forward-sink.js'
 import { forClient, forLibrary, mustRevalidate, requestForLibrary, storedStatus, type RuleOptions } from './response-rules.js'
 import type { CacheEntry, CacheStore } from './store.js'
+import type { FillLock } from './fill-lock.js'
 
 type Headers = Record<string, string | string[] | undefined>
 
@@ -53,6 +55,8 @@ export interface HttpCacheDeps {
   store: CacheStore
   metrics: CacheMetrics
   log: Logger
+  /** Collapses misses across instances sharing a Redis store (absent: within this process only). */
+  lock?: FillLock
 }
 
 const POLICY_OPTIONS = { shared: true, cacheHeuristic: 0.1, immutableMinTimeToLive: 24 * 3600 * 1000 }
@@ -315,24 +319,79 @@ export class HttpCache {
       // Not shareable (or not for this request's Vary): go upstream ourselves.
     }
     let finish: FillContext['finish'] = NO_FLIGHT
+    // The Redis fill lock this flight holds across instances, released with the flight.
+    let release: (() => Promise<void>) | undefined
     if (pending === undefined) {
       let settle: (s: Shared) => void = () => {}
       const entry: { promise: Promise<Shared>; settled: Shared | undefined } = { promise: new Promise<Shared>((resolve) => { settle = resolve }), settled: undefined }
       this.inflight.set(flight, entry)
       // Waiters get the result at once; the key stays claimed until the entry is in the store, so
-      // a request arriving meanwhile is served the same answer instead of missing again.
+      // a request arriving meanwhile is served the same answer instead of missing again. The
+      // same holds for other instances: the lock is released only after the store write.
       let finished = false
       finish = (s, stored) => {
         if (finished) return
         finished = true
         entry.settled = s
         settle(s)
-        if (stored === undefined) this.inflight.delete(flight)
-        else void stored.finally(() => this.inflight.delete(flight))
+        const done = (): void => {
+          this.inflight.delete(flight)
+          void release?.()
+        }
+        if (stored === undefined) done()
+        else void stored.finally(done)
       }
     }
-    const ctx: FillContext = { ...base, writer, stale, conditional: false, xcache: stale === undefined ? 'MISS' : 'EXPIRED', fwd: stale === undefined ? 'fwd=miss' : 'fwd=stale', finish }
-    writer.flow = runExchange(base.deps, this.fillRequest(routed, base.dropUnderscores, undefined), new CacheSink(this, ctx))
+    try {
+      // Only the local flight's leader contends for the cluster-wide lock: one Redis round trip per miss and instance.
+      const lock = this.deps.lock
+      if (lock !== undefined && pending === undefined) {
+        if (await this.coalesce(lock, flight, base, writer, finish, (r) => { release = r })) return
+        if (writer.closed) { finish({ kind: 'pass' }); return }
+      }
+      const ctx: FillContext = { ...base, writer, stale, conditional: false, xcache: stale === undefined ? 'MISS' : 'EXPIRED', fwd: stale === undefined ? 'fwd=miss' : 'fwd=stale', finish }
+      writer.flow = runExchange(base.deps, this.fillRequest(routed, base.dropUnderscores, undefined), new CacheSink(this, ctx))
+    } catch (err) {
+      // Never leave the flight (and the lock) claimed: later requests for the key would wait on it.
+      finish({ kind: 'pass' })
+      throw err
+    }
+  }
+
+  /**
+   * Cluster-wide collapsing (fill-lock.ts) of a fill this process leads: take the Redis lock and
+   * fetch (`lead` receives its release), or wait for the instance holding it and answer from
+   * what it stored. True when the request and the local flight were answered that way; false
+   * when this process fetches itself (leader, failed open, or nothing usable after the wait).
+   */
+  private async coalesce(lock: FillLock, flight: string, base: FillBase, writer: ClientWriter, finish: FillContext['finish'], lead: (release: () => Promise<void>) => void): Promise<boolean> {
+    const { routed } = base
+    const ticket = await lock.acquire(flight)
+    if (ticket.leader) {
+      this.countCoalesce(routed, ticket.locked ? 'leader' : 'error')
+      lead(ticket.release)
+      return false
+    }
+    const how = await ticket.wait()
+    // Also after a timeout: the leader may have stored its answer and its message been lost.
+    const stored = await this.lookup(routed, base.primary).catch(() => undefined)
+    if (stored !== undefined && stored.policy.satisfiesWithoutRevalidation(this.policyRequest(routed))) {
+      this.countCoalesce(routed, 'follower_hit')
+      finish({ kind: 'stored', stored })
+      if (!writer.closed) {
+        // Another instance's forward answered it (RFC 9211 section 2.6), as for an in-process collapse.
+        this.count(routed, 'collapsed')
+        this.sendStored(routed, writer, stored, stored.policy.responseHeaders() as Headers, 'MISS', 'fwd=miss; collapsed')
+      }
+      return true
+    }
+    // Not stored (not storable, too large, an error) or not for this request: fetch ourselves.
+    this.countCoalesce(routed, how === 'released' ? 'follower_miss' : 'follower_timeout')
+    return false
+  }
+
+  private countCoalesce(routed: RoutedRequest, result: 'leader' | 'follower_hit' | 'follower_miss' | 'follower_timeout' | 'error'): void {
+    this.deps.metrics.coalesce.labels(routed.route.name, result).inc()
   }
 
   /** A fill always asks with GET (a HEAD's entry needs a body for later GETs), without the client's conditionals. */

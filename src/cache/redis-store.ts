@@ -284,11 +284,14 @@ export class RedisCacheStore implements CacheStore {
         this.#eval(INDEX_SCRIPT, [this.#key('a:', hostnameDigest(hostnameOf(key.host)))], [ttl, key.host]),
         ...[...new Set(entry.tags ?? [])].map((tag) => this.#eval(INDEX_SCRIPT, [this.#key('t:', tagDigest(tag))], [ttl, key.digest]))
       ])
-      // Read-your-writes: our own copy goes now, not when Redis's invalidation arrives.
-      this.#near?.invalidate(this.#variantKey(key.digest, vd))
+      // Read-your-writes: our own copy goes now, not when Redis's invalidation arrives; and
+      // again once written, since a read started meanwhile may have copied the old response.
+      const vkey = this.#variantKey(key.digest, vd)
+      this.#near?.invalidate(vkey)
       await this.#eval(SET_SCRIPT,
-        [this.#variantKey(key.digest, vd), this.#urlKey(key.digest)],
+        [vkey, this.#urlKey(key.digest)],
         [entry.meta, entry.body, ttl, names, vd, member, ad, this.#variantPrefix(key.digest)])
+      this.#near?.invalidate(vkey)
       this.#observe('set', started)
       this.#hint(key.digest, names)
       return true
