@@ -32,6 +32,7 @@ import { forwardRequest } from '../routing/upstream-request.js'
 import { ForwardSink } from '../routing/forward-sink.js'
 import { forClient, forLibrary, mustRevalidate, requestForLibrary, storedStatus, type RuleOptions } from './response-rules.js'
 import type { CacheEntry, CacheStore } from './store.js'
+import { responseTags } from './tags.js'
 import type { FillLock } from './fill-lock.js'
 
 type Headers = Record<string, string | string[] | undefined>
@@ -50,6 +51,13 @@ interface Stored {
 
 /** Result of a cache fill that other requests for the same key waited on. */
 type Shared = { kind: 'stored'; stored: Stored } | { kind: 'pass' }
+
+/** A fill in progress: `settled` once the answer is known, `written` while its store write runs. */
+interface Flight {
+  promise: Promise<Shared>
+  settled: Shared | undefined
+  written: Promise<void> | undefined
+}
 
 export interface HttpCacheDeps {
   store: CacheStore
@@ -100,7 +108,7 @@ const RANGE_PASSED = { 'x-cache': 'MISS', 'cache-status': 'switchyard; fwd=reque
 
 export class HttpCache {
   /** Fills in progress by key; `settled` once the answer is known (its store write may still run). */
-  private readonly inflight = new Map<string, { promise: Promise<Shared>; settled: Shared | undefined }>()
+  private readonly inflight = new Map<string, Flight>()
   private readonly refreshing = new Set<string>()
   private readonly parsed = new Map<string, CachePolicy>()
   private readonly keys = new Map<string, CacheKey>()
@@ -187,6 +195,7 @@ export class HttpCache {
       if (this.parsed.size >= PARSED_POLICIES) this.parsed.clear()
       this.parsed.set(got.meta, policy)
     }
+    if (got.invalidatedAt !== undefined) policy = staleSince(policy, got.invalidatedAt)
     return { policy, body: got.body }
   }
 
@@ -242,7 +251,7 @@ export class HttpCache {
     writer.cacheStatus = xcache
     const headers = forClient(libraryHeaders)
     const cfg = routed.route.cache as RouteCacheConfig
-    if (cfg.strip_targeted_fields) for (const name of ruleOptions(cfg).targeted) delete headers[name]
+    for (const name of ruleOptions(cfg).strip) delete headers[name]
     const h = writer.headersFrom(headers)
     h['x-cache'] = xcache
     h['cache-status'] = `switchyard; ${detail}`
@@ -316,6 +325,13 @@ export class HttpCache {
         }
         return
       }
+      // Stored, but not fresh for this request (max-age=0 with stale-while-revalidate, say):
+      // once the write lands, this request is like any other finding a stored entry.
+      if (shared.kind === 'stored' && pending.written !== undefined) {
+        await pending.written
+        if (writer.closed) return
+        return this.serve(routed, writer, base.cfg, base.deps, base.dropUnderscores)
+      }
       // Not shareable (or not for this request's Vary): go upstream ourselves.
     }
     let finish: FillContext['finish'] = NO_FLIGHT
@@ -323,7 +339,7 @@ export class HttpCache {
     let release: (() => Promise<void>) | undefined
     if (pending === undefined) {
       let settle: (s: Shared) => void = () => {}
-      const entry: { promise: Promise<Shared>; settled: Shared | undefined } = { promise: new Promise<Shared>((resolve) => { settle = resolve }), settled: undefined }
+      const entry: Flight = { promise: new Promise<Shared>((resolve) => { settle = resolve }), settled: undefined, written: undefined }
       this.inflight.set(flight, entry)
       // Waiters get the result at once; the key stays claimed until the entry is in the store, so
       // a request arriving meanwhile is served the same answer instead of missing again. The
@@ -333,6 +349,7 @@ export class HttpCache {
         if (finished) return
         finished = true
         entry.settled = s
+        entry.written = stored
         settle(s)
         const done = (): void => {
           this.inflight.delete(flight)
@@ -437,7 +454,8 @@ export class HttpCache {
     const r = ctx.routed
     const meta: Meta = { v: 1, policy: stored.policy.toObject(), url: `${r.host}${r.path}${r.query}` }
     // The store never rejects on the request path; a failed write is counted by its hooks.
-    await this.deps.store.set(ctx.primary, keyVary(vary), r.headers, { meta: JSON.stringify(meta), body: stored.body }, ttl)
+    const tags = responseTags(stored.policy.responseHeaders() as Headers, ruleOptions(ctx.cfg).tagHeaders)
+    await this.deps.store.set(ctx.primary, keyVary(vary), r.headers, { meta: JSON.stringify(meta), body: stored.body, tags }, ttl)
   }
 
   /**
@@ -535,7 +553,7 @@ class CacheSink implements ResponseSink {
     writer.member = res.member.name
     writer.cacheStatus = ctx.xcache
     const h = writer.headersFrom(res.headers as Headers)
-    if (ctx.cfg.strip_targeted_fields) for (const name of ruleOptions(ctx.cfg).targeted) delete h[name]
+    for (const name of ruleOptions(ctx.cfg).strip) delete h[name]
     h['x-cache'] = ctx.xcache
     // "stored" only when the size is known to fit; a chunked body may still turn out too large.
     h['cache-status'] = `switchyard; ${ctx.fwd}${storable && Number.isFinite(length) && cache.store.writable() ? '; stored' : ''}`
@@ -671,16 +689,41 @@ function withDefaultTtl(h: Headers, ttl: number): Headers {
   return { ...h, 'cache-control': cc === undefined ? `max-age=${ttl}` : `${cc}, max-age=${ttl}`, ' sy:cache-control': (h[' sy:cache-control'] ?? null) as unknown as string }
 }
 
-const RULES = new WeakMap<RouteCacheConfig, RuleOptions>()
+/** The route's cache rules, computed once per config object. */
+interface RouteRules extends RuleOptions {
+  /** Fields the purge tags are read from (lower-case). */
+  readonly tagHeaders: readonly string[]
+  /** Fields removed from answers to clients: targeted and tag fields, as the route says. */
+  readonly strip: readonly string[]
+}
 
-/** The route's cache rules in the form response-rules.ts takes (computed once per config object). */
-function ruleOptions(cfg: RouteCacheConfig): RuleOptions {
+const RULES = new WeakMap<RouteCacheConfig, RouteRules>()
+
+function ruleOptions(cfg: RouteCacheConfig): RouteRules {
   let r = RULES.get(cfg)
   if (r === undefined) {
-    r = { shareSetCookie: cfg.share_set_cookie, targeted: cfg.targeted_fields.map((n) => n.toLowerCase()) }
+    const targeted = cfg.targeted_fields.map((n) => n.toLowerCase())
+    const tagHeaders = cfg.tag_headers.map((n) => n.toLowerCase())
+    const strip = [...(cfg.strip_targeted_fields ? targeted : []), ...(cfg.strip_tag_headers ? tagHeaders : [])]
+    r = { shareSetCookie: cfg.share_set_cookie, targeted, tagHeaders, strip }
     RULES.set(cfg, r)
   }
   return r
+}
+
+/**
+ * A soft-purged entry (purge with "soft": true) as if its freshness had ended at the purge: it
+ * is stale from then on, so stale-while-revalidate and stale-if-error windows count from the
+ * purge and a validator makes the next fetch a 304. http-cache-semantics computes age from the
+ * response time, so the copy gets an earlier one. An entry already stale then is left as is.
+ */
+function staleSince(policy: CachePolicy, at: number): CachePolicy {
+  const sincePurge = Math.max(0, (Date.now() - at) / 1000)
+  const ageAtPurge = policy.age() - sincePurge
+  const freshFor = policy.maxAge() - ageAtPurge
+  if (freshFor <= 0) return policy
+  const obj = policy.toObject() as CachePolicy.CachePolicyObject & { t: number }
+  return CachePolicy.fromObject({ ...obj, t: obj.t - freshFor * 1000 })
 }
 
 /** A Cookie header with anything besides the proxy's own split cookies. */
