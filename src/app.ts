@@ -135,11 +135,14 @@ async function assembleApp(config: Config, opts: AppOptions, resources: Resource
     const holder: { store?: CacheStore } = {}
     const cacheMetrics = createCacheMetrics(registry, () => holder.store?.stats() ?? {})
     const storeName = resolveStoreName(cfg.cache, { logger: opts.logger })
+    const nearHit = cacheMetrics.near.labels('hit')
+    const nearMiss = cacheMetrics.near.labels('miss')
     const store = createCacheStore(cfg.cache, {
       logger: opts.logger.child({ component: 'cache' }),
       hooks: {
         onError: (op) => cacheMetrics.storeErrors.labels(storeName, op).inc(),
-        observe: (op, seconds) => cacheMetrics.storeLatency.labels(storeName, op).observe(seconds)
+        observe: (op, seconds) => cacheMetrics.storeLatency.labels(storeName, op).observe(seconds),
+        near: (result) => (result === 'hit' ? nearHit : nearMiss).inc()
       }
     })
     holder.store = store

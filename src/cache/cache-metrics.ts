@@ -1,7 +1,8 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
+import type { CacheStoreStats } from './store.js'
 
 /** Cache metrics on the app's registry; `stats` is read at scrape time from the store. */
-export function createCacheMetrics(registry: Registry, stats: () => { entries?: number; bytes?: number }) {
+export function createCacheMetrics(registry: Registry, stats: () => CacheStoreStats) {
   new Gauge({
     name: 'switchyard_cache_entries',
     help: 'Entries held by the cache store (where the store can tell).',
@@ -14,7 +15,25 @@ export function createCacheMetrics(registry: Registry, stats: () => { entries?: 
     registers: [registry],
     collect() { const s = stats(); if (s.bytes !== undefined) this.set(s.bytes) }
   })
+  new Gauge({
+    name: 'switchyard_cache_near_entries',
+    help: 'Responses held by the near cache in front of Redis (cache.near_cache).',
+    registers: [registry],
+    collect() { const s = stats(); if (s.near !== undefined) this.set(s.near.entries) }
+  })
+  new Gauge({
+    name: 'switchyard_cache_near_bytes',
+    help: 'Bytes held by the near cache in front of Redis (cache.near_cache).',
+    registers: [registry],
+    collect() { const s = stats(); if (s.near !== undefined) this.set(s.near.bytes) }
+  })
   return {
+    near: new Counter({
+      name: 'switchyard_cache_near_lookups_total',
+      help: 'Redis store lookups that found a stored response, by where: hit (the near cache, no round trip) or miss (read from Redis and copied).',
+      labelNames: ['result'] as const,
+      registers: [registry]
+    }),
     lookups: new Counter({
       name: 'switchyard_cache_lookups_total',
       help: 'Cache decisions by route and result (hit, miss, stale, revalidated, collapsed, bypass, error).',
