@@ -7,7 +7,7 @@ import type { HitSample, LoadResult } from './load.js'
 export type Size = 'small' | 'big'
 
 /** Which process answers: the upstreams themselves, a Switchyard process or nginx. */
-export type TargetName = 'upstreams' | 'switchyard' | 'switchyard-redis' | 'switchyard-workers' | 'nginx'
+export type TargetName = 'upstreams' | 'switchyard' | 'switchyard-redis' | 'switchyard-redis-far' | 'switchyard-workers' | 'nginx'
 
 export interface ScenarioDef {
   id: string
@@ -24,6 +24,7 @@ const KINDS: ReadonlyArray<{ key: string; label: string; target: TargetName; pre
   { key: 'switchyard', label: 'switchyard uncached', target: 'switchyard', prefix: '/u/', cached: false },
   { key: 'switchyard-memory-hit', label: 'switchyard cache hit, memory', target: 'switchyard', prefix: '/c/', cached: true },
   { key: 'switchyard-redis-hit', label: 'switchyard cache hit, redis', target: 'switchyard-redis', prefix: '/c/', cached: true },
+  { key: 'switchyard-redis-far-hit', label: 'switchyard cache hit, redis, no near cache', target: 'switchyard-redis-far', prefix: '/c/', cached: true },
   { key: 'switchyard-workers2', label: 'switchyard workers:2 uncached', target: 'switchyard-workers', prefix: '/u/', cached: false },
   { key: 'switchyard-workers2-memory-hit', label: 'switchyard workers:2 cache hit, memory', target: 'switchyard-workers', prefix: '/c/', cached: true },
   { key: 'nginx', label: 'nginx (keepalive upstream)', target: 'nginx', prefix: '/u/', cached: false },

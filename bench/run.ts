@@ -134,6 +134,7 @@ async function main(argv: string[]): Promise<number> {
     }
     if (!haveCommand('redis-server')) {
       mark('switchyard-redis', 'skipped', 'redis-server not installed')
+      mark('switchyard-redis-far', 'skipped', 'redis-server not installed')
       notes.push('redis-server is not on PATH: the Redis cache rows are skipped')
     }
     if (!haveNginx()) {
@@ -172,7 +173,14 @@ async function main(argv: string[]): Promise<number> {
     check()
     await start('switchyard-redis', async () => {
       redis = await startRedis(procs, dir)
-      const sy = await startSwitchyard(procs, dir, { name: 'switchyard-redis', upstreams, store: { kind: 'redis', url: redis.url }, ...single })
+      const sy = await startSwitchyard(procs, dir, { name: 'switchyard-redis', upstreams, store: { kind: 'redis', url: redis.url, near: true }, ...single })
+      configs[sy.proc.name] = sy.yaml
+      return { urls: [sy.url], proxy: sy.proc }
+    })
+    check()
+    await start('switchyard-redis-far', async () => {
+      redis ??= await startRedis(procs, dir)
+      const sy = await startSwitchyard(procs, dir, { name: 'switchyard-redis-far', upstreams, store: { kind: 'redis', url: redis.url, near: false }, ...single })
       configs[sy.proc.name] = sy.yaml
       return { urls: [sy.url], proxy: sy.proc }
     })
@@ -214,7 +222,7 @@ async function main(argv: string[]): Promise<number> {
         const urls = urlOf(target, s, o)
         const proxyPids = target.proxy === undefined ? [] : procs.recordTree(target.proxy)
         const upPids = groupPids(upstreams.map((u) => u.proc))
-        const redisPids = s.target === 'switchyard-redis' && redis !== undefined ? redis.proc.pids : []
+        const redisPids = (s.target === 'switchyard-redis' || s.target === 'switchyard-redis-far') && redis !== undefined ? redis.proc.pids : []
         const t0 = { proxy: ticksOf(proxyPids), up: ticksOf(upPids), redis: ticksOf(redisPids) }
         const startedAt = new Date().toISOString()
         const load = await runLoad({ title: s.id, urls, connections: o.connections, durationS: o.durationS })

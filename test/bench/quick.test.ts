@@ -65,7 +65,7 @@ t.test('bench --quick runs every scenario and cleans up', { skip: process.env.SW
     t.ok(row, `a row for ${id}`)
     if (row === undefined) continue
     if (row.status === 'skipped') {
-      const allowed = row.target === 'nginx' || row.target === 'switchyard-workers' || (row.target === 'switchyard-redis' && !onPath('redis-server'))
+      const allowed = row.target === 'nginx' || row.target === 'switchyard-workers' || ((row.target === 'switchyard-redis' || row.target === 'switchyard-redis-far') && !onPath('redis-server'))
       t.ok(allowed, `${id} may only be skipped for nginx, workers or a missing redis-server (note: ${row.note ?? ''})`)
       t.ok((row.note ?? '') !== '', `${id} says why it was skipped`)
     } else {
