@@ -199,7 +199,7 @@ export class HttpCache {
     return { policy, body: got.body }
   }
 
-  private async serve(routed: RoutedRequest, writer: ClientWriter, cfg: RouteCacheConfig, deps: AttemptDeps, dropUnderscores: boolean): Promise<void> {
+  private async serve(routed: RoutedRequest, writer: ClientWriter, cfg: RouteCacheConfig, deps: AttemptDeps, dropUnderscores: boolean, again = false): Promise<void> {
     const primary = this.primaryKey(routed, routed.path, routed.query, cfg)
     let stored: Stored | undefined
     try {
@@ -235,7 +235,17 @@ export class HttpCache {
         return
       }
     }
-    if (range) return this.passRange(routed, writer, deps, dropUnderscores)
+    if (range) {
+      // A fill of this URL is under way: its answer may serve the range once stored.
+      const pending = again ? undefined : this.inflight.get(flightKey(base.primary, routed))
+      if (pending !== undefined) {
+        await pending.promise
+        await pending.written
+        if (writer.closed) return
+        return this.serve(routed, writer, cfg, deps, dropUnderscores, true)
+      }
+      return this.passRange(routed, writer, deps, dropUnderscores)
+    }
     await this.fill(base, writer, stored)
   }
 
@@ -306,7 +316,7 @@ export class HttpCache {
   /** A miss (or an entry we cannot revalidate): one upstream exchange per key at a time. */
   async fill(base: FillBase, writer: ClientWriter, stale: Stored | undefined): Promise<void> {
     const { routed } = base
-    const flight = `${base.primary.digest}|${variantHint(routed)}`
+    const flight = flightKey(base.primary, routed)
     const pending = this.inflight.get(flight)
     if (pending !== undefined) {
       // Arriving after the answer was known (its store write still running) is a plain hit.
@@ -480,7 +490,7 @@ export class HttpCache {
 
   /** stale-while-revalidate: one background refresh per key at a time, through the attempt loop. */
   private refreshInBackground(base: FillBase, stored: Stored): void {
-    const flight = `${base.primary.digest}|${variantHint(base.routed)}`
+    const flight = flightKey(base.primary, base.routed)
     if (this.refreshing.has(flight)) return
     this.refreshing.add(flight)
     const ctx: FillContext = { ...base, writer: undefined, stale: stored, conditional: hasValidator(stored.policy), xcache: '', fwd: '', finish: () => this.refreshing.delete(flight) }
@@ -655,6 +665,11 @@ function validatorsOf(p: CachePolicy): Headers {
 
 function hasResponseValidator(h: Headers): boolean {
   return h.etag !== undefined || h['last-modified'] !== undefined
+}
+
+/** The in-process flight (and fill lock) of a request: its URL key and variantHint. */
+function flightKey(primary: CacheKey, routed: RoutedRequest): string {
+  return `${primary.digest}|${variantHint(routed)}`
 }
 
 /**
