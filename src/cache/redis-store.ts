@@ -15,14 +15,15 @@
  *    most once per `logIntervalMs` with a count of the suppressed ones.
  *  (redis-connection.ts builds every connection with these options.)
  *
- * Hot path: get is one round trip, a pipeline of HGET (the URL's Vary names) and HMGET of the
- * variant those names would select; both keys carry the URL's hash tag, so on a cluster they
- * are one slot and the pipeline goes to one node. The names are guessed from a small
- * per-process hint map (default: Vary: Origin, which the HTTP layer always adds), so only the
- * first lookup of a varying URL in a process, or a lookup after the origin changed its Vary,
- * takes a second round trip. A variant found under guessed names is a correct answer even if
- * the index moved on: its key digests the names it was stored with and the request's values
- * for them, which is the RFC 9111 section 4.1 match.
+ * Hot path: a hit is one command, LRANGE of the variant the request selects under the URL's
+ * Vary names (layout: toEntry at the end of this file). The names are guessed from a small
+ * per-process hint map (default: Vary: Origin, which the HTTP layer always adds); only when
+ * that misses is the URL index read (HGET), and the variant read again if the names differ.
+ * So a miss costs two round trips (it goes upstream anyway) and the first lookup of a varying
+ * URL in a process three. A variant found under guessed names is a correct answer even if the
+ * index moved on: its key digests the names it was stored with and the request's values for
+ * them, which is the RFC 9111 section 4.1 match. With the near cache, a hit copied before
+ * costs no round trip at all.
  *
  * Writes and purges of one URL are Lua scripts on the URL's slot (atomic, one round trip).
  * The authority, host-name and tag indexes live in their own slots and are written first, by
@@ -66,8 +67,9 @@ const DEFAULT_NAMES: VaryNames = 'origin'
  * Writes a variant and its URL's index (one slot: the URL's hash tag). Server time (TIME) for
  * expiry stamps, so instances with skewed clocks agree. The variant is replaced whole (DEL
  * first), so a soft-purge mark of the response it replaces does not stick to it.
- * KEYS: variant, url index. ARGV: meta, body, ttl ms, Vary names, variant digest, authority
- * index member, authority digest, variant key prefix of this URL.
+ * KEYS: variant, url index. ARGV: head (mark + meta), unused, ttl ms, Vary names, variant
+ * digest, authority index member, authority digest, variant key prefix of this URL, then the
+ * body's parts.
  */
 const SET_LUA = `
 local vkey, ukey = KEYS[1], KEYS[2]
@@ -94,7 +96,7 @@ for i = 1, #fields, 2 do
   end
 end
 redis.call('DEL', vkey)
-redis.call('HSET', vkey, 'm', ARGV[1], 'b', ARGV[2])
+redis.call('RPUSH', vkey, ARGV[1], unpack(ARGV, 9))
 redis.call('PEXPIRE', vkey, ttl)
 redis.call('HSET', ukey, 'n', ARGV[4], 'k', ARGV[6], 'h', ARGV[7], '=' .. ARGV[5], expires)
 redis.call('PEXPIREAT', ukey, newest)
@@ -138,8 +140,10 @@ for i = 1, #fields, 2 do
       local vkey = ARGV[1] .. d
       found[#found + 1] = d
       if ARGV[2] == '1' then
-        if redis.call('EXISTS', vkey) == 1 then
-          redis.call('HSET', vkey, 'p', ARGV[3])
+        local head = redis.call('LINDEX', vkey, 0)
+        if head then
+          -- The mark is the fixed-width field after 'SY2:' (see HEAD in the store).
+          redis.call('LSET', vkey, 0, string.sub(head, 1, 4) .. ARGV[3] .. string.sub(head, 18))
           n = n + 1
         end
       else
@@ -241,26 +245,25 @@ export class RedisCacheStore implements CacheStore {
     const ticket = near?.begin(vkey)
     const started = performance.now()
     try {
-      const pipeline = this.#redis.pipeline().hget(this.#urlKey(key.digest), 'n').hmgetBuffer(vkey, 'm', 'b', 'p')
-      if (ticket !== undefined) pipeline.pttl(vkey)
-      const replies = await pipeline.exec()
+      // One command when the guess is right (the common case); the URL's names only on a miss.
+      const hit = toEntry(await this.#redis.lrangeBuffer(vkey, 0, -1))
       this.#observe('get', started)
-      const names = pipelineReply(replies, 0)
-      const hit = toEntry(pipelineReply(replies, 1))
       if (hit !== undefined) {
         if (ticket !== undefined) {
           this.#hooks.near?.('miss')
-          const pttl = Number(pipelineReply(replies, 2))
-          ticket.fill(hit, hit.body.length + hit.meta.length * 2, pttl > 0 ? Date.now() + pttl : undefined)
+          ticket.fill(hit, hit.body.length + hit.meta.length * 2)
         }
         return hit
       }
       ticket?.cancel()
+      const again = performance.now()
+      const names = await this.#redis.hget(this.#urlKey(key.digest), 'n')
+      this.#observe('get', again)
       if (typeof names !== 'string' || names === guess) return undefined
       this.#hint(key.digest, names)
-      const again = performance.now()
-      const reply = await this.#redis.hmgetBuffer(this.#variantKey(key.digest, variantDigest(key, names, requestHeaders)), 'm', 'b', 'p')
-      this.#observe('get', again)
+      const third = performance.now()
+      const reply = await this.#redis.lrangeBuffer(this.#variantKey(key.digest, variantDigest(key, names, requestHeaders)), 0, -1)
+      this.#observe('get', third)
       return toEntry(reply)
     } catch (err) {
       ticket?.cancel()
@@ -290,7 +293,7 @@ export class RedisCacheStore implements CacheStore {
       this.#near?.invalidate(vkey)
       await this.#eval(SET_SCRIPT,
         [vkey, this.#urlKey(key.digest)],
-        [entry.meta, entry.body, ttl, names, vd, member, ad, this.#variantPrefix(key.digest)])
+        [HEAD_PREFIX + NOT_PURGED + entry.meta, '', ttl, names, vd, member, ad, this.#variantPrefix(key.digest), ...bodyParts(entry.body)])
       this.#near?.invalidate(vkey)
       this.#observe('set', started)
       this.#hint(key.digest, names)
@@ -437,7 +440,8 @@ export class RedisCacheStore implements CacheStore {
   /** Purges URLs (each a script on its own slot), then drops them from their authority indexes. */
   async #purgeUrls(urlDigests: string[], opts: PurgeOptions): Promise<number> {
     const soft = opts.soft === true
-    const at = String(Math.round(opts.now ?? Date.now()))
+    // The mark is a fixed-width field of the variant's head (see HEAD_PREFIX).
+    const at = String(Math.max(1, Math.round(opts.now ?? Date.now()))).padStart(13, '0').slice(-13)
     const results = await Promise.all(urlDigests.filter(isDigest).map(async (u) => {
       const r = await this.#eval(PURGE_SCRIPT, [this.#urlKey(u)], [this.#variantPrefix(u), soft ? '1' : '0', at])
       this.#hints.delete(u)
@@ -507,18 +511,36 @@ export class RedisCacheStore implements CacheStore {
   }
 }
 
-/** The reply of command `i` of a pipeline, rethrowing its error. */
-function pipelineReply(replies: [Error | null, unknown][] | null, i: number): unknown {
-  const r = replies?.[i]
-  if (r === undefined) throw new Error('redis pipeline returned no reply')
-  if (r[0] !== null) throw r[0]
-  return r[1]
+/**
+ * A variant is a Redis list: its head, then its body in parts of at most PART_BYTES. The head
+ * is 'SY2:', the soft-purge mark (13 digits of ms since the epoch, all zeros when not marked),
+ * then the meta. Why a list: a reply larger than a socket read (64 KiB) makes ioredis's parser
+ * copy it into a shared pool that grows and is reallocated (page faults, GC pressure), and every
+ * body returned as a view of that pool keeps all of it alive. Parts that fit in one read come
+ * back as views of the read, and one exact-size concat makes the body we keep.
+ */
+const HEAD_PREFIX = 'SY2:'
+const NOT_PURGED = '0'.repeat(13)
+const HEAD_BYTES = HEAD_PREFIX.length + NOT_PURGED.length
+const PART_BYTES = 8192
+// Lua's unpack takes a few thousand values at most: a very large body gets larger parts.
+const MAX_PARTS = 4000
+
+function bodyParts(body: Buffer): Buffer[] {
+  const size = Math.max(PART_BYTES, Math.ceil(body.length / MAX_PARTS))
+  const parts: Buffer[] = []
+  for (let i = 0; i < body.length; i += size) parts.push(body.subarray(i, i + size))
+  return parts
 }
 
 function toEntry(reply: unknown): CacheEntry | undefined {
-  if (!Array.isArray(reply)) return undefined
-  const [meta, body, purged] = reply as unknown[]
-  if (!Buffer.isBuffer(meta) || !Buffer.isBuffer(body)) return undefined
-  if (!Buffer.isBuffer(purged)) return { meta: meta.toString('utf8'), body }
-  return { meta: meta.toString('utf8'), body, invalidatedAt: Number(purged.toString('latin1')) }
+  if (!Array.isArray(reply) || reply.length === 0) return undefined
+  const head = reply[0] as unknown
+  if (!Buffer.isBuffer(head) || head.length < HEAD_BYTES || head.toString('latin1', 0, HEAD_PREFIX.length) !== HEAD_PREFIX) return undefined
+  const meta = head.toString('utf8', HEAD_BYTES)
+  const parts = reply.slice(1) as Buffer[]
+  // A fresh exact-size copy: never a view that keeps a socket read or parser pool alive.
+  const body = Buffer.concat(parts)
+  const mark = Number(head.toString('latin1', HEAD_PREFIX.length, HEAD_BYTES))
+  return mark > 0 ? { meta, body, invalidatedAt: mark } : { meta, body }
 }

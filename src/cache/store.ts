@@ -9,8 +9,9 @@
  * U = URL digest, V = variant digest; {..} is a Redis Cluster hash tag, so every key of one URL
  * lives in one slot and its scripts stay atomic on a cluster):
  *
- *   P v:{U}:V       the stored response: meta, body, and the soft-purge mark (when it was
- *                   marked stale); expires by itself at its TTL. V = SHA-256(url digest, Vary
+ *   P v:{U}:V       the stored response, a list: a head (the soft-purge mark, when it was
+ *                   marked stale, and the meta), then the body in parts (redis-store.ts says
+ *                   why); expires by itself at its TTL. V = SHA-256(url digest, Vary
  *                   names, selected values) (cache-key.ts), so a request finds its variant with
  *                   one lookup once it knows the URL's Vary names.
  *   P u:{U}         the URL's variants index: its Vary names (a URL has one current set:
