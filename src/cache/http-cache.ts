@@ -99,8 +99,8 @@ interface FillContext {
   readonly finish: (s: Shared, stored?: Promise<void>) => void
 }
 
-/** What every fill of one request shares. */
-type FillBase = Pick<FillContext, 'routed' | 'cfg' | 'primary' | 'deps' | 'dropUnderscores'>
+/** What every fill of one request shares; `again`: the request already waited for a fill's write once. */
+type FillBase = Pick<FillContext, 'routed' | 'cfg' | 'primary' | 'deps' | 'dropUnderscores'> & { readonly again: boolean }
 
 const NO_FLIGHT = (): void => {}
 /** RFC 9211 section 2.2: fwd=request, forwarded because of the request's semantics (a Range we cannot serve). */
@@ -209,7 +209,7 @@ export class HttpCache {
       this.deps.log.warn({ err }, 'cache lookup failed; serving from upstream')
     }
     if (writer.closed) return
-    const base: FillBase = { routed, cfg, primary, deps, dropUnderscores }
+    const base: FillBase = { routed, cfg, primary, deps, dropUnderscores, again }
     const range = routed.headers.range !== undefined
     if (stored !== undefined) {
       let ev: { response?: { headers: unknown }; revalidation?: { synchronous: boolean } } = stored.policy.evaluateRequest(this.policyRequest(routed))
@@ -237,13 +237,13 @@ export class HttpCache {
     }
     if (range) {
       // A fill of this URL is under way: its answer may serve the range once stored.
+      // Bounded: the fill runs at its own client's pace, and a seek must not wait for that.
       const pending = again ? undefined : this.inflight.get(flightKey(base.primary, routed))
-      if (pending !== undefined) {
-        await pending.promise
-        await pending.written
+      if (pending !== undefined && await within(RANGE_WAIT_MS, (async () => { await pending.promise; await pending.written })())) {
         if (writer.closed) return
         return this.serve(routed, writer, cfg, deps, dropUnderscores, true)
       }
+      if (writer.closed) return
       return this.passRange(routed, writer, deps, dropUnderscores)
     }
     await this.fill(base, writer, stored)
@@ -335,12 +335,14 @@ export class HttpCache {
         }
         return
       }
-      // Stored, but not fresh for this request (max-age=0 with stale-while-revalidate, say):
-      // once the write lands, this request is like any other finding a stored entry.
-      if (shared.kind === 'stored' && pending.written !== undefined) {
+      // Stored, and usable for this request once written though not fresh (max-age=0 with
+      // stale-while-revalidate, say): once the write lands, this request is like any other
+      // finding a stored entry. Not for a request the entry cannot serve (another Vary value,
+      // no-cache): that one goes upstream now rather than queue behind fill after fill.
+      if (shared.kind === 'stored' && pending.written !== undefined && !base.again && servesOnceStored(shared.stored.policy, this.policyRequest(routed))) {
         await pending.written
         if (writer.closed) return
-        return this.serve(routed, writer, base.cfg, base.deps, base.dropUnderscores)
+        return this.serve(routed, writer, base.cfg, base.deps, base.dropUnderscores, true)
       }
       // Not shareable (or not for this request's Vary): go upstream ourselves.
     }
@@ -665,6 +667,31 @@ function validatorsOf(p: CachePolicy): Headers {
 
 function hasResponseValidator(h: Headers): boolean {
   return h.etag !== undefined || h['last-modified'] !== undefined
+}
+
+/** How long a Range request waits for a fill of its URL to be stored before going upstream itself. */
+const RANGE_WAIT_MS = 1000
+
+/** Whether `p` settles within `ms` (it keeps running either way; its rejection is ignored). */
+async function within(ms: number, p: Promise<unknown>): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<false>((resolve) => { timer = setTimeout(resolve, ms, false) })
+  try {
+    return await Promise.race([p.then(() => true, () => false), timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/**
+ * Whether a stored response can answer this request, fresh, stale-while-revalidate or after a
+ * revalidation: its Vary matches and the client does not refuse stored answers (no-cache).
+ * Asked as "would it serve if staleness were no object" (max-stale), so freshness does not count.
+ */
+function servesOnceStored(policy: CachePolicy, req: CachePolicy.Request): boolean {
+  const h = req.headers as Headers
+  if (/no-cache/i.test(String(h['cache-control'] ?? '')) || /no-cache/i.test(String(h.pragma ?? ''))) return false
+  return policy.evaluateRequest({ ...req, headers: { ...req.headers, 'cache-control': 'max-stale' } }).response !== undefined
 }
 
 /** The in-process flight (and fill lock) of a request: its URL key and variantHint. */

@@ -65,15 +65,15 @@ const DEFAULT_NAMES: VaryNames = 'origin'
 
 /**
  * Writes a variant and its URL's index (one slot: the URL's hash tag). Server time (TIME) for
- * expiry stamps, so instances with skewed clocks agree. The variant is replaced whole (DEL
- * first), so a soft-purge mark of the response it replaces does not stick to it.
- * KEYS: variant, url index. ARGV: head (mark + meta), unused, ttl ms, Vary names, variant
- * digest, authority index member, authority digest, variant key prefix of this URL, then the
- * body's parts.
+ * expiry stamps, so instances with skewed clocks agree; the variant's head carries its expiry
+ * (the near cache's copies end with it). The variant is replaced whole (DEL first), so a
+ * soft-purge mark of the response it replaces does not stick to it.
+ * KEYS: variant, url index. ARGV: meta, ttl ms, Vary names, variant digest, variant key
+ * prefix of this URL, then the body's parts.
  */
 const SET_LUA = `
 local vkey, ukey = KEYS[1], KEYS[2]
-local ttl = tonumber(ARGV[3])
+local ttl = tonumber(ARGV[2])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local expires = now + ttl
@@ -84,21 +84,22 @@ for i = 1, #fields, 2 do
   local f = fields[i]
   if string.byte(f, 1) == 61 then
     local d = string.sub(f, 2)
-    if names ~= ARGV[4] then
+    if names ~= ARGV[3] then
       -- The origin changed its Vary: older variants would shadow this response (RFC 9111 4.1).
-      if #d == 64 and string.match(d, '^%x+$') then redis.call('DEL', ARGV[8] .. d) end
+      if #d == 64 and string.match(d, '^%x+$') then redis.call('DEL', ARGV[5] .. d) end
       redis.call('HDEL', ukey, f)
     elseif tonumber(fields[i + 1]) <= now then
       redis.call('HDEL', ukey, f)
-    elseif d ~= ARGV[5] then
+    elseif d ~= ARGV[4] then
       newest = math.max(newest, tonumber(fields[i + 1]))
     end
   end
 end
 redis.call('DEL', vkey)
-redis.call('RPUSH', vkey, ARGV[1], unpack(ARGV, 9))
+local head = 'SY3:' .. string.rep('0', 13) .. string.format('%013.0f', expires) .. ARGV[1]
+redis.call('RPUSH', vkey, head, unpack(ARGV, 6))
 redis.call('PEXPIRE', vkey, ttl)
-redis.call('HSET', ukey, 'n', ARGV[4], 'k', ARGV[6], 'h', ARGV[7], '=' .. ARGV[5], expires)
+redis.call('HSET', ukey, 'n', ARGV[3], '=' .. ARGV[4], expires)
 redis.call('PEXPIREAT', ukey, newest)
 return 1
 `
@@ -122,14 +123,14 @@ return 1
 /**
  * Drops a URL with all its variants, or (soft) marks each live variant stale at the given time.
  * Only keys of the form variant prefix + 64 hex digits are built, from digests checked here
- * again. Returns { responses found, authority index member, authority digest, variant
- * digests... } so the caller can drop the member from the authority index (another slot) and
- * its own near-cache copies.
- * KEYS: url index. ARGV: variant key prefix of this URL, '1' for soft, time ms.
+ * again. The indexes that name the URL (authority, tags) are left alone: removing a member
+ * here could remove one a concurrent write just added (they are trimmed by expiry, and purges
+ * skip URLs that are gone). Returns { responses found, { variant digests } } so the caller can
+ * drop its own near-cache copies at once.
+ * KEYS: url index. ARGV: variant key prefix of this URL, '1' for soft, time ms (13 digits).
  */
 const PURGE_LUA = `
 local n = 0
-local member, authority = '', ''
 local found = {}
 local fields = redis.call('HGETALL', KEYS[1])
 for i = 1, #fields, 2 do
@@ -142,7 +143,7 @@ for i = 1, #fields, 2 do
       if ARGV[2] == '1' then
         local head = redis.call('LINDEX', vkey, 0)
         if head then
-          -- The mark is the fixed-width field after 'SY2:' (see HEAD in the store).
+          -- The mark is the fixed-width field after 'SY3:' (see toEntry).
           redis.call('LSET', vkey, 0, string.sub(head, 1, 4) .. ARGV[3] .. string.sub(head, 18))
           n = n + 1
         end
@@ -150,14 +151,10 @@ for i = 1, #fields, 2 do
         n = n + redis.call('DEL', vkey)
       end
     end
-  elseif f == 'k' then
-    member = fields[i + 1]
-  elseif f == 'h' then
-    authority = fields[i + 1]
   end
 end
 if ARGV[2] ~= '1' then redis.call('DEL', KEYS[1]) end
-return { n, member, authority, unpack(found) }
+return { n, found }
 `
 
 interface LuaScript {
@@ -251,9 +248,10 @@ export class RedisCacheStore implements CacheStore {
       if (hit !== undefined) {
         if (ticket !== undefined) {
           this.#hooks.near?.('miss')
-          ticket.fill(hit, hit.body.length + hit.meta.length * 2)
+          // The copy ends when Redis drops the entry, even if Redis reports that late.
+          ticket.fill(hit.entry, hit.entry.body.length + hit.entry.meta.length * 2, hit.expiresAt)
         }
-        return hit
+        return hit.entry
       }
       ticket?.cancel()
       const again = performance.now()
@@ -264,7 +262,7 @@ export class RedisCacheStore implements CacheStore {
       const third = performance.now()
       const reply = await this.#redis.lrangeBuffer(this.#variantKey(key.digest, variantDigest(key, names, requestHeaders)), 0, -1)
       this.#observe('get', third)
-      return toEntry(reply)
+      return toEntry(reply)?.entry
     } catch (err) {
       ticket?.cancel()
       this.#fail('get', err, started)
@@ -293,7 +291,7 @@ export class RedisCacheStore implements CacheStore {
       this.#near?.invalidate(vkey)
       await this.#eval(SET_SCRIPT,
         [vkey, this.#urlKey(key.digest)],
-        [HEAD_PREFIX + NOT_PURGED + entry.meta, '', ttl, names, vd, member, ad, this.#variantPrefix(key.digest), ...bodyParts(entry.body)])
+        [entry.meta, ttl, names, vd, this.#variantPrefix(key.digest), ...bodyParts(entry.body)])
       this.#near?.invalidate(vkey)
       this.#observe('set', started)
       this.#hint(key.digest, names)
@@ -340,7 +338,6 @@ export class RedisCacheStore implements CacheStore {
     for (const tag of new Set(tags)) {
       const index = this.#key('t:', tagDigest(tag))
       removed += await this.#scan(index, (m) => isDigest(m) ? m : undefined, opts)
-      if (opts.soft !== true) await this.#purging(() => this.#redis.del(index))
     }
     return removed
   }
@@ -437,30 +434,21 @@ export class RedisCacheStore implements CacheStore {
     }
   }
 
-  /** Purges URLs (each a script on its own slot), then drops them from their authority indexes. */
+  /** Purges URLs, each a script on its own slot. */
   async #purgeUrls(urlDigests: string[], opts: PurgeOptions): Promise<number> {
     const soft = opts.soft === true
     // The mark is a fixed-width field of the variant's head (see HEAD_PREFIX).
     const at = String(Math.max(1, Math.round(opts.now ?? Date.now()))).padStart(13, '0').slice(-13)
-    const results = await Promise.all(urlDigests.filter(isDigest).map(async (u) => {
+    const found = await Promise.all(urlDigests.filter(isDigest).map(async (u) => {
       const r = await this.#eval(PURGE_SCRIPT, [this.#urlKey(u)], [this.#variantPrefix(u), soft ? '1' : '0', at])
       this.#hints.delete(u)
-      if (!Array.isArray(r)) return [0, '', ''] as const
+      if (!Array.isArray(r)) return 0
+      const [n, variants] = r as [unknown, unknown]
       // Our own copies go at once (other instances' when Redis's invalidation reaches them).
-      for (const d of (r as unknown[]).slice(3)) if (typeof d === 'string') this.#near?.invalidate(this.#variantPrefix(u) + d)
-      return r as [number, string, string]
+      if (Array.isArray(variants)) for (const d of variants) if (typeof d === 'string') this.#near?.invalidate(this.#variantPrefix(u) + d)
+      return typeof n === 'number' ? n : 0
     }))
-    if (!soft) {
-      const byIndex = new Map<string, string[]>()
-      for (const [, member, authority] of results) {
-        if (member === '' || !isDigest(authority)) continue
-        const list = byIndex.get(authority) ?? []
-        list.push(member)
-        byIndex.set(authority, list)
-      }
-      await Promise.all([...byIndex].map(([ad, members]) => this.#redis.zrem(this.#key('h:', ad), ...members)))
-    }
-    return results.reduce((n, [found]) => n + (typeof found === 'number' ? found : 0), 0)
+    return found.reduce((a, b) => a + b, 0)
   }
 
   /** EVALSHA, falling back to EVAL once when the server does not know the script (restart, failover). */
@@ -513,15 +501,16 @@ export class RedisCacheStore implements CacheStore {
 
 /**
  * A variant is a Redis list: its head, then its body in parts of at most PART_BYTES. The head
- * is 'SY2:', the soft-purge mark (13 digits of ms since the epoch, all zeros when not marked),
- * then the meta. Why a list: a reply larger than a socket read (64 KiB) makes ioredis's parser
- * copy it into a shared pool that grows and is reallocated (page faults, GC pressure), and every
- * body returned as a view of that pool keeps all of it alive. Parts that fit in one read come
- * back as views of the read, and one exact-size concat makes the body we keep.
+ * is 'SY3:', the soft-purge mark (13 digits of ms since the epoch, all zeros when not marked),
+ * the expiry (13 digits, server time), then the meta. Why a list: a reply larger than a socket
+ * read (64 KiB) makes ioredis's parser copy it into a shared pool that grows and is
+ * reallocated (page faults, GC pressure), and every body returned as a view of that pool keeps
+ * all of it alive. Parts that fit in one read come back as views of the read, and one
+ * exact-size concat makes the body we keep.
  */
-const HEAD_PREFIX = 'SY2:'
-const NOT_PURGED = '0'.repeat(13)
-const HEAD_BYTES = HEAD_PREFIX.length + NOT_PURGED.length
+const HEAD_PREFIX = 'SY3:'
+const STAMP = 13
+const HEAD_BYTES = HEAD_PREFIX.length + 2 * STAMP
 const PART_BYTES = 8192
 // Lua's unpack takes a few thousand values at most: a very large body gets larger parts.
 const MAX_PARTS = 4000
@@ -533,14 +522,15 @@ function bodyParts(body: Buffer): Buffer[] {
   return parts
 }
 
-function toEntry(reply: unknown): CacheEntry | undefined {
+/** A stored variant and when Redis drops it (ms since the epoch). */
+function toEntry(reply: unknown): { entry: CacheEntry; expiresAt: number } | undefined {
   if (!Array.isArray(reply) || reply.length === 0) return undefined
   const head = reply[0] as unknown
   if (!Buffer.isBuffer(head) || head.length < HEAD_BYTES || head.toString('latin1', 0, HEAD_PREFIX.length) !== HEAD_PREFIX) return undefined
   const meta = head.toString('utf8', HEAD_BYTES)
-  const parts = reply.slice(1) as Buffer[]
   // A fresh exact-size copy: never a view that keeps a socket read or parser pool alive.
-  const body = Buffer.concat(parts)
-  const mark = Number(head.toString('latin1', HEAD_PREFIX.length, HEAD_BYTES))
-  return mark > 0 ? { meta, body, invalidatedAt: mark } : { meta, body }
+  const body = Buffer.concat(reply.slice(1) as Buffer[])
+  const mark = Number(head.toString('latin1', HEAD_PREFIX.length, HEAD_PREFIX.length + STAMP))
+  const expiresAt = Number(head.toString('latin1', HEAD_PREFIX.length + STAMP, HEAD_BYTES))
+  return { entry: mark > 0 ? { meta, body, invalidatedAt: mark } : { meta, body }, expiresAt }
 }

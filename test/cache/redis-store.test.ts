@@ -1,4 +1,5 @@
 import t from 'tap'
+import { createHash } from 'node:crypto'
 import { Redis } from 'ioredis'
 import { pino, type Logger } from 'pino'
 import { cacheKey, hostDigest, type CacheUrl } from '../../src/cache/cache-key.js'
@@ -105,7 +106,7 @@ t.test('redis: purges never touch keys outside the namespace', async (t) => {
   }
   t.equal(await store.purgeUrl(k), 1)
   t.equal(await store.purgePrefix('example.com', '/'), 1)
-  t.same((await c.keys('sw:*')).filter((name) => /^sw:(?:[uh]:\{[0-9a-f]{64}\}|v:\{[0-9a-f]{64}\}:[0-9a-f]{64})$/.test(name)), [], 'our entries and URL indexes are all gone (the host-name index of authorities expires by itself)')
+  t.same((await c.keys('sw:*')).filter((name) => /^sw:(?:u:\{[0-9a-f]{64}\}|v:\{[0-9a-f]{64}\}:[0-9a-f]{64})$/.test(name)), [], 'our entries and URL indexes are all gone (the host and tag indexes are trimmed by expiry)')
   for (const [name, value] of Object.entries(foreign)) t.equal(await c.get(name), value, `${name} survives`)
   t.equal((await nested.get(k, {}))?.body.toString(), 'x', 'the nested-prefix tenant keeps its entries')
   t.equal((await nested.get(cacheKey(url('/y')), {}))?.body.toString(), 'y')
@@ -311,4 +312,44 @@ t.test('redis near cache: lost tracking (Redis restart) empties it, and it serve
   rec.trips.length = 0
   t.equal((await s.get(k, {}))?.body.toString(), 'after')
   t.same(rec.trips, [], 'served from the near cache again')
+})
+
+t.test('redis: a purge racing a write of the same URL or tag never unindexes the stored entry', async (t) => {
+  const store = await makeStore({ keyPrefix: 'race:' })
+  t.teardown(() => store.close())
+  for (let i = 0; i < 10; i++) {
+    const k = cacheKey(url(`/r/${i}`, '', 'race.test'))
+    await store.set(k, 'origin', {}, { meta: 'm', body: body('old'), tags: ['T'] }, HOUR)
+    await Promise.all([store.purgeTags(['T']), store.purgeUrl(k), store.set(k, 'origin', {}, { meta: 'm', body: body('new'), tags: ['T'] }, HOUR)])
+    if ((await store.get(k, {})) === undefined) continue
+    // Whatever order they ran in, a stored entry is still found by its tag and its prefix.
+    t.equal(await store.purgeTags(['T']), 1, `round ${i}: the tag still finds it`)
+    await store.set(k, 'origin', {}, { meta: 'm', body: body('again'), tags: ['T'] }, HOUR)
+    t.equal(await store.purgePrefix('race.test', '/r/'), 1, `round ${i}: the prefix still finds it`)
+  }
+})
+
+t.test('redis: a URL with thousands of variants is still purged (no Lua unpack limit)', async (t) => {
+  const store = await makeStore({ keyPrefix: 'many:' })
+  t.teardown(() => store.close())
+  const c = await client(t)
+  const k = cacheKey(url('/many'))
+  await store.set(k, 'user-agent, origin', { 'user-agent': 'real' }, { meta: 'm', body: body('x') }, HOUR)
+  // 9000 more variant fields in the URL's index, as 9000 user agents would leave.
+  const fields: string[] = []
+  for (let i = 0; i < 9000; i++) fields.push('=' + createHash('sha256').update(String(i)).digest('hex'), String(Date.now() + HOUR))
+  await c.hset(`many:u:{${k.digest}}`, ...fields)
+  t.equal(await store.purgeUrl(k), 1, 'the one real variant is found')
+  t.equal(await store.get(k, { 'user-agent': 'real' }), undefined)
+})
+
+t.test('redis near cache: a copy ends with the entry\'s TTL even before Redis reports the expiry', async (t) => {
+  const s = new RedisCacheStore({ url: redis.url, keyPrefix: 'nttl:', timeoutMs: TIMEOUT_MS, logger: pino({ level: 'silent' }), maxReconnectDelayMs: 200, nearCache: { maxBytes: 1 << 20 } })
+  t.teardown(() => s.close())
+  t.ok(await s.nearReady(5000))
+  const k = cacheKey(url('/short-lived'))
+  await s.set(k, 'origin', {}, { meta: 'm', body: body('x') }, 300)
+  await warm(s, k)
+  await waitFor(async () => (await s.get(k, {})) === undefined, 3000, 'the copy to end with the TTL')
+  t.pass('gone once its TTL passed')
 })
