@@ -99,8 +99,11 @@ interface FillContext {
   readonly finish: (s: Shared, stored?: Promise<void>) => void
 }
 
-/** What every fill of one request shares; `again`: the request already waited for a fill's write once. */
-type FillBase = Pick<FillContext, 'routed' | 'cfg' | 'primary' | 'deps' | 'dropUnderscores'> & { readonly again: boolean }
+/**
+ * What every fill of one request shares. `again`: the request already looked twice (waited for
+ * a fill's write once); `writesBefore`: the write count when its lookup started.
+ */
+type FillBase = Pick<FillContext, 'routed' | 'cfg' | 'primary' | 'deps' | 'dropUnderscores'> & { readonly again: boolean; readonly writesBefore: number }
 
 const NO_FLIGHT = (): void => {}
 /** RFC 9211 section 2.2: fwd=request, forwarded because of the request's semantics (a Range we cannot serve). */
@@ -110,6 +113,10 @@ export class HttpCache {
   /** Fills in progress by key; `settled` once the answer is known (its store write may still run). */
   private readonly inflight = new Map<string, Flight>()
   private readonly refreshing = new Set<string>()
+  /** Flight key -> the write count when its last store write finished (bounded: cleared when full). */
+  private readonly written = new Map<string, number>()
+  /** Store writes of fills finished so far. */
+  private writes = 0
   private readonly parsed = new Map<string, CachePolicy>()
   private readonly keys = new Map<string, CacheKey>()
   readonly store: CacheStore
@@ -201,6 +208,7 @@ export class HttpCache {
 
   private async serve(routed: RoutedRequest, writer: ClientWriter, cfg: RouteCacheConfig, deps: AttemptDeps, dropUnderscores: boolean, again = false): Promise<void> {
     const primary = this.primaryKey(routed, routed.path, routed.query, cfg)
+    const writesBefore = this.writes
     let stored: Stored | undefined
     try {
       stored = await this.lookup(routed, primary)
@@ -209,7 +217,7 @@ export class HttpCache {
       this.deps.log.warn({ err }, 'cache lookup failed; serving from upstream')
     }
     if (writer.closed) return
-    const base: FillBase = { routed, cfg, primary, deps, dropUnderscores, again }
+    const base: FillBase = { routed, cfg, primary, deps, dropUnderscores, again, writesBefore }
     const range = routed.headers.range !== undefined
     if (stored !== undefined) {
       let ev: { response?: { headers: unknown }; revalidation?: { synchronous: boolean } } = stored.policy.evaluateRequest(this.policyRequest(routed))
@@ -346,6 +354,11 @@ export class HttpCache {
       }
       // Not shareable (or not for this request's Vary): go upstream ourselves.
     }
+    // The fill of this key finished its write while our lookup was under way (the lookup missed
+    // it by a round trip): look again rather than fetch what was just stored.
+    if (pending === undefined && !base.again && (this.written.get(flight) ?? -1) >= base.writesBefore) {
+      return this.serve(routed, writer, base.cfg, base.deps, base.dropUnderscores, true)
+    }
     let finish: FillContext['finish'] = NO_FLIGHT
     // The Redis fill lock this flight holds across instances, released with the flight.
     let release: (() => Promise<void>) | undefined
@@ -365,6 +378,7 @@ export class HttpCache {
         settle(s)
         const done = (): void => {
           this.inflight.delete(flight)
+          if (stored !== undefined) this.noteWritten(flight)
           void release?.()
         }
         if (stored === undefined) done()
@@ -421,6 +435,11 @@ export class HttpCache {
 
   private countCoalesce(routed: RoutedRequest, result: 'leader' | 'follower_hit' | 'follower_miss' | 'follower_timeout' | 'error'): void {
     this.deps.metrics.coalesce.labels(routed.route.name, result).inc()
+  }
+
+  private noteWritten(flight: string): void {
+    if (this.written.size >= PARSED_POLICIES) this.written.clear()
+    this.written.set(flight, this.writes++)
   }
 
   /** A fill always asks with GET (a HEAD's entry needs a body for later GETs), without the client's conditionals. */

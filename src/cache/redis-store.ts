@@ -35,6 +35,7 @@ import { createHash } from 'node:crypto'
 import { createRedisClient, masters, type ConnectionPolicy, type RedisClient } from './redis-connection.js'
 import { InvalidationTracker } from './invalidation-tracker.js'
 import { NearCache } from './near-cache.js'
+import { RespLrange, plainRedisTarget } from './resp-lrange.js'
 import { hasPort, hostDigest, hostnameDigest, hostnameOf, isDigest, normalizeHost, parseVary, tagDigest, variantDigest, type CacheKey, type RequestHeaders, type VaryNames } from './cache-key.js'
 import type { CacheEntry, CacheStore, CacheStoreStats, PurgeOptions, StoreHooks, StoreOp } from './store.js'
 
@@ -182,6 +183,8 @@ export class RedisCacheStore implements CacheStore {
   /** URL digest -> its Vary names, for URLs whose names are not DEFAULT_NAMES (see the file comment). */
   readonly #hints = new Map<string, VaryNames>()
   readonly #near: NearCache<CacheEntry> | undefined
+  /** The hit path's own connection (plain redis:// URLs; see resp-lrange.ts). */
+  readonly #fast: RespLrange | undefined
   readonly #tracker: InvalidationTracker | undefined
   #lastLog = -Infinity
   #suppressed = 0
@@ -195,6 +198,8 @@ export class RedisCacheStore implements CacheStore {
     this.#logIntervalMs = opts.logIntervalMs ?? 10_000
     const policy: ConnectionPolicy = { timeoutMs: opts.timeoutMs, maxReconnectDelayMs: opts.maxReconnectDelayMs ?? 2000, connectionName: 'switchyard-cache' }
     this.#redis = createRedisClient(opts.url, policy)
+    const target = plainRedisTarget(opts.url)
+    this.#fast = target === undefined ? undefined : new RespLrange({ ...target, timeoutMs: opts.timeoutMs, maxReconnectDelayMs: policy.maxReconnectDelayMs })
     if (opts.nearCache !== undefined && opts.nearCache.maxBytes > 0) {
       const near = new NearCache<CacheEntry>({ maxBytes: opts.nearCache.maxBytes })
       this.#near = near
@@ -243,7 +248,8 @@ export class RedisCacheStore implements CacheStore {
     const started = performance.now()
     try {
       // One command when the guess is right (the common case); the URL's names only on a miss.
-      const hit = toEntry(await this.#redis.lrangeBuffer(vkey, 0, -1))
+      const fast = this.#fast?.ready === true ? this.#fast : undefined
+      const hit = toEntry(fast !== undefined ? await fast.lrange(vkey) : await this.#redis.lrangeBuffer(vkey, 0, -1))
       this.#observe('get', started)
       if (hit !== undefined) {
         if (ticket !== undefined) {
@@ -370,6 +376,7 @@ export class RedisCacheStore implements CacheStore {
     this.#closed = true
     await this.#tracker?.close()
     this.#near?.clear()
+    this.#fast?.close()
     if (this.#redis.status === 'ready') {
       try {
         await this.#redis.quit()
