@@ -10,8 +10,9 @@
  *  - reads into one reusable buffer (net `onread`) and copies each reply element once, into an
  *    exact-size Buffer (nothing returned keeps a read buffer alive);
  *  - bounds every command with one sweep timer instead of a timer per command: when the oldest
- *    pending command is older than `timeoutMs` the connection is destroyed, every pending
- *    command fails, and it reconnects with capped, jittered backoff.
+ *    pending command is older than `timeoutMs` and nothing arrives for another sweep, the
+ *    connection is destroyed, every pending command fails, and it reconnects with capped,
+ *    jittered backoff.
  * It speaks only what it needs of RESP2: AUTH and SELECT at connect, then LRANGE, whose reply is
  * an array of bulk strings (or an error). While not connected, lrange() rejects at once, like
  * the store's ioredis connection (no offline queue), so a request never waits on a broken Redis.
@@ -63,6 +64,8 @@ export class RespLrange {
   #socket: Socket | undefined
   #ready = false
   #closed = false
+  /** The oldest command seen overdue by the last sweep with nothing read since (see #checkTimeouts). */
+  #suspect: Pending | undefined
   #attempt = 0
   #reconnect: NodeJS.Timeout | undefined
   /** FIFO of commands sent and not answered; `#head` is the oldest. */
@@ -154,7 +157,14 @@ export class RespLrange {
       ok()
       return
     }
-    for (const step of steps) this.#send(step, { resolve: ok, reject: () => socket?.destroy(), at: performance.now() })
+    // A server without a password answers AUTH with an error ioredis also ignores; any other
+    // error reply (wrong password, no such db) will not change by retrying: the fast path gives
+    // up and hits go through ioredis, which reports the error.
+    const failed = (err: Error): void => {
+      if (/no password is set|without any password configured/i.test(err.message)) return ok()
+      this.close()
+    }
+    for (const step of steps) this.#send(step, { resolve: ok, reject: failed, at: performance.now() })
   }
 
   #send(args: string[], p: Pending): void {
@@ -172,9 +182,19 @@ export class RespLrange {
     })
   }
 
+  /**
+   * The connection is given up when its oldest command is overdue and nothing was read across
+   * two sweeps: a large reply still arriving, or replies waiting in the kernel after the event
+   * loop was blocked (timers run before reads), are not a dead server.
+   */
   #checkTimeouts(): void {
     const oldest = this.#pending[this.#head]
-    if (oldest !== undefined && performance.now() - oldest.at > this.#opts.timeoutMs) this.#socket?.destroy(new Error('redis fast path command timed out'))
+    if (oldest === undefined || performance.now() - oldest.at <= this.#opts.timeoutMs) {
+      this.#suspect = undefined
+      return
+    }
+    if (this.#suspect === oldest) this.#socket?.destroy(new Error('redis fast path command timed out'))
+    else this.#suspect = oldest
   }
 
   #failAll(err: Error): void {
@@ -209,6 +229,7 @@ export class RespLrange {
 
   /** Consumes `n` bytes of the (reused) read buffer; everything kept is copied out. */
   #feed(buf: Buffer, n: number): void {
+    this.#suspect = undefined
     let i = 0
     while (i < n) {
       if (this.#skipCrlf > 0) {
