@@ -130,3 +130,19 @@ t.test('loadConfigFile reports a missing file by name', async (t) => {
   writeFileSync(join(dir, 'ok.yaml'), GOOD)
   t.equal(loadConfigFile(join(dir, 'ok.yaml')).routes.length, 1)
 })
+
+t.test('cache options of this release: tag fields, key prefix, near cache, coalescing', async (t) => {
+  const p = problems(`
+pools: { p: { members: [{ url: http://127.0.0.1:1 }] } }
+routes:
+  - { name: a, match: { path_prefix: / }, pool: p, cache: { enabled: true, tag_headers: ["Bad Header"], strip_tag_headers: maybe } }
+cache: { key_prefix: "a{b}:", near_cache: { max_bytes: -1, size: 3 }, coalesce: { lock_ttl_ms: 5, max_wait_ms: -1 } }
+`).join('\n')
+  t.match(p, /routes\[0\]\.cache\.tag_headers\[0\]: expected a string matching/)
+  t.match(p, /routes\[0\]\.cache\.strip_tag_headers: expected/)
+  t.match(p, /cache\.key_prefix: expected a string matching \^\[\^\{\}\]\*\$, got "a\{b\}:"/)
+  t.match(p, /cache\.near_cache\.max_bytes: expected a number >= 0, got -1/)
+  t.match(p, /cache\.near_cache\.size: unknown key/)
+  t.match(p, /cache\.coalesce\.lock_ttl_ms: expected a number >= 100, got 5/)
+  t.match(p, /cache\.coalesce\.max_wait_ms: expected a number >= 0, got -1/)
+})
