@@ -7,7 +7,7 @@ import t from 'tap'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { startUpstream } from '../fixtures/upstream.js'
 import { fetchText, startProxy, waitFor, type Answer, type TestProxy } from '../fixtures/proxy.js'
-import { startRedis, type RedisServer } from '../fixtures/redis.js'
+import { redisText, startRedis, type RedisServer } from '../fixtures/redis.js'
 import { sendRaw } from '../fixtures/security.js'
 
 type Route = (req: IncomingMessage, res: ServerResponse) => void
@@ -292,8 +292,15 @@ routes: [{ name: c, match: {}, pool: o, cache: { enabled: true } }]
 `)
   t.teardown(async () => { await proxy.close(); await up.close() })
   t.match((await fetchText(`${proxy.url}/up`)).headers['cache-status'], /; stored$/, 'Redis up: stored')
+  // A miss's lookup is an LRANGE then an HGET of the URL index (redis-store.ts). A request whose
+  // lookup is still under way when the first answer is known is served that answer as a plain hit,
+  // so the origin is released only once Redis has answered all three lookups.
+  await waitFor(async () => (await redisText(redis.port, ['KEYS', '*v:*'])) === '*1', 5000, 'the /up entry is written')
+  const hgets = async (): Promise<number> => Number(/cmdstat_hget:calls=(\d+)/.exec(await redisText(redis.port, ['INFO', 'commandstats']))?.[1] ?? 0)
+  const before = await hgets()
   const waiting = [1, 2, 3].map(() => fetchText(`${proxy.url}/slow`))
   await waitFor(async () => /switchyard_requests_in_flight\{route="c"\} 3/.test((await fetchText(`${proxy.adminUrl}/metrics`)).body), 5000, 'three requests in flight')
+  await waitFor(async () => (await hgets()) >= before + 3, 5000, 'three lookups answered by Redis')
   release()
   const answers = await Promise.all(waiting)
   t.same(answers.map((a) => a.body), ['ok', 'ok', 'ok'])
