@@ -40,7 +40,7 @@ export async function runPrimary(configPath: string, config: Config, logger: Log
     supervisor.start()
     await supervisor.spawned()
     await control.start()
-    logger.info({ workers: workerCount(config), admin: adminAddress, listen: `${config.listen.host}:${config.listen.port}` }, 'switchyard cluster listening')
+    logger.info({ workers: workerCount(config), admin: adminAddress, listen: config.listen.map((l) => `${l.host}:${l.port}`) }, 'switchyard cluster listening')
     return control
   } catch (err) {
     await resources.closeAll()
@@ -69,7 +69,7 @@ export async function runWorker(): Promise<WorkerHandle> {
     // Let the primary's AggregatorRegistry read this worker's registry.
     new AggregatorRegistry()
     AggregatorRegistry.setRegistries([app.registry])
-    await listenOn(app.proxy, 'proxy listener', config.listen.host, config.listen.port)
+    await listenOn(app.proxy, 'proxy listener', config.listen[0].host, config.listen[0].port)
   } catch (err) {
     const e = asStartupError(err)
     channel.send({ type: MSG.failed, error: e.message })

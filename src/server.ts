@@ -33,7 +33,7 @@ export async function startServer(configPath: string, log?: Logger, config: Conf
     const adminAddress = await listenOn(app.admin, 'admin listener', config.admin.host, config.admin.port)
     app.supervisor?.start()
     await app.supervisor?.spawned()
-    const proxyAddress = await listenOn(app.proxy, 'proxy listener', config.listen.host, config.listen.port)
+    const proxyAddress = await listenOn(app.proxy, 'proxy listener', config.listen[0].host, config.listen[0].port)
     app.setReady(true)
     logger.info({ proxy: proxyAddress, admin: adminAddress, routes: config.routes.length, pools: Object.keys(config.pools).length }, 'switchyard listening')
     return { app, proxyAddress, adminAddress, shutdown: (reason) => app.shutdown(reason) }

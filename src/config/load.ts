@@ -93,8 +93,10 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   if (typeof data !== 'object' || Array.isArray(data)) {
     throw new ConfigError(file, [{ path: [], message: 'expected a mapping with listen, pools and routes' }])
   }
+  const oneListener = expandShorthands(data as Record<string, unknown>)
   if (!validateSchema(data)) {
-    throw new ConfigError(file, schemaIssues(validateSchema.errors ?? [], doc, locate))
+    const found = schemaIssues(validateSchema.errors ?? [], doc, locate, oneListener)
+    throw new ConfigError(file, found)
   }
   const config = data as Config
   const semantic = checkReferences(config)
@@ -137,13 +139,36 @@ function describe(value: unknown): string {
   return JSON.stringify(value)
 }
 
-function schemaIssues(errors: ErrorObject[], doc: Document, locate: (o: number | undefined) => { line?: number; col?: number }): ConfigIssue[] {
+/**
+ * Shorthands the schema reads in their long form: `listen: {host, port}` is a list of one
+ * listener; a route's `compress: true` is `{}` and `websocket: false` is `{enabled: false}`.
+ * True when `listen` was a single mapping (its error paths then name no index).
+ */
+function expandShorthands(data: Record<string, unknown>): boolean {
+  let oneListener = false
+  if (data.listen !== null && typeof data.listen === 'object' && !Array.isArray(data.listen)) {
+    data.listen = [data.listen]
+    oneListener = true
+  }
+  if (Array.isArray(data.routes)) {
+    for (const r of data.routes as unknown[]) {
+      if (r === null || typeof r !== 'object') continue
+      const route = r as Record<string, unknown>
+      if (typeof route.compress === 'boolean') route.compress = { enabled: route.compress }
+      if (typeof route.websocket === 'boolean') route.websocket = { enabled: route.websocket }
+    }
+  }
+  return oneListener
+}
+
+function schemaIssues(errors: ErrorObject[], doc: Document, locate: (o: number | undefined) => { line?: number; col?: number }, oneListener = false): ConfigIssue[] {
   const anyOfPaths = new Set(errors.filter((e) => e.keyword === 'anyOf').map((e) => e.instancePath))
   const seen = new Set<string>()
   const out: ConfigIssue[] = []
   for (const e of errors) {
     if (anyOfPaths.has(e.instancePath) && e.keyword !== 'anyOf') continue
     const path = e.instancePath.split('/').slice(1).map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~')).map((s) => (/^\d+$/.test(s) ? Number(s) : s))
+    if (oneListener && path[0] === 'listen' && path[1] === 0) path.splice(1, 1)
     const actual = doc.getIn(path)
     let message: string
     switch (e.keyword) {

@@ -15,9 +15,64 @@ const Port = (def: number) => Type.Integer({ minimum: 0, maximum: 65535, default
 
 export const BALANCERS = ['round_robin', 'weighted', 'least_request', 'random', 'hash'] as const
 
-const Listen = Type.Object({
+const ServerName = Type.String({ pattern: '^(\\*\\.)?[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$', description: 'a server name (example.com) or a wildcard (*.example.com)' })
+
+const TlsCertificate = Type.Object({
+  /** PEM file: the certificate, then its intermediates. */
+  cert: Type.String({ minLength: 1 }),
+  /** PEM file: the private key. */
+  key: Type.String({ minLength: 1 }),
+  /** SNI names this certificate answers (exact, or *.domain); default: the names in the certificate. */
+  names: Type.Optional(Type.Array(ServerName, { minItems: 1 }))
+}, { additionalProperties: false })
+
+const Hsts = Type.Object({
+  max_age_s: Type.Integer({ minimum: 0, default: 31536000 }),
+  include_subdomains: Type.Boolean({ default: false }),
+  preload: Type.Boolean({ default: false })
+}, { additionalProperties: false })
+
+const ListenerTls = Type.Object({
+  /** Picked by SNI (exact names first, then *. names); the first one answers any other name. */
+  certificates: Type.Array(TlsCertificate, { default: [] }),
+  /** Generate a certificate for localhost at start (demos, tests); used when no file matches. */
+  self_signed: Type.Boolean({ default: false }),
+  min_version: StringEnum(['TLSv1.2', 'TLSv1.3'] as const, 'TLSv1.2'),
+  /** Protocols offered by ALPN, in order of preference. */
+  alpn: Type.Array(StringEnum(['h2', 'http/1.1'] as const), { minItems: 1, default: ['h2', 'http/1.1'] }),
+  /** Re-read the certificate files when they change, checked this often (0 = only on reload). */
+  watch_interval_ms: Ms(2000),
+  /** Strict-Transport-Security on every answer of this listener (RFC 6797). */
+  hsts: Type.Optional(Hsts)
+}, { additionalProperties: false })
+
+export const Listener = Type.Object({
+  /** The label of this listener's metrics and logs (default: its host:port). */
+  name: Type.Optional(Name),
   host: Type.String({ default: '0.0.0.0' }),
-  port: Port(8080)
+  port: Port(8080),
+  tls: Type.Optional(ListenerTls),
+  /** Plain listeners: also accept HTTP/2 with prior knowledge (h2c), beside HTTP/1.1. */
+  h2c: Type.Boolean({ default: false }),
+  /** Plain listeners: answer every request with a redirect to https:// on this port. */
+  redirect_https: Type.Optional(Type.Object({
+    port: Port(443),
+    status: Type.Unsafe<301 | 302 | 307 | 308>({ type: 'integer', enum: [301, 302, 307, 308], default: 308 })
+  }, { additionalProperties: false }))
+}, { additionalProperties: false })
+
+/** `listen: {host, port}` (one listener) is accepted and read as a list of one (load.ts). */
+const Listen = Type.Array(Listener, { minItems: 1, default: [{}] })
+
+const Http2Limits = Type.Object({
+  /** Streams one HTTP/2 connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS). */
+  max_concurrent_streams: Type.Integer({ minimum: 1, maximum: 10000, default: 128 }),
+  /**
+   * Streams a client may reset in a window before its connection is closed with
+   * ENHANCE_YOUR_CALM: the rapid-reset attack (CVE-2023-44487) opens and cancels in a loop.
+   */
+  max_resets: Type.Integer({ minimum: 1, default: 200 }),
+  reset_window_ms: Type.Integer({ minimum: 100, default: 10000 })
 }, { additionalProperties: false, default: {} })
 
 const Admin = Type.Object({
@@ -42,7 +97,8 @@ const Limits = Type.Object({
   /** Client connections the proxy listener accepts at once (0 = no cap); beyond it they are refused. */
   max_connections: Type.Integer({ minimum: 0, default: 0 }),
   /** Answer 503 (Retry-After) while the event loop lags more than this (0 = off); admin keeps answering. */
-  max_event_loop_delay_ms: Ms(1000)
+  max_event_loop_delay_ms: Ms(1000),
+  http2: Http2Limits
 }, { additionalProperties: false, default: {} })
 
 const Member = Type.Object({
@@ -112,7 +168,9 @@ const Pool = Type.Object({
   }, { additionalProperties: false, default: {} }),
   tls: Type.Object({
     verify: Type.Boolean({ default: true })
-  }, { additionalProperties: false, default: {} })
+  }, { additionalProperties: false, default: {} }),
+  /** Offer HTTP/2 to https:// members (ALPN); they may still answer in HTTP/1.1. */
+  http2: Type.Boolean({ default: false })
 }, { additionalProperties: false })
 
 const Match = Type.Object({
@@ -171,6 +229,32 @@ export const RouteCache = Type.Object({
   strip_tag_headers: Type.Boolean({ default: true })
 }, { additionalProperties: false })
 
+/** Response compression (`compress: true` is read as `{}`). */
+export const RouteCompress = Type.Object({
+  enabled: Type.Boolean({ default: true }),
+  /** Codings offered, in the proxy's order of preference when the client's q-values tie. */
+  encodings: Type.Array(StringEnum(['br', 'zstd', 'gzip'] as const), { minItems: 1, default: ['br', 'zstd', 'gzip'] }),
+  /** Media types compressed (type/subtype, or type/* ); parameters are ignored. */
+  types: Type.Array(Type.String({ pattern: '^[!#$%&\'*+.^_`|~0-9A-Za-z-]+/[!#$%&\'*+.^_`|~0-9A-Za-z-]+$' }), {
+    default: ['text/*', 'application/json', 'application/javascript', 'application/xml', 'application/xhtml+xml', 'application/rss+xml', 'application/atom+xml', 'application/ld+json', 'application/manifest+json', 'application/x-javascript', 'application/wasm', 'image/svg+xml', 'image/x-icon', 'font/ttf', 'font/otf']
+  }),
+  /** Bodies smaller than this (by Content-Length) are sent as they are. */
+  min_bytes: Type.Integer({ minimum: 0, default: 1024 }),
+  /** Compression levels: brotli 0-11, gzip 1-9, zstd 1-22. */
+  brotli_quality: Type.Integer({ minimum: 0, maximum: 11, default: 4 }),
+  gzip_level: Type.Integer({ minimum: 1, maximum: 9, default: 6 }),
+  zstd_level: Type.Integer({ minimum: 1, maximum: 22, default: 3 })
+}, { additionalProperties: false })
+
+/** WebSocket (and other Upgrade) tunnels (`websocket: false` is read as `{enabled: false}`). */
+export const RouteWebSocket = Type.Object({
+  enabled: Type.Boolean({ default: true }),
+  /** A tunnel with no bytes either way for this long is closed (0 = never). */
+  idle_timeout_ms: Ms(300000),
+  /** Tunnels open at once on this route (0 = no cap); beyond it the upgrade gets 503. */
+  max_tunnels: Type.Integer({ minimum: 0, default: 10000 })
+}, { additionalProperties: false, default: {} })
+
 const Retries = Type.Object({
   /** Further tries after the first, each on a different member when the pool has one. */
   attempts: Type.Integer({ minimum: 0, maximum: 10, default: 2 }),
@@ -192,7 +276,9 @@ const Route = Type.Object({
   retries: Retries,
   /** Overall deadline for the request across all tries (0 = only the per-try timeouts). */
   timeout_ms: Type.Integer({ minimum: 0, default: 0 }),
-  cache: Type.Optional(RouteCache)
+  cache: Type.Optional(RouteCache),
+  compress: Type.Optional(RouteCompress),
+  websocket: RouteWebSocket
 }, { additionalProperties: false })
 
 const Cache = Type.Object({
@@ -261,6 +347,11 @@ export type MemberConfig = Static<typeof Member>
 export type RouteConfig = Static<typeof Route>
 export type SplitConfig = Static<typeof Split>
 export type RouteCacheConfig = Static<typeof RouteCache>
+export type RouteCompressConfig = Static<typeof RouteCompress>
+export type RouteWebSocketConfig = Static<typeof RouteWebSocket>
+export type ListenerConfig = Static<typeof Listener>
+export type ListenerTlsConfig = Static<typeof ListenerTls>
+export type TlsCertificateConfig = Static<typeof TlsCertificate>
 export type CacheConfig = Static<typeof Cache>
 export type SidecarConfig = Static<typeof Sidecar>
 export type HealthCheckConfig = Static<typeof HealthCheck>

@@ -56,9 +56,17 @@ export class ClientWriter {
     if (res.destroyed || res.headersSent) return false
     // The answer came before the client finished sending: the rest of that body will not be
     // read, so this connection cannot carry another request.
-    if (!this.req.complete && hasBody(this.req)) headers.connection = 'close'
+    if (this.req.httpVersionMajor === 2) {
+      // RFC 9113 section 8.2.2: no connection-specific fields in HTTP/2 (Node refuses to send
+      // them), and no reason phrase (section 8.3.2).
+      for (const name of H2_FORBIDDEN) delete headers[name]
+      statusMessage = undefined
+    } else if (!this.req.complete && hasBody(this.req)) {
+      headers.connection = 'close'
+    }
     try {
-      res.writeHead(status, statusMessage, headers)
+      if (statusMessage === undefined) res.writeHead(status, headers)
+      else res.writeHead(status, statusMessage, headers)
     } catch {
       return false
     }
@@ -145,6 +153,8 @@ export class ClientWriter {
     this.res.destroy()
   }
 }
+
+const H2_FORBIDDEN = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade'] as const
 
 /** RFC 9112 section 6.3: a request has a body when it declares a non-zero length or a transfer coding. */
 function hasBody(req: IncomingMessage): boolean {

@@ -25,7 +25,7 @@ function problems(yaml: string, env: NodeJS.ProcessEnv = {}): string[] {
 
 t.test('a good file gets defaults and is frozen', async (t) => {
   const c = parseConfig(GOOD, 'good.yaml', {})
-  t.equal(c.listen.host, '0.0.0.0')
+  t.equal(c.listen[0].host, '0.0.0.0')
   t.equal(c.admin.host, '127.0.0.1', 'admin binds to loopback by default')
   t.equal(c.pools.web.balancer, 'round_robin')
   t.equal(c.pools.web.members[0].weight, 1)
@@ -111,12 +111,12 @@ routes:
   - { name: r, match: { path_prefix: "/$$literal" }, pool: web }
 `
   const c = parseConfig(yaml, 'env.yaml', { HOST: '::1' })
-  t.equal(c.listen.port, 8081, 'a whole plain expression is re-typed as a number')
-  t.equal(c.listen.host, '::1')
+  t.equal(c.listen[0].port, 8081, 'a whole plain expression is re-typed as a number')
+  t.equal(c.listen[0].host, '::1')
   t.equal(c.pools.web.members[0].url, 'http://127.0.0.1:9001')
   t.equal(c.routes[0].match.path_prefix, '/$literal', '$$ is a literal $')
   const withPort = parseConfig(yaml, 'env.yaml', { HOST: 'h', PORT: '9000' })
-  t.equal(withPort.listen.port, 9000)
+  t.equal(withPort.listen[0].port, 9000)
   const p = problems(yaml, {})
   t.equal(p[0], 'bad.yaml:4:9: listen.host: environment variable HOST is not set (use ${HOST:-default} to give a default)')
   // A variable's content cannot change the document's structure.

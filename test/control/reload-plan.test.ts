@@ -132,7 +132,7 @@ t.test('carryRestartSettings keeps what needs a restart, so the next plan report
   const running = cfg(base)
   const next = cfg(base.replace('port: 8080', 'port: 8081').replace('admin: { port: 9901 }', 'admin: { port: 9901, token: t2 }\nlimits: { max_body_bytes: 5, headers_timeout_ms: 5 }'))
   const carried = carryRestartSettings(running, next)
-  t.equal(carried.listen.port, 8080, 'listen kept')
+  t.equal(carried.listen[0].port, 8080, 'listen kept')
   t.equal(carried.admin.token, 't2', 'the admin token is live')
   t.equal(carried.limits.max_body_bytes, 5, 'a live limit is taken')
   t.equal(carried.limits.headers_timeout_ms, running.limits.headers_timeout_ms, 'a restart limit is kept')
