@@ -5,7 +5,7 @@ import type { Config, RouteCacheConfig } from './config/schema.js'
 import type { Clock } from './clock.js'
 import { createProxyMetrics } from './metrics/proxy-metrics.js'
 import type { ProxyDeps } from './routing/proxy-plugin.js'
-import { buildProxyServer } from './routing/proxy-server.js'
+import { ProxyListeners } from './listeners/proxy-listeners.js'
 import type { Runtime } from './routing/runtime.js'
 import { RuntimeManager } from './routing/runtime-manager.js'
 import { Supervisor } from './sidecars/supervisor.js'
@@ -19,7 +19,6 @@ import { UpstreamDispatcher } from './upstreams/dispatcher.js'
 import type { Control, ReloadAnswer } from './control/control.js'
 import { NO_CACHE } from './control/control.js'
 import { buildAdminServer } from './control/admin-server.js'
-import { ConnectionDrain } from './control/drain.js'
 import { Resources } from './control/lifecycle.js'
 import { LocalControl } from './control/local-control.js'
 import { Reloader, type PreparedReload } from './control/reloader.js'
@@ -37,7 +36,10 @@ export interface AppOptions {
 export type ReloadResult = ReloadAnswer
 
 export interface SwitchyardApp {
+  /** The first listener's Fastify instance. */
   proxy: FastifyInstance
+  /** Every proxy listener (`listen`): listen() binds them all. */
+  listeners: ProxyListeners
   admin: FastifyInstance
   registry: Registry
   runtime: () => Runtime
@@ -160,9 +162,9 @@ async function assembleApp(config: Config, opts: AppOptions, resources: Resource
   resources.add('cache store', () => cache?.store.close())
   resources.add('cache fill lock', () => fillLock?.close())
   await ensureCache(config)
-  const proxy = await buildProxyServer(config, proxyDeps, opts.logger)
-  resources.add('proxy listener', () => proxy.close())
-  const drain = new ConnectionDrain(proxy.server)
+  const listeners = await ProxyListeners.create(config, proxyDeps, opts.logger, registry, opts.configPath)
+  resources.add('proxy listeners', () => listeners.close())
+  const proxy = listeners.primary.fastify
 
   // Created even without sidecars, so a reload that adds some can start them.
   const supervisor = opts.sidecars === true
@@ -177,6 +179,8 @@ async function assembleApp(config: Config, opts: AppOptions, resources: Resource
     const prepared = runtimes.prepare(next)
     return {
       commit: async () => {
+        // Certificates are read again on every reload; a bad file keeps the old ones (logged).
+        await listeners.reloadCertificates(next).catch((err: unknown) => opts.logger.warn({ err: (err as Error).message }, 'TLS certificates not reloaded; the listeners keep the ones they have'))
         const { rebuilt } = await prepared.commit()
         running = next
         return { rebuilt }
@@ -199,8 +203,8 @@ async function assembleApp(config: Config, opts: AppOptions, resources: Resource
     stopping ??= (async () => {
       draining = true
       const deadline = running.limits.shutdown_timeout_ms
-      opts.logger.info({ reason, deadline_ms: deadline, connections: drain.open }, 'shutting down: draining in-flight requests')
-      const { forced } = await drain.drain(deadline)
+      opts.logger.info({ reason, deadline_ms: deadline, connections: listeners.open }, 'shutting down: draining in-flight requests')
+      const { forced } = await listeners.drain(deadline)
       if (forced > 0) opts.logger.warn({ deadline_ms: deadline, connections: forced }, 'shutdown deadline passed; closed the remaining connections')
       await resources.closeAll()
       opts.logger.info('stopped')
@@ -213,6 +217,7 @@ async function assembleApp(config: Config, opts: AppOptions, resources: Resource
 
   return {
     proxy,
+    listeners,
     admin,
     registry,
     runtime: current,

@@ -69,7 +69,7 @@ export async function runWorker(): Promise<WorkerHandle> {
     // Let the primary's AggregatorRegistry read this worker's registry.
     new AggregatorRegistry()
     AggregatorRegistry.setRegistries([app.registry])
-    await listenOn(app.proxy, 'proxy listener', config.listen[0].host, config.listen[0].port)
+    await app.listeners.listen()
   } catch (err) {
     const e = asStartupError(err)
     channel.send({ type: MSG.failed, error: e.message })

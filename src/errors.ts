@@ -36,6 +36,8 @@ export const EDGE_ERRORS = {
   body_timeout: e('body_timeout', 408, 'the request body did not arrive in time', true),
   body_too_large: e('body_too_large', 413, 'request body too large', true),
   too_many_fields: e('too_many_fields', 431, 'too many header fields', true),
+  header_too_large: e('header_too_large', 431, 'request header too large', true),
+  request_timeout: e('request_timeout', 408, 'the request did not arrive in time', true),
   internal: e('internal', 500, 'internal error'),
   not_implemented: e('not_implemented', 501, 'method is not supported', true),
   pool_saturated: e('pool_saturated', 503, 'too many requests in flight, retry shortly', false, { 'retry-after': '1' }),

@@ -9,7 +9,10 @@ export { createLogger }
 
 export interface RunningServer {
   app: SwitchyardApp
+  /** The first listener's URL. */
   proxyAddress: string
+  /** Every listener's URL, in the order of `listen`. */
+  proxyAddresses: string[]
   adminAddress: string
   /** Graceful stop: stop accepting, finish in-flight requests up to the deadline, stop sidecars. */
   shutdown(reason: string): Promise<void>
@@ -33,10 +36,10 @@ export async function startServer(configPath: string, log?: Logger, config: Conf
     const adminAddress = await listenOn(app.admin, 'admin listener', config.admin.host, config.admin.port)
     app.supervisor?.start()
     await app.supervisor?.spawned()
-    const proxyAddress = await listenOn(app.proxy, 'proxy listener', config.listen[0].host, config.listen[0].port)
+    const urls = await app.listeners.listen()
     app.setReady(true)
-    logger.info({ proxy: proxyAddress, admin: adminAddress, routes: config.routes.length, pools: Object.keys(config.pools).length }, 'switchyard listening')
-    return { app, proxyAddress, adminAddress, shutdown: (reason) => app.shutdown(reason) }
+    logger.info({ proxy: urls, admin: adminAddress, routes: config.routes.length, pools: Object.keys(config.pools).length }, 'switchyard listening')
+    return { app, proxyAddress: urls[0], proxyAddresses: urls, adminAddress, shutdown: (reason) => app.shutdown(reason) }
   } catch (err) {
     await app.close()
     throw asStartupError(err)

@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
+import { dirname, resolve as resolvePath } from 'node:path'
 import { Ajv, type ErrorObject } from 'ajv'
 import { LineCounter, parseDocument, isScalar, visit, type Document, type Node as YamlNode } from 'yaml'
 import { ConfigSchema, type Config } from './schema.js'
@@ -99,7 +100,15 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     throw new ConfigError(file, found)
   }
   const config = data as Config
+  // Certificate files are relative to the config file, wherever the process runs.
+  for (const l of config.listen) {
+    for (const c of l.tls?.certificates ?? []) {
+      c.cert = resolvePath(dirname(file), c.cert)
+      c.key = resolvePath(dirname(file), c.key)
+    }
+  }
   const semantic = checkReferences(config)
+  if (oneListener) for (const i of semantic) if (i.path[0] === 'listen' && i.path[1] === 0) i.path.splice(1, 1)
   if (semantic.length > 0) {
     for (const i of semantic) Object.assign(i, locate(nodeAt(doc, i.path)?.range?.[0]))
     throw new ConfigError(file, semantic)
@@ -247,6 +256,23 @@ function checkReferences(c: Config): ConfigIssue[] {
         if (c.pools[v.pool] === undefined) issues.push({ path: ['routes', i, 'split', 'variants', j, 'pool'], message: `unknown pool ${JSON.stringify(v.pool)} (${known})` })
       })
       if (total <= 0) issues.push({ path: ['routes', i, 'split', 'variants'], message: 'expected the variant weights to add up to more than 0' })
+    }
+  })
+  const bound = new Map<string, number>()
+  const listenerNames = new Set<string>()
+  c.listen.forEach((l, i) => {
+    const where = `${l.host}:${l.port}`
+    const prev = bound.get(where)
+    if (prev !== undefined && l.port !== 0) issues.push({ path: ['listen', i, 'port'], message: `${where} is already used by listen[${prev}]` })
+    bound.set(where, i)
+    if (l.name !== undefined) {
+      if (listenerNames.has(l.name)) issues.push({ path: ['listen', i, 'name'], message: `duplicate listener name ${JSON.stringify(l.name)}` })
+      listenerNames.add(l.name)
+    }
+    if (l.tls !== undefined) {
+      if (l.tls.certificates.length === 0 && !l.tls.self_signed) issues.push({ path: ['listen', i, 'tls'], message: 'expected certificates (cert and key files) or self_signed: true' })
+      if (l.h2c) issues.push({ path: ['listen', i, 'h2c'], message: 'h2c is for plain listeners (a TLS listener offers h2 by ALPN: tls.alpn)' })
+      if (l.redirect_https !== undefined) issues.push({ path: ['listen', i, 'redirect_https'], message: 'redirect_https is for plain listeners (this one already serves https)' })
     }
   })
   const sidecarNames = new Set<string>()

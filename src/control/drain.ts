@@ -1,6 +1,8 @@
 import type { Server as HttpServer, ServerResponse } from 'node:http'
 import { Server as NetServer, type Socket } from 'node:net'
 import { realClock, type Clock } from '../clock.js'
+import type { Http2Sessions } from '../listeners/http2-sessions.js'
+import type { ListenerServer } from '../listeners/listener-server.js'
 
 export interface DrainResult {
   /** Connections still open at the deadline, closed by force. */
@@ -24,12 +26,19 @@ export interface DrainResult {
  */
 export class ConnectionDrain {
   private readonly sockets = new Set<Socket>()
+  /** TLS sockets: HTTP/1.1 over TLS keeps its response on the TLS socket, not the TCP one. */
+  private readonly secure = new Set<Socket>()
   private draining: Promise<DrainResult> | undefined
 
-  constructor(private readonly server: HttpServer, private readonly clock: Clock = realClock) {
+  /** HTTP/2 sessions (TLS with h2, or h2c) get GOAWAY and finish their streams. */
+  constructor(private readonly server: ListenerServer, private readonly clock: Clock = realClock, private readonly sessions?: Http2Sessions) {
     server.on('connection', (s: Socket) => {
       this.sockets.add(s)
       s.once('close', () => this.sockets.delete(s))
+    })
+    server.on('secureConnection', (s: Socket) => {
+      this.secure.add(s)
+      s.once('close', () => this.secure.delete(s))
     })
   }
 
@@ -45,15 +54,20 @@ export class ConnectionDrain {
 
   drain(deadlineMs: number): Promise<DrainResult> {
     this.draining ??= new Promise<DrainResult>((resolve) => {
-      this.server.prependListener('request', (_req, res: ServerResponse) => { res.shouldKeepAlive = false })
-      for (const s of this.sockets) {
-        const res = (s as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
-        if (res != null && !res.headersSent) res.shouldKeepAlive = false
+      const server = this.server as HttpServer
+      server.prependListener('request', (_req, res: ServerResponse) => { res.shouldKeepAlive = false })
+      for (const set of [this.sockets, this.secure]) {
+        for (const s of set) {
+          const res = (s as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
+          if (res != null && !res.headersSent) res.shouldKeepAlive = false
+        }
       }
+      this.sessions?.closeGracefully()
       let forced = 0
       const timer = this.clock.setTimeout(() => {
         forced = this.sockets.size
-        this.server.closeAllConnections()
+        if (typeof server.closeAllConnections === 'function') server.closeAllConnections()
+        this.sessions?.destroyAll()
         for (const s of this.sockets) s.destroy()
       }, deadlineMs)
       const done = (): void => {

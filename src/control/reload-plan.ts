@@ -30,7 +30,7 @@ export function planReload(old: Config, next: Config): Change[] {
     out.push({ path, class: 'restart', detail: `${show(a)} -> ${show(b)}: needs a restart (the running process keeps ${show(a)})` })
   }
   if (old.workers !== next.workers) restart('workers', old.workers, next.workers)
-  for (const d of leafDiff(old.listen, next.listen, 'listen')) restart(d.path, d.from, d.to)
+  out.push(...planListeners(old.listen, next.listen, restart))
   for (const d of leafDiff({ ...old.admin, token: undefined }, { ...next.admin, token: undefined }, 'admin')) restart(d.path, d.from, d.to)
   if (old.admin.token !== next.admin.token) out.push({ path: 'admin.token', class: 'live', detail: 'changed (mutating admin calls use the new token)' })
   for (const d of leafDiff(old.limits, next.limits, 'limits')) {
@@ -43,6 +43,29 @@ export function planReload(old: Config, next: Config): Change[] {
   out.push(...planPools(old.pools, next.pools))
   out.push(...planRoutes(old.routes, next.routes))
   out.push(...planSidecars(old.sidecars, next.sidecars))
+  return out
+}
+
+/**
+ * Listeners are bound at start: a change needs a restart, except a TLS listener's certificate
+ * list, which is read again on every reload (and when the files change) without dropping a
+ * connection. One listener each side is diffed as `listen.*`, as it is usually written.
+ */
+function planListeners(old: Config['listen'], next: Config['listen'], restart: (path: string, a: unknown, b: unknown) => void): Change[] {
+  const out: Change[] = []
+  if (old.length !== next.length) {
+    restart('listen', `${old.length} listener(s)`, `${next.length} listener(s)`)
+    return out
+  }
+  old.forEach((l, i) => {
+    const n = next[i]
+    const base = old.length === 1 ? 'listen' : `listen[${i}]`
+    const strip = (x: typeof l): unknown => ({ ...x, tls: x.tls === undefined ? undefined : { ...x.tls, certificates: undefined } })
+    for (const d of leafDiff(strip(l), strip(n), base)) restart(d.path, d.from, d.to)
+    if (l.tls !== undefined && n.tls !== undefined && !same(l.tls.certificates, n.tls.certificates)) {
+      out.push({ path: `${base}.tls.certificates`, class: 'live', detail: 'changed (new connections get the new certificates)' })
+    }
+  })
   return out
 }
 
@@ -120,7 +143,11 @@ export function carryRestartSettings(running: Config, next: Config): Config {
   return {
     ...next,
     workers: running.workers,
-    listen: running.listen,
+    // Certificates are live: the listeners keep their bindings and read next's certificate list.
+    listen: running.listen.map((l, i) => {
+      const n = next.listen[i]
+      return l.tls === undefined || n?.tls === undefined ? l : { ...l, tls: { ...l.tls, certificates: n.tls.certificates } }
+    }),
     admin: { ...running.admin, token: next.admin.token },
     limits: limits as Config['limits'],
     logging: running.logging,

@@ -58,7 +58,8 @@ export function upstreamRequestHeaders(src: IncomingHttpHeaders, f: ForwardingFa
   const named = connectionNamed(src.connection)
   const out: Record<string, string | string[]> = {}
   for (const k in src) {
-    if (HOP_BY_HOP.has(k) || REQUEST_ONLY_STRIP.has(k) || k.startsWith('proxy-') || (named !== undefined && named.has(k))) continue
+    // HTTP/2 pseudo-header fields (':authority', ':path', ...) are the request line, not fields.
+    if (k.charCodeAt(0) === 58 || HOP_BY_HOP.has(k) || REQUEST_ONLY_STRIP.has(k) || k.startsWith('proxy-') || (named !== undefined && named.has(k))) continue
     if (FORWARDING.has(k) && !f.trustedPeer) continue
     if (f.bodyless && k === 'content-length') continue
     if (f.dropUnderscores && k.includes('_')) continue

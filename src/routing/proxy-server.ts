@@ -1,37 +1,43 @@
+import type { Socket } from 'node:net'
 import underPressure from '@fastify/under-pressure'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
-import type { Config } from '../config/schema.js'
+import type { Config, ListenerConfig } from '../config/schema.js'
+import { EDGE_ERRORS, errorBody, type ProxyError } from '../errors.js'
+import { http11RequiredFrames } from '../listeners/h2c-preface.js'
+import type { ListenerInfo } from '../listeners/listener-info.js'
+import { createListenerServer, type ListenerServer, type RequestHandler, type SessionHook, type TlsOptionsSource } from '../listeners/listener-server.js'
 import { proxyPlugin, requestIdFrom, type ProxyDeps } from './proxy-plugin.js'
 
+export interface ListenerOptions {
+  readonly config: ListenerConfig
+  readonly info: ListenerInfo
+  /** TLS listeners: the certificates (src/tls). */
+  readonly tls?: TlsOptionsSource
+  /** HTTP/2 sessions of this listener (limits, drain). */
+  readonly onSession: SessionHook
+}
+
 /**
- * The proxy listener: Fastify with the limits of `config.limits`, overload shedding and the
- * request pipeline (proxy-plugin.ts). Not listening yet; the caller listens and closes it.
+ * One proxy listener: Fastify on the listener's server (HTTP/1.1, TLS, HTTP/2, h2c: see
+ * listener-server.ts) with the limits of `config.limits`, overload shedding and the request
+ * pipeline (proxy-plugin.ts). Not listening yet; the caller listens and closes it.
  */
-export async function buildProxyServer(config: Config, deps: ProxyDeps, logger: Logger): Promise<FastifyInstance> {
+export async function buildProxyServer(config: Config, deps: ProxyDeps, logger: Logger, listener: ListenerOptions): Promise<FastifyInstance> {
   const limits = config.limits
   const proxy = Fastify({
     loggerInstance: logger as unknown as FastifyBaseLogger,
     // Per-request info logs cost more than the proxying itself; access_log opts in instead.
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: (req) => requestIdFrom(req.headers['x-request-id']),
-    http: {
-      maxHeaderSize: limits.max_header_bytes,
-      insecureHTTPParser: false,
-      headersTimeout: limits.headers_timeout_ms,
-      requireHostHeader: true,
-      // Node enforces headers/request timeouts only when it sweeps connections (every 30 s by
-      // default): sweep often enough that slow heads and bodies are cut within the limits.
-      connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(Math.min(limits.headers_timeout_ms || 1000, limits.request_timeout_ms || 1000) / 4)))
-    },
-    keepAliveTimeout: limits.keep_alive_timeout_ms,
-    requestTimeout: limits.request_timeout_ms,
-    connectionTimeout: 0,
+    serverFactory: (handler) => createListenerServer(listener.config, config, handler as RequestHandler, listener.tls, listener.onSession) as never,
+    clientErrorHandler: answerClientError,
     return503OnClosing: true,
-    forceCloseConnections: 'idle'
+    // Idle HTTP/1.1 connections close with the listener; an HTTP/2 server has no such call, its
+    // sessions are closed by the listener set (proxy-listeners.ts).
+    forceCloseConnections: listener.config.tls?.alpn.includes('h2') === true ? false : 'idle'
   })
 
-  if (limits.max_connections > 0) proxy.server.maxConnections = limits.max_connections
   if (limits.max_event_loop_delay_ms > 0) {
     // Shed load fast while the event loop is overloaded; the admin listener is a separate
     // Fastify instance, so probes and metrics keep answering.
@@ -42,6 +48,40 @@ export async function buildProxyServer(config: Config, deps: ProxyDeps, logger: 
       exposeStatusRoute: false
     })
   }
-  await proxy.register(proxyPlugin, deps)
+  // Each listener's pipeline reads the shared deps (the cache is set on them once a route
+  // caches) through the prototype, and its own listener facts.
+  const listenerDeps: ProxyDeps = Object.assign(Object.create(deps) as ProxyDeps, { listener: listener.info })
+  await proxy.register(proxyPlugin, listenerDeps)
   return proxy
 }
+
+/** The node server Fastify runs on. */
+export function listenerServer(proxy: FastifyInstance): ListenerServer {
+  return proxy.server as unknown as ListenerServer
+}
+
+/**
+ * Requests Node's HTTP/1 parser refuses before any handler runs: a short plain answer from the
+ * errors table, then the connection closes. An HTTP/2 prior-knowledge client on a listener
+ * without h2c gets GOAWAY HTTP_1_1_REQUIRED, which it understands, instead of HTTP/1 text.
+ */
+function answerClientError(err: NodeJS.ErrnoException & { bytesParsed?: number }, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  if (err.code === 'HPE_PAUSED_H2_UPGRADE') {
+    socket.end(http11RequiredFrames('HTTP/2 is not enabled on this listener (h2c: false): use HTTP/1.1'))
+    // Read what the client still sends, so closing does not reset the answer away.
+    socket.resume()
+    setTimeout(() => socket.destroy(), 1000).unref()
+    return
+  }
+  const e: ProxyError = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? EDGE_ERRORS.request_timeout
+    : err.code === 'HPE_HEADER_OVERFLOW' ? EDGE_ERRORS.header_too_large
+      : EDGE_ERRORS.bad_request
+  if (socket.writable) {
+    const body = errorBody(e)
+    socket.write(`HTTP/1.1 ${e.status} ${STATUS_TEXT[e.status] ?? 'Error'}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
+  }
+  socket.destroy()
+}
+
+const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' }

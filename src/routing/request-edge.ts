@@ -24,6 +24,10 @@ export interface EdgeInput {
   readonly versionMinor: number
   /** The peer's address (IPv4-mapped IPv6 is unwrapped here). */
   readonly peer: string | undefined
+  /** The listener's scheme: X-Forwarded-Proto upstream. */
+  readonly scheme: 'http' | 'https'
+  /** HTTP/2: the request's HEADERS ended the stream (it has no body). */
+  readonly endStream?: boolean
   readonly id: string
   /** performance.now() when the request arrived. */
   readonly start: number
@@ -35,8 +39,10 @@ export interface RoutedRequest {
   readonly start: number
   readonly method: string
   readonly headers: IncomingHttpHeaders
-  /** "1.1" or "1.0", for Via. */
+  /** "1.1", "1.0" or "2", for Via. */
   readonly httpVersion: string
+  /** The scheme the client used to reach us (the listener's). */
+  readonly scheme: 'http' | 'https'
   /** The normalised host (no port): what was routed on. */
   readonly host: string
   /** The normalised authority (port kept, RFC 9112 section 3.2.2): cache key and upstream Host. */
@@ -74,13 +80,22 @@ function fail(error: ProxyError, detail?: string, route?: RouteRuntime): EdgeRes
 export function routeRequest(req: EdgeInput, rt: Runtime): EdgeResult {
   const method = req.method
   if (method === 'TRACE' || method === 'CONNECT') return fail(EDGE_ERRORS.method_not_allowed, `${method} is not proxied`)
-  if (req.versionMajor !== 1) return fail(EDGE_ERRORS.bad_version)
+  const h2 = req.versionMajor === 2
+  if (req.versionMajor !== 1 && !h2) return fail(EDGE_ERRORS.bad_version)
   // RFC 9112 section 6.1: Transfer-Encoding in an HTTP/1.0 message is a framing fault.
   if (req.versionMinor === 0 && req.headers['transfer-encoding'] !== undefined) return fail(EDGE_ERRORS.bad_framing)
   if (req.rawHeaders.length > MAX_FIELDS * 2) return fail(EDGE_ERRORS.too_many_fields, `more than ${MAX_FIELDS} header fields`)
 
   let url = req.url
   let hostHeader = req.headers.host
+  if (h2) {
+    // RFC 9113 section 8.3.1: :authority stands for Host; both present and different is malformed.
+    const authority = req.headers[':authority']
+    if (typeof authority === 'string') {
+      if (hostHeader !== undefined && hostHeader !== authority) return fail(EDGE_ERRORS.bad_host, ':authority and Host differ')
+      hostHeader = authority
+    }
+  }
   if (url.charCodeAt(0) !== 47) {
     // absolute-form (RFC 9112 section 3.2.2): the target's authority replaces Host. Parsed by
     // hand, so the path gets the same normalisation rules as origin-form (a URL parser would
@@ -102,7 +117,9 @@ export function routeRequest(req: EdgeInput, rt: Runtime): EdgeResult {
 
   const len = req.headers['content-length']
   // RFC 9112 section 6.3: without Content-Length or Transfer-Encoding a request has no body.
-  const bodyLength = len !== undefined ? Number(len) : req.headers['transfer-encoding'] !== undefined && !BODYLESS.has(method) ? -1 : 0
+  // HTTP/2 (RFC 9113 section 8.1): a body unless the HEADERS frame ended the stream.
+  const unframed = h2 ? req.endStream !== true : req.headers['transfer-encoding'] !== undefined
+  const bodyLength = len !== undefined ? Number(len) : unframed && !BODYLESS.has(method) ? -1 : 0
   if (bodyLength > route.maxBodyBytes) return fail(EDGE_ERRORS.body_too_large, `request body exceeds ${route.maxBodyBytes} bytes`, route)
 
   const peer = stripIpv4Mapped(req.peer)
@@ -129,7 +146,8 @@ export function routeRequest(req: EdgeInput, rt: Runtime): EdgeResult {
       start: req.start,
       method,
       headers: req.headers,
-      httpVersion: req.versionMinor === 0 ? '1.0' : '1.1',
+      httpVersion: h2 ? '2' : req.versionMinor === 0 ? '1.0' : '1.1',
+      scheme: req.scheme,
       host: auth.host,
       authority: auth.authority,
       path: n.path,

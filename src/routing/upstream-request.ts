@@ -13,7 +13,7 @@ export function upstreamHeaders(routed: RoutedRequest, member: Member, dropUnder
     clientIp: routed.clientIp,
     trustedPeer: routed.trustedPeer,
     peerIp: routed.peerIp,
-    proto: 'http',
+    proto: routed.scheme,
     originalHost: routed.authority,
     upstreamHost: routed.pool.preserveHost ? routed.authority : member.host,
     via: `${routed.httpVersion} ${VIA}`,

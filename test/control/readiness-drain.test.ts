@@ -38,7 +38,7 @@ sidecars:
   const readyz = async (): Promise<number> => (await fetchText(`${adminUrl}/readyz`)).status
 
   t.equal(await readyz(), 503, 'not listening yet')
-  const url = await app.proxy.listen({ host: '127.0.0.1', port: 0 })
+  const url = (await app.listeners.listen({ host: '127.0.0.1', port: 0 }))[0]
   app.setReady(true)
   await waitFor(() => heldChecks.length === 1, 5000, 'the first health check to reach the upstream')
   t.equal(await readyz(), 503, 'listening, but the first health check has not answered')
@@ -87,7 +87,7 @@ pools: { web: { members: [{ url: "${up.url}" }] } }
 routes: [{ name: all, match: {}, pool: web }]
 `, 'deadline.yaml', {})
   const app = await buildApp(config, { logger: pino({ level: 'silent' }) })
-  const url = await app.proxy.listen({ host: '127.0.0.1', port: 0 })
+  const url = (await app.listeners.listen({ host: '127.0.0.1', port: 0 }))[0]
   const client = new Client(url)
   t.teardown(() => client.destroy())
   const stuck = client.request({ path: '/', method: 'GET' }).then(() => 'answered', (err: Error & { code?: string }) => err.code ?? err.message)

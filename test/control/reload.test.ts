@@ -44,7 +44,7 @@ routes: [{ name: all, match: {}, pool: web }]
   const { logger, lines } = capture()
   const app = await buildApp(parseConfig(v1, file, {}), { logger, sidecars: true, configPath: file })
   t.teardown(() => app.close())
-  const url = await app.proxy.listen({ host: '127.0.0.1', port: 0 })
+  const url = (await app.listeners.listen({ host: '127.0.0.1', port: 0 }))[0]
   const adminUrl = await app.admin.listen({ host: '127.0.0.1', port: 0 })
   app.setReady(true)
 
@@ -102,7 +102,7 @@ t.test('reload(config) applies a validated config object without reading any fil
   const v1 = parseConfig(`pools: { web: { members: [{ url: "${a.url}" }] } }\nroutes: [{ name: all, match: {}, pool: web }]\n`, 'v1.yaml', {})
   const app = await buildApp(v1, { logger: pino({ level: 'silent' }) })
   t.teardown(() => app.close())
-  const url = await app.proxy.listen({ host: '127.0.0.1', port: 0 })
+  const url = (await app.listeners.listen({ host: '127.0.0.1', port: 0 }))[0]
   t.match(await app.reload(), { ok: false, error: 'no config file to reload from' })
   const v2 = parseConfig(`pools: { web: { members: [{ url: "${b.url}" }] } }\nroutes: [{ name: all, match: {}, pool: web }]\n`, 'v2.yaml', {})
   const answer = await app.reload(v2)

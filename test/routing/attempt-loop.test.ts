@@ -48,7 +48,7 @@ function setup(t: { teardown(fn: () => unknown): void }, yaml: string): Setup {
 }
 
 function routed(rt: Runtime, method = 'GET', path = '/x'): RoutedRequest {
-  const r = routeRequest({ method, url: path, headers: { host: 'a.test' }, rawHeaders: ['Host', 'a.test'], versionMajor: 1, versionMinor: 1, peer: '127.0.0.1', id: 'req-1', start: performance.now() }, rt)
+  const r = routeRequest({ method, url: path, headers: { host: 'a.test' }, rawHeaders: ['Host', 'a.test'], versionMajor: 1, versionMinor: 1, peer: '127.0.0.1', scheme: 'http', id: 'req-1', start: performance.now() }, rt)
   if (!r.ok) throw new Error(`not routed: ${r.error.name}`)
   return r.routed
 }

@@ -25,7 +25,7 @@ function input(over: Partial<EdgeInput> & { host?: string } = {}): EdgeInput {
   const headers = over.headers ?? { host }
   return {
     method: 'GET', url: '/v1/x', headers, rawHeaders: Object.entries(headers).flatMap(([k, v]) => [k, String(v)]),
-    versionMajor: 1, versionMinor: 1, peer: '::ffff:192.0.2.7', id: 'id-1', start: 0, ...over
+    versionMajor: 1, versionMinor: 1, peer: '::ffff:192.0.2.7', id: 'id-1', start: 0, ...over, scheme: over.scheme ?? 'http'
   }
 }
 
