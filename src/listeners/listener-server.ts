@@ -45,7 +45,13 @@ export function createListenerServer(listener: ListenerConfig, config: Config, h
   }
   let server: ListenerServer
   if (listener.tls !== undefined) {
-    const secure = { ...tls?.serverOptions(), minVersion: listener.tls.min_version, ALPNProtocols: listener.tls.alpn }
+    const secure = {
+      ...tls?.serverOptions(),
+      minVersion: listener.tls.min_version,
+      ALPNProtocols: listener.tls.alpn,
+      // A handshake is part of the request head: the same deadline (Node's default is 120 s).
+      handshakeTimeout: limits.headers_timeout_ms > 0 ? limits.headers_timeout_ms : 120000
+    }
     if (listener.tls.alpn.includes('h2')) {
       const s = createSecureServer({ ...secure, ...h2options, allowHTTP1: listener.tls.alpn.includes('http/1.1') }, handler as never)
       s.on('session', onSession)

@@ -83,7 +83,7 @@ export class ProxyListeners {
         l.url = l.info.scheme === 'https' ? addr.replace(/^http:/, 'https:') : addr
         urls.push(l.url)
       } catch (err) {
-        throw new StartupError(describeListenError(err, `proxy listener ${l.info.name}`, host, port), err)
+        throw new StartupError(describeListenError(err, l.config.name === undefined ? 'proxy listener' : `proxy listener ${l.config.name}`, host, port), err)
       }
     }
     return urls

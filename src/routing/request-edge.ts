@@ -26,6 +26,8 @@ export interface EdgeInput {
   readonly peer: string | undefined
   /** The listener's scheme: X-Forwarded-Proto upstream. */
   readonly scheme: 'http' | 'https'
+  /** The request came over HTTP/2 (not an HTTP/1 request line claiming version 2.0). */
+  readonly http2?: boolean
   /** HTTP/2: the request's HEADERS ended the stream (it has no body). */
   readonly endStream?: boolean
   readonly id: string
@@ -80,7 +82,7 @@ function fail(error: ProxyError, detail?: string, route?: RouteRuntime): EdgeRes
 export function routeRequest(req: EdgeInput, rt: Runtime): EdgeResult {
   const method = req.method
   if (method === 'TRACE' || method === 'CONNECT') return fail(EDGE_ERRORS.method_not_allowed, `${method} is not proxied`)
-  const h2 = req.versionMajor === 2
+  const h2 = req.http2 === true
   if (req.versionMajor !== 1 && !h2) return fail(EDGE_ERRORS.bad_version)
   // RFC 9112 section 6.1: Transfer-Encoding in an HTTP/1.0 message is a framing fault.
   if (req.versionMinor === 0 && req.headers['transfer-encoding'] !== undefined) return fail(EDGE_ERRORS.bad_framing)

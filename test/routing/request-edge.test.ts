@@ -51,7 +51,9 @@ t.test('routes a request: normalised authority, path and query; IPv4-mapped peer
 t.test('named errors, each from the one table', async (t) => {
   t.equal(errorOf({ method: 'TRACE' }), 'method_not_allowed')
   t.equal(errorOf({ method: 'CONNECT' }), 'method_not_allowed')
-  t.equal(errorOf({ versionMajor: 2, versionMinor: 0 }), 'bad_version')
+  t.equal(errorOf({ versionMajor: 2, versionMinor: 0 }), 'bad_version', 'HTTP/1 syntax claiming 2.0')
+  t.equal(errorOf({ versionMajor: 2, versionMinor: 0, http2: true }), undefined, 'real HTTP/2')
+  t.equal(errorOf({ versionMajor: 2, versionMinor: 0, http2: true, headers: { ':authority': 'api.test', host: 'other.test' } }), 'bad_host', ':authority and Host differ')
   t.equal(errorOf({ versionMinor: 0, headers: { host: 'api.test', 'transfer-encoding': 'chunked' } }), 'bad_framing')
   t.equal(errorOf({ rawHeaders: new Array(402).fill('x') }), 'too_many_fields')
   t.equal(errorOf({ url: 'http://user@api.test/v1/x' }), 'bad_path', 'userinfo in an absolute-form target')
