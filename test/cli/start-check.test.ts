@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { alive, runCli, spawnCli } from '../fixtures/cli.js'
 import { deadPort, startUpstream } from '../fixtures/upstream.js'
 import { fetchText, waitFor } from '../fixtures/proxy.js'
+import { writePair } from '../tls/tls-fixtures.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'sy-cli-'))
 function file(name: string, text: string): string {
@@ -28,6 +29,28 @@ t.test('check: ok and bad files, exit codes', async (t) => {
   const unknown = await runCli(['frobnicate'])
   t.equal(unknown.code, 2)
   t.match(unknown.stderr, /unknown command "frobnicate"/)
+})
+
+t.test('check and start name a missing or mismatched TLS file', async (t) => {
+  const a = await writePair(dir, 'check-a', ['a.test'])
+  const b = await writePair(dir, 'check-b', ['b.test'])
+  const routes = 'pools: { p: { members: [{ url: "http://127.0.0.1:1" }] } }\nroutes: [{ name: r, match: {}, pool: p }]\n'
+  // Relative paths are read from the config file's directory.
+  const good = file('tls-good.yaml', `listen: { port: 0, tls: { certificates: [{ cert: check-a.pem, key: check-a.key }] } }\n${routes}`)
+  t.equal((await runCli(['check', good])).code, 0)
+  const missing = file('tls-missing.yaml', `listen: { port: 0, tls: { certificates: [{ cert: nope.pem, key: check-a.key }] } }\n${routes}`)
+  const m = await runCli(['check', missing])
+  t.equal(m.code, 1)
+  t.match(m.stderr, new RegExp(`listen\\.tls\\.certificates\\[0\\]\\.cert: .*${join(dir, 'nope.pem').replace(/[.]/g, '\\.')}`))
+  const mismatch = file('tls-mismatch.yaml', `listen: { host: 127.0.0.1, port: ${await deadPort()}, tls: { certificates: [{ cert: check-a.pem, key: check-b.key }] } }\n${routes}`)
+  const c = await runCli(['check', mismatch])
+  t.equal(c.code, 1)
+  t.match(c.stderr, /does not match/)
+  t.match(c.stderr, new RegExp(b.key.replace(/[.]/g, '\\.')))
+  const started = await runCli(['start', '--config', mismatch])
+  t.equal(started.code, 1, 'start fails the same way, before listening')
+  t.match(started.stderr, /does not match/)
+  t.ok(a.cert)
 })
 
 t.test('start refuses a bad config before listening', async (t) => {
