@@ -6,7 +6,7 @@
 import t from 'tap'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { startUpstream } from '../fixtures/upstream.js'
-import { fetchText, startProxy, waitFor, type Answer, type TestProxy } from '../fixtures/proxy.js'
+import { fetchText, startProxy, waitFor, type Answer, type TestProxy, HTTP1_ONLY } from '../fixtures/proxy.js'
 import { redisText, startRedis, type RedisServer } from '../fixtures/redis.js'
 import { sendRaw } from '../fixtures/security.js'
 
@@ -252,7 +252,7 @@ routes:
   })
 }
 
-t.test('RFC 8297: a 103 Early Hints is relayed before the answer, and not stored', async (t) => {
+t.test('RFC 8297: a 103 Early Hints is relayed before the answer, and not stored', HTTP1_ONLY, async (t) => {
   const up = await startUpstream('hints', (_req, res) => {
     res.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' })
     res.writeHead(200, { 'cache-control': 'max-age=60' }).end('page')

@@ -1,9 +1,9 @@
 import t from 'tap'
 import { rawExchange as raw } from '../fixtures/raw.js'
 import { startUpstream } from '../fixtures/upstream.js'
-import { fetchText, startProxy } from '../fixtures/proxy.js'
+import { fetchText, startProxy, HTTP1_ONLY } from '../fixtures/proxy.js'
 
-t.test('header hygiene as seen by a real upstream, and by the client', async (t) => {
+t.test('header hygiene as seen by a real upstream, and by the client', HTTP1_ONLY, async (t) => {
   const up = await startUpstream('u', (req, res) => {
     res.writeHead(200, [
       'content-type', 'text/plain',

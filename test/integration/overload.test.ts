@@ -1,6 +1,6 @@
 import t from 'tap'
 import { startUpstream } from '../fixtures/upstream.js'
-import { fetchText, startProxy, waitFor } from '../fixtures/proxy.js'
+import { fetchText, startProxy, waitFor, HTTP1_ONLY } from '../fixtures/proxy.js'
 import { rawExchange, statusOf } from '../fixtures/raw.js'
 
 t.test('max_requests: a short queue, then 503 with Retry-After; the upstream never sees the excess', async (t) => {
@@ -26,7 +26,7 @@ routes: [{ name: all, match: {}, pool: web }]
   for (const r of await Promise.all([...inflight, queued])) t.equal(r.status, 200)
 })
 
-t.test('a repeated Host header is refused', async (t) => {
+t.test('a repeated Host header is refused', HTTP1_ONLY, async (t) => {
   const up = await startUpstream('u')
   const proxy = await startProxy(`
 pools: { web: { members: [{ url: "${up.url}" }] } }

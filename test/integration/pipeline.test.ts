@@ -5,7 +5,7 @@
 import t from 'tap'
 import type { ServerResponse } from 'node:http'
 import { deadPort, startUpstream } from '../fixtures/upstream.js'
-import { fetchText, startProxy, waitFor, type TestProxy } from '../fixtures/proxy.js'
+import { fetchText, startProxy, waitFor, type TestProxy, HTTP1_ONLY } from '../fixtures/proxy.js'
 import { countBytes, sendRaw } from '../fixtures/security.js'
 
 async function metricValue(proxy: TestProxy, pattern: RegExp): Promise<number> {
@@ -124,7 +124,7 @@ routes: [{ name: api, match: {}, pool: web }]
   t.equal(await metricValue(proxy, /switchyard_retries_total\{[^}]*\} (\d+)/), 0, 'no retry was made')
 })
 
-t.test('request buffering: a malformed chunked body never reaches the upstream; a trickling body gets 408', async (t) => {
+t.test('request buffering: a malformed chunked body never reaches the upstream; a trickling body gets 408', HTTP1_ONLY, async (t) => {
   const up = await startUpstream('up')
   const bytes = countBytes(up)
   const proxy = await startProxy(`
@@ -236,7 +236,7 @@ routes: [{ name: c, match: {}, pool: web, cache: { enabled: true } }]
   t.ok(m1Errors.length > 0, `the killed member's failed tries were recorded (${m1Errors.join('; ')})`)
 })
 
-t.test('an error answer to a bodyless request keeps the connection; one that leaves a body unread closes it', async (t) => {
+t.test('an error answer to a bodyless request keeps the connection; one that leaves a body unread closes it', HTTP1_ONLY, async (t) => {
   const up = await startUpstream('u')
   const proxy = await startProxy(`
 pools: { p: { members: [{ url: "${up.url}" }] } }
@@ -251,7 +251,7 @@ routes: [{ name: r, match: { host: a.test }, pool: p }]
   t.equal(b.responses[0]?.headers.connection, 'close', 'the unread body ends the connection')
 })
 
-t.test('review fixes: HEAD on a caching route, 204 and 404 hits, a 5xx refresh counted, status 600, request_ms 0', async (t) => {
+t.test('review fixes: HEAD on a caching route, 204 and 404 hits, a 5xx refresh counted, status 600, request_ms 0', HTTP1_ONLY, async (t) => {
   const { createServer } = await import('node:net')
   const streams: NodeJS.Timeout[] = []
   const up = await startUpstream('o', (req, res) => {

@@ -5,7 +5,7 @@ import { request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startUpstream } from '../fixtures/upstream.js'
-import { fetchOnce, fetchText, startProxy, waitFor } from '../fixtures/proxy.js'
+import { fetchOnce, fetchText, startProxy, waitFor, HTTP1_ONLY } from '../fixtures/proxy.js'
 import { rawExchange, statusOf } from '../fixtures/raw.js'
 
 t.test('default_ttl_s never shares an answer to an authorized request', async (t) => {
@@ -22,7 +22,7 @@ routes: [{ name: api, match: {}, pool: web, cache: { enabled: true, default_ttl_
   t.equal(anon.body, 'private data for nobody')
 })
 
-t.test('an absolute-form target replaces Host, upstream and cache alike (no poisoning)', async (t) => {
+t.test('an absolute-form target replaces Host, upstream and cache alike (no poisoning)', HTTP1_ONLY, async (t) => {
   const up = await startUpstream('u', (req, res) => { res.writeHead(200, { 'cache-control': 'public, max-age=60' }).end(`content for host ${req.headers.host}`) })
   const proxy = await startProxy(`
 pools: { web: { members: [{ url: "${up.url}" }] } }
@@ -57,7 +57,7 @@ routes: [{ name: r, match: {}, pool: web, cache: { enabled: true } }]
   }
 })
 
-t.test('a client that leaves during a cache miss does not stall the URL', async (t) => {
+t.test('a client that leaves during a cache miss does not stall the URL', HTTP1_ONLY, async (t) => {
   let hold = true
   const up = await startUpstream('u', (_req, res) => {
     const answer = (): void => { res.writeHead(200, { 'cache-control': 'public, max-age=60' }).end('ok') }
@@ -80,7 +80,7 @@ routes: [{ name: r, match: {}, pool: web, cache: { enabled: true } }]
   t.equal(next.body, 'ok')
 })
 
-t.test('an upstream that answers before the upload ends: the client connection is closed after it', async (t) => {
+t.test('an upstream that answers before the upload ends: the client connection is closed after it', HTTP1_ONLY, async (t) => {
   const up = await startUpstream('u', (_req, res) => { res.writeHead(413).end('too big') })
   const proxy = await startProxy(`
 pools: { web: { members: [{ url: "${up.url}" }] } }
@@ -101,7 +101,7 @@ routes: [{ name: r, match: {}, pool: web }]
   t.equal(answer.connection, 'close')
 })
 
-t.test('DELETE without a body is retried like any idempotent request', async (t) => {
+t.test('DELETE without a body is retried like any idempotent request', HTTP1_ONLY, async (t) => {
   const bad = await startUpstream('bad', (req, res) => { req.resume(); res.writeHead(503).end('no') })
   const good = await startUpstream('good', (req, res) => { req.resume(); res.end('deleted') })
   const proxy = await startProxy(`

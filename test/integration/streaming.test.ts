@@ -2,7 +2,7 @@ import t from 'tap'
 import { request } from 'node:http'
 import { Readable } from 'node:stream'
 import { startUpstream } from '../fixtures/upstream.js'
-import { startProxy } from '../fixtures/proxy.js'
+import { startProxy, HTTP1_ONLY } from '../fixtures/proxy.js'
 
 const TOTAL = 100 * 1024 * 1024
 const CHUNK = Buffer.alloc(64 * 1024, 97)
@@ -29,7 +29,7 @@ async function peakRssGrowth(work: () => Promise<void>): Promise<number> {
   return peak - base
 }
 
-t.test('100 MB up and 100 MB down stream through without buffering', async (t) => {
+t.test('100 MB up and 100 MB down stream through without buffering', HTTP1_ONLY, async (t) => {
   const up = await startUpstream('u', (req, res) => {
     if (req.method === 'POST') {
       let n = 0

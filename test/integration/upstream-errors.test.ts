@@ -2,7 +2,7 @@ import t from 'tap'
 import { createServer, type Socket } from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { deadPort, startUpstream } from '../fixtures/upstream.js'
-import { fetchText, startProxy } from '../fixtures/proxy.js'
+import { fetchText, startProxy, HTTP1_ONLY } from '../fixtures/proxy.js'
 import { rawExchange, statusOf } from '../fixtures/raw.js'
 
 t.test('refused -> 502, reset -> 502, timeout -> 504, none available -> 503', async (t) => {
@@ -88,7 +88,7 @@ routes: [{ name: all, match: {}, pool: p }]
   t.equal(up.hits, 1, 'one client request, one upstream request')
 })
 
-t.test('client errors: bad host, bad path, unknown route, TRACE, body too large', async (t) => {
+t.test('client errors: bad host, bad path, unknown route, TRACE, body too large', HTTP1_ONLY, async (t) => {
   const up = await startUpstream('u')
   const proxy = await startProxy(`
 pools: { p: { members: [{ url: "${up.url}" }] } }
