@@ -19,7 +19,7 @@ export interface Change {
 }
 
 /** Pool settings undici fixes when it creates an origin's connection pool. */
-const REBUILD_POOL_KEYS = ['tls.verify', 'timeouts.connect_ms', 'max_connections']
+const REBUILD_POOL_KEYS = ['tls.verify', 'timeouts.connect_ms', 'max_connections', 'http2']
 /** Limits read per request or at shutdown; every other limit is given to the listener at startup. */
 const LIVE_LIMITS = new Set(['max_body_bytes', 'shutdown_timeout_ms'])
 

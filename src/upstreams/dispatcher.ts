@@ -4,10 +4,12 @@ export interface OriginOptions {
   connectTimeoutMs: number
   maxConnections: number
   verifyTls: boolean
+  /** Offer HTTP/2 by ALPN to https:// origins (the pool's `http2`). */
+  http2: boolean
 }
 
 function sameOptions(a: OriginOptions, b: OriginOptions): boolean {
-  return a.connectTimeoutMs === b.connectTimeoutMs && a.maxConnections === b.maxConnections && a.verifyTls === b.verifyTls
+  return a.connectTimeoutMs === b.connectTimeoutMs && a.maxConnections === b.maxConnections && a.verifyTls === b.verifyTls && a.http2 === b.http2
 }
 
 /**
@@ -125,6 +127,8 @@ function createPool(origin: string, opts: OriginOptions): UndiciPool {
     // upstream is about to close; undici also honours a Keep-Alive: timeout hint.
     keepAliveTimeout: 4000,
     keepAliveMaxTimeout: 60000,
-    connect: { timeout: opts.connectTimeoutMs, rejectUnauthorized: opts.verifyTls }
+    connect: { timeout: opts.connectTimeoutMs, rejectUnauthorized: opts.verifyTls },
+    // HTTP/2 multiplexes: `connections` then bounds sessions, each carrying many streams.
+    allowH2: opts.http2
   })
 }

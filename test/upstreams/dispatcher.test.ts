@@ -8,8 +8,8 @@ import { UpstreamDispatcher, type OriginOptions } from '../../src/upstreams/disp
 import { startUpstream } from '../fixtures/upstream.js'
 import { waitFor } from '../fixtures/proxy.js'
 
-const A: OriginOptions = { connectTimeoutMs: 2000, maxConnections: 8, verifyTls: true }
-const B: OriginOptions = { connectTimeoutMs: 500, maxConnections: 8, verifyTls: true }
+const A: OriginOptions = { connectTimeoutMs: 2000, maxConnections: 8, verifyTls: true, http2: false }
+const B: OriginOptions = { connectTimeoutMs: 500, maxConnections: 8, verifyTls: true, http2: false }
 
 t.test('changed options rebuild the pool at commit; the old one drains its requests', async (t) => {
   let release: (() => void) | undefined
