@@ -1,5 +1,7 @@
 import t from 'tap'
 import { rename, writeFile } from 'node:fs/promises'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { connect as tlsConnect } from 'node:tls'
 import { connect as netConnect } from 'node:net'
 import { Agent, request } from 'undici'
@@ -179,4 +181,32 @@ routes: [{ name: r, match: {}, pool: o }]
 `
   await t.rejects(startProxy(cfg(`${dir}/missing.pem`, a.key)), { message: new RegExp(`${dir}/missing\\.pem`) })
   await t.rejects(startProxy(cfg(a.cert, b.key)), { message: new RegExp(`${b.key}.*does not match|does not match.*${a.cert}`) })
+})
+
+t.test('a reload reads the certificate files again (no watch), and reports the change as live', async (t) => {
+  const dir = await certDir(t)
+  const a1 = await writePair(dir, 'a', ['a.test'])
+  const up = await startUpstream('o')
+  const yaml = (cert: string, key: string): string => `
+listen: { host: 127.0.0.1, port: 0, tls: { watch_interval_ms: 0, certificates: [{ cert: "${cert}", key: "${key}" }] } }
+pools: { o: { members: [{ url: "${up.url}" }] } }
+routes: [{ name: r, match: {}, pool: o }]
+`
+  const file = join(dir, 'upstreams.yaml')
+  const proxy = await startProxy(yaml(a1.cert, a1.key), { configPath: file })
+  t.teardown(async () => { await proxy.close(); await up.close() })
+  const port = Number(new URL(proxy.url).port)
+  t.equal(await servedFingerprint(port, 'a.test'), a1.fingerprint256)
+  // Same file names, new contents: only a reload reads them.
+  const a2 = await writePair(dir, 'a', ['a.test'])
+  t.equal(await servedFingerprint(port, 'a.test'), a1.fingerprint256, 'not watched: still the old one')
+  await proxy.app.reload()
+  t.equal(await servedFingerprint(port, 'a.test'), a2.fingerprint256, 'the reload loaded the new pair')
+  // A listed pair that does not match keeps the old certificates.
+  const b = await writePair(dir, 'b', ['b.test'])
+  writeFileSync(file, yaml(a1.cert, b.key))
+  const answer = await proxy.app.reload()
+  t.equal(answer.ok, false, 'a pair that does not match rejects the reload')
+  t.match(answer, { error: /does not match/ })
+  t.equal(await servedFingerprint(port, 'a.test'), a2.fingerprint256, 'and the certificates served stay')
 })
