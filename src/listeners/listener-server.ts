@@ -32,14 +32,15 @@ export function createListenerServer(listener: ListenerConfig, config: Config, h
   const limits = config.limits
   const h2settings = {
     maxConcurrentStreams: limits.http2.max_concurrent_streams,
-    maxHeaderListSize: Math.max(limits.max_header_bytes, 16384),
+    // The same bound as an HTTP/1.1 head (HPACK counts 32 bytes more per field); Node answers 431 beyond it.
+    maxHeaderListSize: limits.max_header_bytes,
     enablePush: false
   }
   const h2options = {
     settings: h2settings,
-    // Node's default (128) is below the header fields an HTTP/1 request may carry; one field
-    // more than we accept, so an over-long list is refused by the edge rather than cut by nghttp2.
-    maxHeaderListPairs: MAX_FIELDS + 5,
+    // Node's default (128) is below the header fields an HTTP/1 request may carry; twice what we
+    // accept, so an over-long list gets the edge's 431 rather than a stream reset from nghttp2.
+    maxHeaderListPairs: MAX_FIELDS * 2,
     // A client must not make us hold more than this per session (buffers, HPACK state).
     maxSessionMemory: 16
   }

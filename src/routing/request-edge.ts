@@ -30,6 +30,8 @@ export interface EdgeInput {
   readonly http2?: boolean
   /** HTTP/2: the request's HEADERS ended the stream (it has no body). */
   readonly endStream?: boolean
+  /** HTTP/2: limits.max_header_bytes (Node's HTTP/1 parser enforces it for HTTP/1.x). */
+  readonly maxHeaderBytes?: number
   readonly id: string
   /** performance.now() when the request arrived. */
   readonly start: number
@@ -91,6 +93,8 @@ export function routeRequest(req: EdgeInput, rt: Runtime): EdgeResult {
   let url = req.url
   let hostHeader = req.headers.host
   if (h2) {
+    // nghttp2 treats SETTINGS_MAX_HEADER_LIST_SIZE as advisory: the HTTP/1.1 head limit, enforced here.
+    if (req.maxHeaderBytes !== undefined && fieldBytes(req.rawHeaders) > req.maxHeaderBytes) return fail(EDGE_ERRORS.header_too_large)
     // RFC 9113 section 8.3.1: :authority stands for Host; both present and different is malformed.
     const authority = req.headers[':authority']
     if (typeof authority === 'string') {
@@ -163,6 +167,13 @@ export function routeRequest(req: EdgeInput, rt: Runtime): EdgeResult {
       bodyLength
     }
   }
+}
+
+/** Bytes of the field names and values (what an HTTP/1.1 head would carry, less its punctuation). */
+function fieldBytes(raw: readonly string[]): number {
+  let n = 0
+  for (let i = 0; i < raw.length; i++) n += raw[i].length
+  return n
 }
 
 function stripIpv4Mapped(ip: string | undefined): string {

@@ -127,3 +127,20 @@ routes: [{ name: r, match: {}, pool: o }]
   t.equal(up.hits, 0)
   t.equal((await fetchText(`${proxy.url}/`)).status, 200, 'HTTP/1.1 is served')
 })
+
+t.test('HTTP/2 header limits: the same bounds as HTTP/1.1, answered 431', async (t) => {
+  const up = await startUpstream('o')
+  const proxy = await startProxy(`
+listen: { host: 127.0.0.1, port: 0, h2c: true }
+limits: { max_header_bytes: 4096 }
+pools: { o: { members: [{ url: "${up.url}" }] } }
+routes: [{ name: r, match: {}, pool: o }]
+`)
+  t.teardown(async () => { await proxy.close(); await up.close() })
+  t.equal((await h2Request(proxy.url, '/', { headers: { 'x-big': 'a'.repeat(3000) } })).status, 200)
+  t.equal((await h2Request(proxy.url, '/', { headers: { 'x-big': 'a'.repeat(5000) } })).status, 431, 'a field list over max_header_bytes')
+  const many: Record<string, string> = {}
+  for (let i = 0; i < 250; i++) many[`x-h${i}`] = 'v'
+  t.equal((await h2Request(proxy.url, '/', { headers: many })).status, 431, 'more than 200 fields')
+  t.equal(up.hits, 1)
+})
