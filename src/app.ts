@@ -6,8 +6,11 @@ import type { Clock } from './clock.js'
 import { createProxyMetrics } from './metrics/proxy-metrics.js'
 import type { ProxyDeps } from './routing/proxy-plugin.js'
 import { ProxyListeners } from './listeners/proxy-listeners.js'
+import { checkListenerTls } from './tls/check.js'
+import { ConfigError } from './config/load.js'
 import type { Runtime } from './routing/runtime.js'
 import { RuntimeManager } from './routing/runtime-manager.js'
+import { TunnelRegistry } from './routing/tunnel-registry.js'
 import { Supervisor } from './sidecars/supervisor.js'
 import { HttpCache, cachePartition } from './cache/http-cache.js'
 import { purge, type PurgeResult } from './cache/purge.js'
@@ -127,7 +130,7 @@ async function assembleApp(config: Config, opts: AppOptions, resources: Resource
       opts.logger.warn({ pool: name }, 'TLS certificate verification is OFF for this pool (tls.verify: false): anyone on the path can impersonate its members')
     }
   }
-  const proxyDeps: ProxyDeps = { runtime: current, metrics, dispatcher, cache: undefined, accessLog: config.logging.access_log }
+  const proxyDeps: ProxyDeps = { runtime: current, metrics, dispatcher, cache: undefined, accessLog: config.logging.access_log, tunnels: new TunnelRegistry(registry) }
   // The cache store exists only once a route caches (no Redis connection otherwise); a reload
   // that enables caching on a route creates it then.
   let cache: HttpCache | undefined
@@ -176,6 +179,9 @@ async function assembleApp(config: Config, opts: AppOptions, resources: Resource
   let running = config
   const prepareConfig = async (next: Config): Promise<PreparedReload> => {
     await ensureCache(next)
+    // A certificate pair that cannot be loaded rejects the reload, as a bad file does.
+    const tlsIssues = await checkListenerTls(next, process.cwd())
+    if (tlsIssues.length > 0) throw new ConfigError(opts.configPath ?? 'config', tlsIssues)
     const prepared = runtimes.prepare(next)
     return {
       commit: async () => {
@@ -204,7 +210,8 @@ async function assembleApp(config: Config, opts: AppOptions, resources: Resource
       draining = true
       const deadline = running.limits.shutdown_timeout_ms
       opts.logger.info({ reason, deadline_ms: deadline, connections: listeners.open }, 'shutting down: draining in-flight requests')
-      const { forced } = await listeners.drain(deadline)
+      // WebSocket tunnels get the same deadline, then are closed (routing/tunnel-registry.ts).
+      const [, { forced }] = await Promise.all([proxyDeps.tunnels.drain(deadline), listeners.drain(deadline)])
       if (forced > 0) opts.logger.warn({ deadline_ms: deadline, connections: forced }, 'shutdown deadline passed; closed the remaining connections')
       await resources.closeAll()
       opts.logger.info('stopped')

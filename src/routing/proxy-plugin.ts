@@ -7,12 +7,16 @@ import { methodLabel, type ProxyMetrics } from '../metrics/proxy-metrics.js'
 import type { HttpCache } from '../cache/http-cache.js'
 import type { UpstreamDispatcher } from '../upstreams/dispatcher.js'
 import { runExchange, type AttemptDeps, ClientBodyError, type UpstreamResponse } from './attempt-loop.js'
-import { ClientWriter } from './client-writer.js'
+import { ClientWriter, VIA } from './client-writer.js'
 import { ForwardSink } from './forward-sink.js'
 import { MAX_FIELDS, routeRequest, type RoutedRequest } from './request-edge.js'
 import { readRequestBody } from './request-body.js'
 import type { Runtime } from './runtime.js'
 import { forwardRequest } from './upstream-request.js'
+import type { TunnelRegistry } from './tunnel-registry.js'
+import { createUpgradeListener } from './upgrade.js'
+import { httpsLocation, type ListenerInfo } from '../listeners/listener-info.js'
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2'
 
 export interface ProxyDeps {
   /** The live runtime; read once per request so a reload swaps it atomically. */
@@ -21,10 +25,16 @@ export interface ProxyDeps {
   dispatcher: UpstreamDispatcher
   cache: HttpCache | undefined
   accessLog: boolean
+  /** Open WebSocket tunnels, shared by every listener (upgrade.ts). */
+  tunnels: TunnelRegistry
+  /** The listener this pipeline serves (each listener registers the plugin with its own). */
+  listener?: ListenerInfo
 }
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE'])
 const BODYLESS = new Set(['GET', 'HEAD'])
+/** RFC 8555 section 8.3: HTTP-01 challenges are fetched over plain HTTP, never redirected. */
+const ACME_CHALLENGE = '/.well-known/acme-challenge/'
 const REQUEST_ID = /^[A-Za-z0-9._:/+=-]{1,128}$/
 
 /** What the response's 'close' handler needs; kept on the response, so no closure per request. */
@@ -49,7 +59,9 @@ function onResponseClose(this: TrackedResponse): void {
   const routed = t.routed
   const routeName = routed?.route.name ?? ''
   const poolName = routed?.pool.name ?? ''
-  const code = this.writableFinished ? String(this.statusCode) : '499'
+  // An HTTP/2 stream the client reset also reads as finished: its reset code tells.
+  const finished = this.writableFinished && ((this as unknown as Http2ServerResponse).stream?.rstCode ?? 0) === 0
+  const code = finished ? String(this.statusCode) : '499'
   const seconds = (performance.now() - (routed?.start ?? 0)) / 1000
   metrics.hot.requests.get(routeName, poolName, methodLabel(t.request.method), code).inc()
   if (routed !== undefined) {
@@ -57,7 +69,7 @@ function onResponseClose(this: TrackedResponse): void {
     metrics.hot.inFlight.get(routeName).dec()
   }
   // The client went away before the answer was complete: stop the upstream exchange.
-  if (!this.writableFinished) t.writer.flow?.abort()
+  if (!finished) t.writer.flow?.abort()
   if (t.deps.accessLog) {
     t.request.log.info({ reqId: t.request.id, method: t.request.method, path: routed?.path, route: routed?.route.name, pool: poolName, member: t.writer.member, cache: t.writer.cacheStatus, code, ms: Math.round(seconds * 1e4) / 10, client: routed?.clientIp }, 'access')
   }
@@ -84,6 +96,10 @@ export async function proxyPlugin(app: FastifyInstance, deps: ProxyDeps): Promis
     const body = errorBody(EDGE_ERRORS.method_not_allowed, 'CONNECT is not proxied')
     socket.end(`HTTP/1.1 405 Method Not Allowed\r\nAllow: ${EDGE_ERRORS.method_not_allowed.headers?.allow ?? ''}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
   })
+  // Upgrade requests: WebSocket tunnels; any other is served without its Upgrade (upgrade.ts).
+  // The listener's tunnels close with it (after the drain deadline on shutdown).
+  app.server.on('upgrade', createUpgradeListener(app.server, deps, app.log))
+  app.addHook('preClose', (done) => { deps.tunnels.closeAll(app.server); done() })
   // Keep one field more than we accept, so an over-long head is refused instead of truncated.
   app.server.maxHeadersCount = MAX_FIELDS + 1
   // Errors raised before the handler (e.g. under-pressure's 503): a short plain answer from the table.
@@ -112,7 +128,17 @@ export async function proxyPlugin(app: FastifyInstance, deps: ProxyDeps): Promis
       raw.socket.destroy()
       return
     }
+    const listener = deps.listener
+    if (listener !== undefined) {
+      if (listener.redirect !== undefined && !(raw.url ?? '').startsWith(ACME_CHALLENGE)) {
+        redirectToHttps(raw, res, request.id, listener.redirect, deps)
+        return
+      }
+      if (listener.hsts !== undefined) res.setHeader('strict-transport-security', listener.hsts)
+    }
     const rt = deps.runtime()
+    // Node's compatibility request: HTTP/1 text claiming version 2.0 has no stream.
+    const h2 = raw.httpVersionMajor === 2 && (raw as unknown as Partial<Http2ServerRequest>).stream !== undefined
     const edge = routeRequest({
       method: request.method,
       url: raw.url ?? '/',
@@ -121,6 +147,10 @@ export async function proxyPlugin(app: FastifyInstance, deps: ProxyDeps): Promis
       versionMajor: raw.httpVersionMajor,
       versionMinor: raw.httpVersionMinor,
       peer: raw.socket.remoteAddress,
+      scheme: listener?.scheme ?? 'http',
+      http2: h2,
+      endStream: h2 ? (raw as unknown as Http2ServerRequest).stream.endAfterHeaders : undefined,
+      maxHeaderBytes: h2 ? rt.config.limits.max_header_bytes : undefined,
       id: request.id,
       start: performance.now()
     }, rt)
@@ -191,6 +221,24 @@ export async function proxyPlugin(app: FastifyInstance, deps: ProxyDeps): Promis
     deps.metrics.unrouted.labels(e.name).inc()
     return reply.code(e.status).headers({ 'content-type': 'text/plain; charset=utf-8', connection: 'close', 'x-request-id': request.id }).send(errorBody(e, `method ${request.method} is not supported`))
   })
+}
+
+/**
+ * A plain listener with redirect_https answers every request with a redirect to the same target
+ * over https (nginx's `return 308 https://$host$request_uri`), except ACME HTTP-01 challenges,
+ * which must be answered over plain HTTP (RFC 8555 section 8.3): those are routed as usual.
+ */
+function redirectToHttps(raw: IncomingMessage, res: ServerResponse, id: string, to: NonNullable<ListenerInfo['redirect']>, deps: ProxyDeps): void {
+  const writer = new ClientWriter(res, raw, id, undefined, 30000)
+  const host = raw.httpVersionMajor === 2 ? (raw.headers[':authority'] as string | undefined) ?? raw.headers.host : raw.headers.host
+  const location = httpsLocation(host, raw.url ?? '/', to.port)
+  deps.metrics.unrouted.labels(location === undefined ? EDGE_ERRORS.bad_host.name : 'redirect_https').inc()
+  if (location === undefined) {
+    writer.error(EDGE_ERRORS.bad_host)
+    return
+  }
+  const body = `Moved to ${location}\n`
+  writer.whole(to.status, { location, 'content-type': 'text/plain; charset=utf-8', via: `1.1 ${VIA}`, 'x-request-id': id }, Buffer.from(body))
 }
 
 /** An edge error answer; one that ends the connection drops anything pipelined behind it unread. */
