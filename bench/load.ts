@@ -12,6 +12,8 @@ export interface LoadOptions {
   urls: string[]
   connections: number
   durationS: number
+  /** Request fields sent with every request. */
+  headers?: Record<string, string>
 }
 
 export interface LoadResult {
@@ -54,6 +56,7 @@ export function runLoad(opts: LoadOptions): Promise<LoadResult> {
       url: opts.urls.length === 1 ? opts.urls[0] : opts.urls,
       connections: opts.connections,
       duration: opts.durationS,
+      ...(opts.headers === undefined ? {} : { headers: opts.headers }),
       timeout: 10,
       // autocannon stops on a sample tick: the default 1 s tick would round every run up to
       // whole seconds (1.5 s ran 2 s); 100 ms keeps durations as asked.
@@ -104,8 +107,8 @@ export interface HitSample {
   hits: number
   /** Non-2xx answers among the samples. */
   failed: number
-  /** The cache headers of the last sample, to see what the proxy said. */
-  lastHeaders: { 'x-cache'?: string; 'cache-status'?: string }
+  /** The cache headers of the last sample, to see what the proxy said (and its coding, when compressed). */
+  lastHeaders: { 'x-cache'?: string; 'cache-status'?: string; 'content-encoding'?: string }
 }
 
 const sampleAgent = new Agent({ keepAlive: true, maxSockets: 1 })
@@ -115,11 +118,11 @@ const sampleAgent = new Agent({ keepAlive: true, maxSockets: 1 })
  * `X-Cache: HIT` (Switchyard, nginx's $upstream_cache_status) or a `Cache-Status` whose
  * first entry says `hit` (RFC 9211).
  */
-export async function sampleHits(url: string, n: number): Promise<HitSample> {
+export async function sampleHits(url: string, n: number, requestHeaders: Record<string, string> = {}): Promise<HitSample> {
   const out: HitSample = { sampled: 0, hits: 0, failed: 0, lastHeaders: {} }
   for (let i = 0; i < n; i++) {
     const { status, headers } = await new Promise<{ status: number; headers: Record<string, string | string[] | undefined> }>((resolve, reject) => {
-      const req = request(url, { agent: sampleAgent, timeout: 5000 }, (res) => {
+      const req = request(url, { agent: sampleAgent, timeout: 5000, headers: requestHeaders }, (res) => {
         res.resume()
         res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers }))
       })
@@ -129,10 +132,11 @@ export async function sampleHits(url: string, n: number): Promise<HitSample> {
     })
     const xcache = headerText(headers['x-cache'])
     const cacheStatus = headerText(headers['cache-status'])
+    const coding = headerText(headers['content-encoding'])
     out.sampled++
     if (status < 200 || status > 299) out.failed++
     if (/^hit\b/i.test(xcache ?? '') || /^[^;,]*;\s*hit\b/i.test(cacheStatus ?? '')) out.hits++
-    out.lastHeaders = { ...(xcache === undefined ? {} : { 'x-cache': xcache }), ...(cacheStatus === undefined ? {} : { 'cache-status': cacheStatus }) }
+    out.lastHeaders = { ...(xcache === undefined ? {} : { 'x-cache': xcache }), ...(cacheStatus === undefined ? {} : { 'cache-status': cacheStatus }), ...(coding === undefined ? {} : { 'content-encoding': coding }) }
   }
   return out
 }

@@ -14,17 +14,25 @@ export interface ScenarioDef {
   size: Size
   label: string
   target: TargetName
-  /** Path prefix routed by the target: /u/ uncached, /c/ cached. */
-  prefix: '' | '/u/' | '/c/'
+  /** Path prefix routed by the target: /u/ uncached, /c/ cached, /z/ cached and compressed (text bodies). */
+  prefix: '' | '/u/' | '/c/' | '/z/'
   cached: boolean
+  /** Request fields the load generator sends (Accept-Encoding for the compressed rows). */
+  headers?: Record<string, string>
 }
 
-const KINDS: ReadonlyArray<{ key: string; label: string; target: TargetName; prefix: ScenarioDef['prefix']; cached: boolean }> = [
+interface Kind { key: string; label: string; target: TargetName; prefix: ScenarioDef['prefix']; cached: boolean; headers?: Record<string, string>; sizes?: readonly Size[] }
+
+const KINDS: readonly Kind[] = [
   { key: 'direct', label: 'direct upstream (anchor)', target: 'upstreams', prefix: '', cached: false },
   { key: 'switchyard', label: 'switchyard uncached', target: 'switchyard', prefix: '/u/', cached: false },
   { key: 'switchyard-memory-hit', label: 'switchyard cache hit, memory', target: 'switchyard', prefix: '/c/', cached: true },
   { key: 'switchyard-redis-hit', label: 'switchyard cache hit, redis', target: 'switchyard-redis', prefix: '/c/', cached: true },
   { key: 'switchyard-redis-far-hit', label: 'switchyard cache hit, redis, no near cache', target: 'switchyard-redis-far', prefix: '/c/', cached: true },
+  // The same 64 KiB as text on a route with compress: a client that takes identity, and one that
+  // takes gzip (served from the stored gzip copy: a hit never compresses). /small is below min_bytes.
+  { key: 'switchyard-memory-text-hit', label: 'switchyard cache hit, memory, compress route, identity', target: 'switchyard', prefix: '/z/', cached: true, sizes: ['big'] },
+  { key: 'switchyard-memory-gzip-hit', label: 'switchyard cache hit, memory, compress route, gzip', target: 'switchyard', prefix: '/z/', cached: true, headers: { 'accept-encoding': 'gzip' }, sizes: ['big'] },
   { key: 'switchyard-workers2', label: 'switchyard workers:2 uncached', target: 'switchyard-workers', prefix: '/u/', cached: false },
   { key: 'switchyard-workers2-memory-hit', label: 'switchyard workers:2 cache hit, memory', target: 'switchyard-workers', prefix: '/c/', cached: true },
   { key: 'nginx', label: 'nginx (keepalive upstream)', target: 'nginx', prefix: '/u/', cached: false },
@@ -33,13 +41,14 @@ const KINDS: ReadonlyArray<{ key: string; label: string; target: TargetName; pre
 
 /** Every scenario, in table order: the /small group, then the /big group. */
 export function allScenarios(): ScenarioDef[] {
-  return (['small', 'big'] as const).flatMap((size) => KINDS.map((k) => ({
+  return (['small', 'big'] as const).flatMap((size) => KINDS.filter((k) => k.sizes === undefined || k.sizes.includes(size)).map((k) => ({
     id: `${size}/${k.key}`,
     size,
     label: `${k.label} /${size}`,
     target: k.target,
     prefix: k.prefix,
-    cached: k.cached
+    cached: k.cached,
+    ...(k.headers === undefined ? {} : { headers: k.headers })
   })))
 }
 

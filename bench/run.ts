@@ -206,8 +206,8 @@ async function main(argv: string[]): Promise<number> {
       check()
       const target = targets.get(s.target) as Target
       const urls = urlOf(target, s, o)
-      s.warmup = await runLoad({ title: `warmup ${s.id}`, urls, connections: o.connections, durationS: o.warmupS })
-      if (s.cached) s.warmupHits = await sampleHits(urls[0], HIT_SAMPLES_WARMUP)
+      s.warmup = await runLoad({ title: `warmup ${s.id}`, urls, connections: o.connections, durationS: o.warmupS, headers: s.headers })
+      if (s.cached) s.warmupHits = await sampleHits(urls[0], HIT_SAMPLES_WARMUP, s.headers)
     }
 
     const groupPids = (ps: readonly Tracked[]): number[] => ps.flatMap((p) => p.pids)
@@ -225,7 +225,7 @@ async function main(argv: string[]): Promise<number> {
         const redisPids = (s.target === 'switchyard-redis' || s.target === 'switchyard-redis-far') && redis !== undefined ? redis.proc.pids : []
         const t0 = { proxy: ticksOf(proxyPids), up: ticksOf(upPids), redis: ticksOf(redisPids) }
         const startedAt = new Date().toISOString()
-        const load = await runLoad({ title: s.id, urls, connections: o.connections, durationS: o.durationS })
+        const load = await runLoad({ title: s.id, urls, connections: o.connections, durationS: o.durationS, headers: s.headers })
         const t1 = { proxy: ticksOf(proxyPids), up: ticksOf(upPids), redis: ticksOf(redisPids) }
         check()
         const n = load.requests
@@ -240,7 +240,7 @@ async function main(argv: string[]): Promise<number> {
             ...(redisPids.length === 0 ? {} : { redis: cpuOf(t1.redis - t0.redis, n) }),
             loadgen: { us: load.loadgenCpuUs, usPerReq: n > 0 ? load.loadgenCpuUs / n : Number.NaN }
           },
-          ...(s.cached ? { hits: await sampleHits(urls[0], HIT_SAMPLES_RUN) } : {})
+          ...(s.cached ? { hits: await sampleHits(urls[0], HIT_SAMPLES_RUN, s.headers) } : {})
         })
         const cpu = s.reps[s.reps.length - 1].cpu.proxy
         const bad = load.errors + load.non2xx

@@ -47,8 +47,8 @@ export interface SwitchyardSpec {
 
 /**
  * The bench config. Routes by prefix: /u/ uncached (round-robin over both upstreams), /c/ with
- * the cache on. The prefix is forwarded unchanged; the upstream answers /small and /big under
- * any prefix.
+ * the cache on, /z/ with the cache and compress on (the upstream answers text there). The prefix
+ * is forwarded unchanged; the upstream answers /small and /big under any prefix.
  */
 export function switchyardYaml(spec: SwitchyardSpec, port: number, adminPort: number): string {
   const store = spec.store.kind === 'memory' ? '{ store: memory }' : `{ store: redis, redis: { url: "${spec.store.url}" }, near_cache: { enabled: ${spec.store.near} } }`
@@ -67,6 +67,7 @@ export function switchyardYaml(spec: SwitchyardSpec, port: number, adminPort: nu
     'routes:',
     '  - { name: uncached, match: { path_prefix: /u/ }, pool: backends }',
     '  - { name: cached, match: { path_prefix: /c/ }, pool: backends, cache: { enabled: true } }',
+    '  - { name: compressed, match: { path_prefix: /z/ }, pool: backends, cache: { enabled: true }, compress: true }',
     `cache: ${store}`,
     ''
   ].join('\n')

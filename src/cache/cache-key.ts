@@ -41,6 +41,13 @@ export interface CacheKey {
   readonly host: string
   /** path + ('?' + query when there is one): what a prefix purge compares against. */
   readonly target: string
+  /**
+   * A content coding (br, gzip, zstd): the key names the compressed copy the HTTP layer keeps
+   * of a stored response (http-cache.ts), a variant of the same URL beside it. Same URL digest,
+   * so it lives in the URL's variants index and every purge of the URL (by URL, prefix or
+   * tag) and every change of its Vary names drops it with the response it was made from.
+   */
+  readonly coding?: string
 }
 
 /** Request headers as Node gives them: lower-case names, repeated fields as arrays. */
@@ -150,9 +157,18 @@ function selectedValue(headers: RequestHeaders, name: string): string | null {
   return v.map((line) => line.trim()).join(', ')
 }
 
-/** Digest naming one stored variant of a URL: the URL, its Vary names and the selected values. */
+/** The key of a stored response's compressed copy in `coding` (see CacheKey.coding). */
+export function codedKey(key: CacheKey, coding: string): CacheKey {
+  return { url: key.url, digest: key.digest, host: key.host, target: key.target, coding }
+}
+
+/**
+ * Digest naming one stored variant of a URL: the URL, its Vary names and the selected values
+ * (and the coding, for a compressed copy; absent, the digest is what it always was).
+ */
 export function variantDigest(key: CacheKey, names: VaryNames, headers: RequestHeaders): string {
   const list = names === '' ? [] : names.split(',')
   const values = list.map((n) => selectedValue(headers, n))
-  return sha256Hex(JSON.stringify([DIGEST_VERSION, 'variant', key.digest, names, values]))
+  const parts = key.coding === undefined ? [DIGEST_VERSION, 'variant', key.digest, names, values] : [DIGEST_VERSION, 'variant', key.digest, names, values, 'coding', key.coding]
+  return sha256Hex(JSON.stringify(parts))
 }

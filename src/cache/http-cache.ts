@@ -13,7 +13,18 @@
  * (routing/attempt-loop.ts), like uncached requests: admission, retries on another member,
  * timeouts and health accounting are the same. CacheSink copies the body into the store as it
  * streams to the client.
+ *
+ * Compression (a route with `compress`): the stored response stays the identity body. A client
+ * that negotiates a coding is served a compressed copy kept beside it (cache-key.ts codedKey:
+ * a variant of the same URL, so every purge drops it too), made once: by the fill that
+ * compressed its answer anyway (captured from the client writer), or else by the first hit in
+ * that coding (in the thread pool, once per process however many hits arrive meanwhile). A copy
+ * names the stored response it was made from (Meta.id), so a response replaced while fresh
+ * (a no-cache request's fill) never has its old copy served; freshness, 304s and ranges are
+ * always decided on the stored response itself.
  */
+import { randomUUID } from 'node:crypto'
+import type { OutgoingHttpHeaders } from 'node:http'
 import CachePolicy from 'http-cache-semantics'
 import type { Logger } from 'pino'
 import { UPSTREAM_ERRORS, poolDetail, type ProxyError } from '../errors.js'
@@ -25,7 +36,10 @@ import { upstreamHeaders } from '../routing/upstream-request.js'
 import type { RouteCacheConfig } from '../config/schema.js'
 import { notModified, notModifiedHeaders } from './conditional.js'
 import type { CacheMetrics } from './cache-metrics.js'
-import { cacheKey, type CacheKey } from './cache-key.js'
+import { cacheKey, codedKey, sha256Hex, type CacheKey } from './cache-key.js'
+import { PASS, addVary, applyCoding, weakEtag, type CompressPolicy } from '../compression/compress-policy.js'
+import { encodeBody } from '../compression/encoder.js'
+import type { Coding } from '../compression/negotiate.js'
 import { keyedQuery } from './keyed-query.js'
 import { ifRangeHolds, selectRange } from './range.js'
 import { forwardRequest } from '../routing/upstream-request.js'
@@ -37,16 +51,34 @@ import type { FillLock } from './fill-lock.js'
 
 type Headers = Record<string, string | string[] | undefined>
 
-/** What we keep next to the body: the serialised policy and, for operators, the URL. */
+/**
+ * What we keep next to the body: the serialised policy and, for operators, the URL; the id of
+ * this body (its compressed copies name it) and the Vary names it was stored under (its copies
+ * are stored under the same, see cache-key.ts). Entries written before compression existed
+ * have neither: the id is then derived from the meta, the names from the stored fields.
+ */
 interface Meta {
   v: 1
   policy: CachePolicy.CachePolicyObject
   url: string
+  id?: string
+  vary?: string
 }
 
 interface Stored {
-  policy: CachePolicy
-  body: Buffer
+  readonly policy: CachePolicy
+  readonly body: Buffer
+  /** Names this body (kept across 304 refreshes, new for every new body). */
+  readonly id: string
+  /** The Vary names it is stored under (keyVary). */
+  readonly vary: string
+}
+
+/** A parsed meta, remembered by its text. */
+interface Parsed {
+  readonly policy: CachePolicy
+  readonly id: string
+  readonly vary: string
 }
 
 /** Result of a cache fill that other requests for the same key waited on. */
@@ -117,8 +149,18 @@ export class HttpCache {
   private readonly written = new Map<string, number>()
   /** Store writes of fills finished so far. */
   private writes = 0
-  private readonly parsed = new Map<string, CachePolicy>()
+  private readonly parsed = new Map<string, Parsed>()
   private readonly keys = new Map<string, CacheKey>()
+  /** Compressed copies being made, by stored body id and coding, until they are in the store. */
+  private readonly coding = new Map<string, Promise<Buffer>>()
+  /**
+   * Compressed copies served lately, by stored body id and coding, oldest first: a hit in a
+   * coding costs no store lookup (no digest, and no Redis round trip without a near cache). An
+   * id names one body forever, so a copy found here is always right for it; the stored
+   * response's own freshness still decides every answer.
+   */
+  private readonly codedRecent = new Map<string, Buffer>()
+  private codedRecentBytes = 0
   readonly store: CacheStore
 
   constructor(private readonly deps: HttpCacheDeps) {
@@ -194,16 +236,21 @@ export class HttpCache {
     const got = await this.deps.store.get(key, routed.headers)
     if (got === undefined) return undefined
     // Parsing the stored policy is most of a hit's cost: keep recent ones (policies are not mutated).
-    let policy = this.parsed.get(got.meta)
-    if (policy === undefined) {
+    let parsed = this.parsed.get(got.meta)
+    if (parsed === undefined) {
       const meta = parseMeta(got)
       if (meta === undefined) return undefined
-      policy = CachePolicy.fromObject(meta.policy)
+      const policy = CachePolicy.fromObject(meta.policy)
+      parsed = {
+        policy,
+        id: meta.id ?? `meta-${sha256Hex(got.meta)}`,
+        vary: meta.vary ?? keyVary((policy.responseHeaders() as Headers).vary)
+      }
       if (this.parsed.size >= PARSED_POLICIES) this.parsed.clear()
-      this.parsed.set(got.meta, policy)
+      this.parsed.set(got.meta, parsed)
     }
-    if (got.invalidatedAt !== undefined) policy = staleSince(policy, got.invalidatedAt)
-    return { policy, body: got.body }
+    const policy = got.invalidatedAt !== undefined ? staleSince(parsed.policy, got.invalidatedAt) : parsed.policy
+    return { policy, body: got.body, id: parsed.id, vary: parsed.vary }
   }
 
   private async serve(routed: RoutedRequest, writer: ClientWriter, cfg: RouteCacheConfig, deps: AttemptDeps, dropUnderscores: boolean, again = false): Promise<void> {
@@ -274,6 +321,9 @@ export class HttpCache {
     h['x-cache'] = xcache
     h['cache-status'] = `switchyard; ${detail}`
     const status = storedStatus((stored.policy as unknown as { status(): number }).status(), libraryHeaders)
+    // What the client writer would do with the whole body: the compressed copy, when a coding.
+    h['content-length'] = stored.body.length
+    const verdict = writer.compression(status, h)
     // RFC 9110 section 13.2.1: preconditions apply only where the answer would be 2xx.
     if (status >= 200 && status < 300 && notModified(routed.headers as Headers, headers)) {
       const nm = notModifiedHeaders(headers) as Record<string, string | string[]>
@@ -281,6 +331,10 @@ export class HttpCache {
       nm['cache-status'] = h['cache-status']
       nm.via = h.via as string
       nm['x-request-id'] = routed.id
+      // The fields the 200 would carry (RFC 9110 section 15.4.5): Vary, and the weak tag of
+      // the compressed answer (If-None-Match compares weakly, so W/"x" selects "x" above).
+      if (verdict !== PASS) addVary(nm)
+      if (typeof verdict === 'string' && typeof nm.etag === 'string') nm.etag = weakEtag(nm.etag)
       writer.whole(304, nm, undefined)
       return
     }
@@ -300,7 +354,67 @@ export class HttpCache {
       }
     }
     if (status === 200) h['accept-ranges'] = 'bytes'
+    if (typeof verdict === 'string' && routed.method !== 'HEAD') {
+      this.sendCoded(routed, writer, stored, status, h, verdict)
+      return
+    }
     writer.whole(status, h, stored.body)
+  }
+
+  /** A stored answer in the client's coding: from the compressed copy, made now if there is none. */
+  private sendCoded(routed: RoutedRequest, writer: ClientWriter, stored: Stored, status: number, h: OutgoingHttpHeaders, coding: Coding): void {
+    const recent = this.codedRecent.get(`${stored.id}|${coding}`)
+    if (recent !== undefined) {
+      applyCoding(h, coding)
+      writer.wholeEncoded(status, h, recent, coding)
+      return
+    }
+    this.codedBody(routed, stored, coding).then((body) => {
+      if (writer.closed) return
+      applyCoding(h, coding)
+      writer.wholeEncoded(status, h, body, coding)
+    }, (err: unknown) => {
+      // Compression failed (it does not, short of memory): the writer compresses as it sends.
+      this.deps.log.warn({ err, route: routed.route.name }, 'compressing a stored response failed')
+      if (!writer.closed) writer.whole(status, h, stored.body)
+    })
+  }
+
+  /**
+   * The compressed copy of a stored body: from the store when one made from this very body is
+   * there, else compressed now (once per process: concurrent hits share it until it is stored).
+   */
+  private async codedBody(routed: RoutedRequest, stored: Stored, coding: Coding): Promise<Buffer> {
+    const key = codedKey(this.primaryKey(routed, routed.path, routed.query, routed.route.cache as RouteCacheConfig), coding)
+    const flight = `${stored.id}|${coding}`
+    const got = await this.deps.store.get(key, routed.headers)
+    if (got !== undefined && got.meta === codedMeta(stored.id, coding)) {
+      this.rememberCoded(flight, got.body)
+      return got.body
+    }
+    let pending = this.coding.get(flight)
+    if (pending === undefined) {
+      const policy = routed.route.compress as CompressPolicy
+      const made = encodeBody(coding, policy, stored.body).then((out) => {
+        policy.counters.bytesIn += stored.body.length
+        policy.counters.bytesOut += out.length
+        return out
+      })
+      pending = made
+      this.coding.set(flight, made)
+      // Kept until the copy is in the store, so a hit meanwhile does not compress it again.
+      const done = (): void => { if (this.coding.get(flight) === made) this.coding.delete(flight) }
+      made.then((body) => this.writeCoded(routed, key, stored, body), () => undefined).then(done, done)
+    }
+    return await pending
+  }
+
+  /** Stores a compressed copy beside the response it was made from, for as long as that one is kept. */
+  async writeCoded(routed: RoutedRequest, key: CacheKey, stored: Stored, body: Buffer): Promise<void> {
+    this.rememberCoded(`${stored.id}|${key.coding as string}`, body)
+    const ttl = keepFor(stored.policy)
+    if (ttl <= 0) return
+    await this.deps.store.set(key, stored.vary, routed.headers, { meta: codedMeta(stored.id, key.coding as string), body }, ttl)
   }
 
   /** stale-if-error (RFC 5861): replays the stale entry when the origin failed, if it allows. */
@@ -479,14 +593,14 @@ export class HttpCache {
     return { policy, storable, length }
   }
 
-  async write(ctx: FillContext, stored: Stored, vary: string | string[] | undefined): Promise<void> {
-    const ttl = stored.policy.timeToLive() + (hasValidator(stored.policy) ? REVALIDATION_GRACE_MS : 0)
+  async write(ctx: FillContext, stored: Stored): Promise<void> {
+    const ttl = keepFor(stored.policy)
     if (ttl <= 0) return
     const r = ctx.routed
-    const meta: Meta = { v: 1, policy: stored.policy.toObject(), url: `${r.host}${r.path}${r.query}` }
+    const meta: Meta = { v: 1, policy: stored.policy.toObject(), url: `${r.host}${r.path}${r.query}`, id: stored.id, vary: stored.vary }
     // The store never rejects on the request path; a failed write is counted by its hooks.
     const tags = responseTags(stored.policy.responseHeaders() as Headers, ruleOptions(ctx.cfg).tagHeaders)
-    await this.deps.store.set(ctx.primary, keyVary(vary), r.headers, { meta: JSON.stringify(meta), body: stored.body, tags }, ttl)
+    await this.deps.store.set(ctx.primary, stored.vary, r.headers, { meta: JSON.stringify(meta), body: stored.body, tags }, ttl)
   }
 
   /**
@@ -506,7 +620,10 @@ export class HttpCache {
       else if (own['last-modified'] !== undefined) h['last-modified'] = own['last-modified']
     }
     const { policy, modified, matches } = stale.policy.revalidatedPolicy(this.policyRequest(ctx.routed), { status: 304, headers: h as CachePolicy.Headers })
-    return !modified && matches ? { stored: { policy, body: stale.body }, updated: true } : { stored: stale, updated: false }
+    if (modified || !matches) return { stored: stale, updated: false }
+    // The same body (and so the same compressed copies), under the Vary the 304 says.
+    const vary = keyVary(res.headers.vary ?? (policy.responseHeaders() as Headers).vary)
+    return { stored: { policy, body: stale.body, id: stale.id, vary }, updated: true }
   }
 
   /** stale-while-revalidate: one background refresh per key at a time, through the attempt loop. */
@@ -516,6 +633,17 @@ export class HttpCache {
     this.refreshing.add(flight)
     const ctx: FillContext = { ...base, writer: undefined, stale: stored, conditional: hasValidator(stored.policy), xcache: '', fwd: '', finish: () => this.refreshing.delete(flight) }
     runExchange(base.deps, this.fillRequest(base.routed, base.dropUnderscores, validatorsOf(stored.policy)), new CacheSink(this, ctx))
+  }
+
+  private rememberCoded(flight: string, body: Buffer): void {
+    if (body.length > CODED_RECENT_BYTES / 16 || this.codedRecent.has(flight)) return
+    this.codedRecent.set(flight, body)
+    this.codedRecentBytes += body.length
+    for (const [k, b] of this.codedRecent) {
+      if (this.codedRecentBytes <= CODED_RECENT_BYTES) break
+      this.codedRecent.delete(k)
+      this.codedRecentBytes -= b.length
+    }
   }
 
   get log(): Logger {
@@ -538,6 +666,9 @@ class CacheSink implements ResponseSink {
   private flow: Flow | undefined
   /** Where the body goes: the client's writer, until a HEAD's answer is complete at its head. */
   private client: ClientWriter | undefined
+  /** The stored response, once complete, and the compressed body the client got, once complete (either may come first). */
+  private stored: Stored | undefined
+  private coded: { coding: Coding; body: Buffer } | undefined
 
   constructor(private readonly cache: HttpCache, private readonly ctx: FillContext) {
     this.client = ctx.writer
@@ -551,7 +682,7 @@ class CacheSink implements ResponseSink {
       this.mode = 'drop'
       const { stored: updated, updated: matched } = cache.refreshed(ctx, res)
       if (matched) {
-        const write = cache.write(ctx, updated, res.headers.vary ?? (updated.policy.responseHeaders() as Headers).vary)
+        const write = cache.write(ctx, updated)
         ctx.finish({ kind: 'stored', stored: updated }, write)
       } else {
         cache.log.warn({ pool: ctx.routed.pool.name, member: res.member.name }, 'origin answered 304 with a validator we did not send; entry served but not updated')
@@ -588,6 +719,8 @@ class CacheSink implements ResponseSink {
     h['x-cache'] = ctx.xcache
     // "stored" only when the size is known to fit; a chunked body may still turn out too large.
     h['cache-status'] = `switchyard; ${ctx.fwd}${storable && Number.isFinite(length) && cache.store.writable() ? '; stored' : ''}`
+    // The client writer compresses this answer for its client anyway: keep that as the copy in its coding.
+    if (storable && ctx.routed.method !== 'HEAD') writer.captureEncoded(ctx.cfg.max_entry_bytes, (coding, body) => this.onCoded(coding, body))
     if (!writer.head(res.status, h, res.statusMessage)) {
       // An invalid status or field from the member, or the client left: never relay or keep it.
       this.mode = 'drop'
@@ -632,9 +765,24 @@ class CacheSink implements ResponseSink {
     if (this.mode === 'drop') return
     this.client?.end()
     if (this.mode === 'store') {
-      const stored: Stored = { policy: this.policy as CachePolicy, body: Buffer.concat(this.chunks, this.size) }
-      ctx.finish({ kind: 'stored', stored }, this.cache.write(ctx, stored, this.vary))
+      const stored: Stored = { policy: this.policy as CachePolicy, body: Buffer.concat(this.chunks, this.size), id: randomUUID(), vary: keyVary(this.vary) }
+      this.stored = stored
+      ctx.finish({ kind: 'stored', stored }, this.cache.write(ctx, stored))
+      this.keepCoded()
     }
+  }
+
+  private onCoded(coding: Coding, body: Buffer): void {
+    this.coded = { coding, body }
+    this.keepCoded()
+  }
+
+  /** Both the stored response and the client's compressed body are complete: keep the latter as its copy. */
+  private keepCoded(): void {
+    const { stored, coded } = this
+    if (stored === undefined || coded === undefined || this.mode !== 'store') return
+    this.coded = undefined
+    void this.cache.writeCoded(this.ctx.routed, codedKey(this.ctx.primary, coded.coding), stored, coded.body)
   }
 
   onAbort(): void {
@@ -671,6 +819,16 @@ function parseMeta(e: CacheEntry): Meta | undefined {
   }
 }
 
+/** How long the store keeps a response: its freshness, plus a grace period for 304 revalidation when it has a validator. */
+function keepFor(p: CachePolicy): number {
+  return p.timeToLive() + (hasValidator(p) ? REVALIDATION_GRACE_MS : 0)
+}
+
+/** The meta of a compressed copy: the stored body it was made from, and its coding. */
+function codedMeta(id: string, coding: string): string {
+  return `coded:${coding}:${id}`
+}
+
 function hasValidator(p: CachePolicy): boolean {
   return hasResponseValidator(p.responseHeaders() as Headers)
 }
@@ -687,6 +845,12 @@ function validatorsOf(p: CachePolicy): Headers {
 function hasResponseValidator(h: Headers): boolean {
   return h.etag !== undefined || h['last-modified'] !== undefined
 }
+
+/**
+ * Bytes of compressed copies kept in process beside the store (HttpCache.codedRecent), and so
+ * the most they add to its memory; a copy larger than a sixteenth of it is not kept.
+ */
+const CODED_RECENT_BYTES = 8 * 1024 * 1024
 
 /** How long a Range request waits for a fill of its URL to be stored before going upstream itself. */
 const RANGE_WAIT_MS = 1000

@@ -163,7 +163,7 @@ export async function proxyPlugin(app: FastifyInstance, deps: ProxyDeps): Promis
       return
     }
     const routed = edge.routed
-    const writer = new ClientWriter(res, raw, request.id, routed.split, routed.pool.requestTimeoutMs)
+    const writer = new ClientWriter(res, raw, request.id, routed.split, routed.pool.requestTimeoutMs, routed.route.compress)
     res[kTracked] = { deps, request, routed, writer }
     res.once('close', onResponseClose)
     deps.metrics.hot.inFlight.get(routed.route.name).inc()

@@ -1,8 +1,9 @@
 import { BlockList } from 'node:net'
-import type { Config, RetriesConfig, RouteCacheConfig } from '../config/schema.js'
+import type { Config, RetriesConfig, RouteCacheConfig, RouteWebSocketConfig } from '../config/schema.js'
 import { parseCidr } from '../config/load.js'
 import { SplitAssigner } from '../balancing/split.js'
 import { Pool } from '../upstreams/pool.js'
+import { compileCompressPolicy, type CompressPolicy } from '../compression/compress-policy.js'
 import type { UpstreamDispatcher } from '../upstreams/dispatcher.js'
 import { RouteTable } from './route-table.js'
 
@@ -13,6 +14,10 @@ export interface RouteRuntime {
   readonly split: SplitAssigner<Pool> | undefined
   readonly maxBodyBytes: number
   readonly cache: RouteCacheConfig | undefined
+  /** Response compression (the `compress` block compiled); undefined when the route does not compress. */
+  readonly compress: CompressPolicy | undefined
+  /** WebSocket tunnels (upgrade.ts). */
+  readonly websocket: RouteWebSocketConfig
   readonly retries: RetriesConfig
   readonly retryOn: ReadonlySet<number>
   readonly retryMethods: ReadonlySet<string>
@@ -58,18 +63,23 @@ export function buildRuntime(config: Config, dispatcher: UpstreamDispatcher, pre
       dispatcher.ensure(m.origin, {
         connectTimeoutMs: cfg.timeouts.connect_ms,
         maxConnections: cfg.max_connections,
-        verifyTls: cfg.tls.verify
+        verifyTls: cfg.tls.verify,
+        http2: cfg.http2
       })
     }
   }
   const poolOf = (name: string): Pool => pools.get(name) as Pool // references checked by loadConfig
   const poolNames = [...pools.keys()]
+  // A route keeps its compression counters across a reload (they are metrics: never reset by one).
+  const counters = new Map(previous?.routes.map((r) => [r.name, r.compress?.counters]) ?? [])
   const routes = config.routes.map((r): RouteRuntime => ({
     name: r.name,
     pool: r.pool === undefined ? undefined : poolOf(r.pool),
     split: r.split === undefined ? undefined : new SplitAssigner(r.split, poolOf),
     maxBodyBytes: r.max_body_bytes ?? config.limits.max_body_bytes,
     cache: r.cache,
+    compress: compileCompressPolicy(r.compress, counters.get(r.name)),
+    websocket: r.websocket,
     retries: r.retries,
     retryOn: new Set(r.retries.on_status),
     retryMethods: new Set(r.retries.methods),
