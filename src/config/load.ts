@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { dirname, resolve as resolvePath } from 'node:path'
+import * as zlib from 'node:zlib'
 import { Ajv, type ErrorObject } from 'ajv'
 import { LineCounter, parseDocument, isScalar, visit, type Document, type Node as YamlNode } from 'yaml'
 import { ConfigSchema, type Config } from './schema.js'
@@ -201,6 +202,9 @@ function schemaIssues(errors: ErrorObject[], doc: Document, locate: (o: number |
   return out
 }
 
+/** zstd content coding: node:zlib has it from Node 22.15 / 23.8. */
+const HAVE_ZSTD = typeof (zlib as { createZstdCompress?: unknown }).createZstdCompress === 'function'
+
 const HOST_LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/
 
 function validHostPattern(h: string): boolean {
@@ -239,6 +243,9 @@ function checkReferences(c: Config): ConfigIssue[] {
     routeNames.set(r.name, i)
     if (r.match.host !== undefined && !validHostPattern(r.match.host.toLowerCase())) {
       issues.push({ path: ['routes', i, 'match', 'host'], message: `expected a host name (example.com) or a wildcard (*.example.com), got ${JSON.stringify(r.match.host)}` })
+    }
+    if (r.compress?.enabled === true && !HAVE_ZSTD && r.compress.encodings.every((e) => e === 'zstd')) {
+      issues.push({ path: ['routes', i, 'compress', 'encodings'], message: `zstd needs Node >= 22.15 (this is ${process.version}); add br or gzip` })
     }
     if ((r.pool === undefined) === (r.split === undefined)) {
       issues.push({ path: ['routes', i], message: 'expected exactly one of pool or split' })

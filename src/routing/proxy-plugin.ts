@@ -69,7 +69,11 @@ function onResponseClose(this: TrackedResponse): void {
     metrics.hot.inFlight.get(routeName).dec()
   }
   // The client went away before the answer was complete: stop the upstream exchange.
-  if (!finished) t.writer.flow?.abort()
+  if (!finished) {
+    t.writer.flow?.abort()
+    // Its timers (the stall limit) and compressor go with it.
+    t.writer.cut()
+  }
   if (t.deps.accessLog) {
     t.request.log.info({ reqId: t.request.id, method: t.request.method, path: routed?.path, route: routed?.route.name, pool: poolName, member: t.writer.member, cache: t.writer.cacheStatus, code, ms: Math.round(seconds * 1e4) / 10, client: routed?.clientIp }, 'access')
   }

@@ -146,3 +146,35 @@ cache: { key_prefix: "a{b}:", near_cache: { max_bytes: -1, size: 3 }, coalesce: 
   t.match(p, /cache\.coalesce\.lock_ttl_ms: expected a number >= 100, got 5/)
   t.match(p, /cache\.coalesce\.max_wait_ms: expected a number >= 0, got -1/)
 })
+
+t.test('compress: zstd alone needs a Node that has it', async (t) => {
+  const yaml = 'pools: { p: { members: [{ url: "http://127.0.0.1:1" }] } }\nroutes: [{ name: r, match: {}, pool: p, compress: { encodings: [zstd] } }]\n'
+  const haveZstd = typeof (await import('node:zlib') as { createZstdCompress?: unknown }).createZstdCompress === 'function'
+  if (haveZstd) t.doesNotThrow(() => parseConfig(yaml, 'z.yaml', {}))
+  else t.throws(() => parseConfig(yaml, 'z.yaml', {}), /routes\[0\]\.compress\.encodings: zstd needs Node >= 22\.15/)
+  t.doesNotThrow(() => parseConfig(yaml.replace('[zstd]', '[zstd, gzip]'), 'z.yaml', {}), 'with a fallback it is fine')
+})
+
+t.test('listen: one mapping or a list; listener errors name the listener', async (t) => {
+  const rest = 'pools: { p: { members: [{ url: "http://127.0.0.1:1" }] } }\nroutes: [{ name: r, match: {}, pool: p }]\n'
+  const one = parseConfig(`listen: { port: 8081 }\n${rest}`, 'l.yaml', {})
+  t.equal(one.listen.length, 1, 'a mapping is a list of one')
+  t.equal(one.listen[0].port, 8081)
+  t.equal(one.listen[0].h2c, false)
+  const none = parseConfig(rest, 'l.yaml', {})
+  t.same(none.listen.map((l) => [l.host, l.port]), [['0.0.0.0', 8080]], 'the default listener')
+  const two = parseConfig(`listen:\n  - { port: 80, redirect_https: { port: 443 } }\n  - { port: 443, tls: { self_signed: true, hsts: {} } }\n${rest}`, 'l.yaml', {})
+  t.equal(two.listen[0].redirect_https?.status, 308)
+  t.same(two.listen[1].tls?.alpn, ['h2', 'http/1.1'])
+  t.equal(two.listen[1].tls?.hsts?.max_age_s, 31536000)
+  t.throws(() => parseConfig(`listen: { port: x }\n${rest}`, 'l.yaml', {}), /l\.yaml:1:\d+: listen\.port: expected an integer/, 'a single listener is named listen.*')
+  const bad = `listen:\n  - { port: 443, tls: {} , h2c: true }\n  - { port: 443, redirect_https: { port: 8443 }, tls: { self_signed: true } }\n${rest}`
+  let message = ''
+  try { parseConfig(bad, 'l.yaml', {}) } catch (err) { message = (err as Error).message }
+  t.match(message, /listen\[0\]\.tls: expected certificates \(cert and key files\) or self_signed: true/)
+  t.match(message, /listen\[0\]\.h2c: h2c is for plain listeners/)
+  t.match(message, /listen\[1\]\.port: 0\.0\.0\.0:443 is already used by listen\[0\]/)
+  t.match(message, /listen\[1\]\.redirect_https: redirect_https is for plain listeners/)
+  const rel = parseConfig(`listen: { port: 443, tls: { certificates: [{ cert: c.pem, key: k.pem }] } }\n${rest}`, '/etc/sy/upstreams.yaml', {})
+  t.equal(rel.listen[0].tls?.certificates[0].cert, '/etc/sy/c.pem', 'certificate paths are relative to the config file')
+})
