@@ -8,27 +8,41 @@ export const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin
  * preface) from an HTTP/1.x one, puts the bytes back, and hands the socket on. A client that
  * sends nothing is left to the HTTP/1 server's timeouts.
  */
-export function sniffPreface(socket: Socket, decide: (h2: boolean) => void): void {
+export function sniffPreface(socket: Socket, timeoutMs: number, decide: (h2: boolean) => void): void {
   let seen: Buffer = Buffer.alloc(0)
+  const done = (): void => {
+    clearTimeout(timer)
+    socket.off('data', onData)
+    socket.off('end', onEnd)
+    socket.off('error', onError)
+  }
   const onData = (chunk: Buffer): void => {
     seen = seen.length === 0 ? chunk : Buffer.concat([seen, chunk])
     const n = Math.min(seen.length, H2_PREFACE.length)
     const match = seen.subarray(0, n).equals(H2_PREFACE.subarray(0, n))
     if (match && seen.length < H2_PREFACE.length) return
-    socket.off('data', onData)
-    socket.off('end', onEnd)
+    done()
     socket.pause()
     socket.unshift(seen)
     decide(match)
   }
   // Closed before the first full line: let the HTTP/1 server see (and count) it.
   const onEnd = (): void => {
-    socket.off('data', onData)
+    done()
     if (seen.length > 0) socket.unshift(seen)
     decide(false)
   }
+  // Until a server owns the socket, its errors (a reset) are ours to absorb.
+  const onError = (): void => {
+    done()
+    socket.destroy()
+  }
   socket.on('data', onData)
   socket.once('end', onEnd)
+  socket.on('error', onError)
+  // The head timeout of the HTTP/1 server applies from the first byte: nothing (or half a
+  // preface) for that long closes the connection.
+  const timer = timeoutMs > 0 ? setTimeout(() => { done(); socket.destroy() }, timeoutMs) : undefined
 }
 
 /**

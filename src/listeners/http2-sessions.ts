@@ -16,6 +16,13 @@ export interface Http2SessionMetrics {
   readonly closed: Counter<'listener' | 'reason'>
 }
 
+const kServerReset = Symbol('switchyard.serverReset')
+
+/** The proxy resets this stream itself (a body cut midway): not a client cancel. */
+export function markServerReset(stream: Http2Stream): void {
+  (stream as Http2Stream & { [kServerReset]?: boolean })[kServerReset] = true
+}
+
 interface Tracked {
   resets: number
   windowStart: number
@@ -51,7 +58,9 @@ export class Http2Sessions {
     s.on('error', () => {})
     s.on('stream', (stream: Http2Stream) => {
       stream.on('error', () => {})
-      stream.once('aborted', () => this.onReset(s))
+      stream.once('aborted', () => {
+        if ((stream as Http2Stream & { [kServerReset]?: boolean })[kServerReset] !== true) this.onReset(s)
+      })
     })
     if (this.limits.idleMs > 0) {
       s.setTimeout(this.limits.idleMs, () => {

@@ -68,8 +68,9 @@ export function createListenerServer(listener: ListenerConfig, config: Config, h
       // Every connection is read first: the preface goes to the HTTP/2 server, the rest to HTTP/1.
       const http1 = s.listeners('connection') as ((socket: Socket) => void)[]
       s.removeAllListeners('connection')
+      const sniffMs = config.limits.headers_timeout_ms
       s.on('connection', (socket: Socket) => {
-        sniffPreface(socket, (isH2) => {
+        sniffPreface(socket, sniffMs, (isH2) => {
           // The HTTP/2 session reads the bytes put back itself; the HTTP/1 parser needs the stream flowing.
           if (isH2) h2c.emit('connection', socket)
           else {
@@ -106,9 +107,14 @@ function applyHttp1Limits(server: ListenerServer, config: Config): void {
   s.headersTimeout = limits.headers_timeout_ms
   s.requestTimeout = limits.request_timeout_ms
   s.keepAliveTimeout = limits.keep_alive_timeout_ms
+  // One field more than we accept, so an over-long head is refused (431) instead of truncated.
   s.maxHeadersCount = MAX_FIELDS + 1
   ;(s as { maxHeaderSize?: number }).maxHeaderSize = limits.max_header_bytes
   s.setTimeout(0)
+  // Node checks headers/request timeouts only when it sweeps connections (every 30 s by default,
+  // and an HTTP/2 server's HTTP/1.1 connections get no other setting): sweep often enough that
+  // slow heads and bodies are cut within the limits.
+  ;(s as { connectionsCheckingInterval?: number }).connectionsCheckingInterval = http1Options(config).connectionsCheckingInterval
   if (limits.max_connections > 0) s.maxConnections = limits.max_connections
 }
 

@@ -1,3 +1,5 @@
+import { constants as h2constants, type Http2Stream } from 'node:http2'
+import { markServerReset } from '../listeners/http2-sessions.js'
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { Transform } from 'node:stream'
 import { errorBody, type ProxyError } from '../errors.js'
@@ -132,6 +134,12 @@ export class ClientWriter {
       // RFC 9113 section 8.2.2: no connection-specific fields in HTTP/2 (Node refuses to send
       // them), and no reason phrase (section 8.3.2).
       for (const name of H2_FORBIDDEN) delete headers[name]
+      // Node's HTTP/2 refuses a repeated single-value field (two Content-Types from a member):
+      // the first one is kept, as an HTTP/1.1 client's parser would.
+      for (const name in headers) {
+        const v = headers[name]
+        if (Array.isArray(v) && H2_SINGLE_VALUE.has(name)) headers[name] = v[0]
+      }
       statusMessage = undefined
     } else if (!this.req.complete && hasBody(this.req)) {
       headers.connection = 'close'
@@ -140,6 +148,8 @@ export class ClientWriter {
       if (statusMessage === undefined) res.writeHead(status, headers)
       else res.writeHead(status, statusMessage, headers)
     } catch {
+      // Fields Node refused stay set on the response: clear them, so an error answer can follow.
+      for (const name of res.getHeaderNames()) res.removeHeader(name)
       return false
     }
     if (coding !== undefined) this.startEncoder(p as CompressPolicy, coding, size)
@@ -251,8 +261,8 @@ export class ClientWriter {
       ...err.headers
     }
     if (err.close) headers.connection = 'close'
-    this.head(err.status, headers)
-    this.end(Buffer.from(body))
+    if (this.head(err.status, headers)) this.end(Buffer.from(body))
+    else this.cut()
   }
 
   /** Ends the connection without a clean end of message (a body failed midway). */
@@ -261,6 +271,14 @@ export class ClientWriter {
     this.unlisten()
     this.capture = undefined
     this.encoder?.destroy()
+    const stream = (this.res as { stream?: Http2Stream }).stream
+    if (stream !== undefined) {
+      // HTTP/2: Node's destroy() resets with NO_ERROR, which a client reads as a complete body;
+      // INTERNAL_ERROR says it is cut (RFC 9113 section 8.1), as nginx does. Not the client's
+      // reset: the rapid-reset guard leaves it out.
+      markServerReset(stream)
+      if (!stream.destroyed) stream.close(h2constants.NGHTTP2_INTERNAL_ERROR)
+    }
     this.res.destroy()
   }
 
@@ -347,6 +365,15 @@ interface Capture {
 function flushSoon(w: ClientWriter): void {
   w.flushNow()
 }
+
+/** Fields Node's HTTP/2 sends once only (lib/internal/http2/util.js kSingleValueHeaders). */
+const H2_SINGLE_VALUE = new Set([
+  'access-control-allow-credentials', 'access-control-max-age', 'access-control-request-method', 'age', 'authorization',
+  'content-encoding', 'content-language', 'content-length', 'content-location', 'content-md5', 'content-range', 'content-type',
+  'date', 'dnt', 'etag', 'expires', 'from', 'host', 'if-match', 'if-modified-since', 'if-none-match', 'if-range',
+  'if-unmodified-since', 'last-modified', 'location', 'max-forwards', 'proxy-authorization', 'range', 'referer', 'retry-after',
+  'tk', 'upgrade-insecure-requests', 'user-agent', 'x-content-type-options'
+])
 
 const H2_FORBIDDEN = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade'] as const
 

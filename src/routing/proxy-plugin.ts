@@ -9,7 +9,7 @@ import type { UpstreamDispatcher } from '../upstreams/dispatcher.js'
 import { runExchange, type AttemptDeps, ClientBodyError, type UpstreamResponse } from './attempt-loop.js'
 import { ClientWriter, VIA } from './client-writer.js'
 import { ForwardSink } from './forward-sink.js'
-import { MAX_FIELDS, routeRequest, type RoutedRequest } from './request-edge.js'
+import { routeRequest, type RoutedRequest } from './request-edge.js'
 import { readRequestBody } from './request-body.js'
 import type { Runtime } from './runtime.js'
 import { forwardRequest } from './upstream-request.js'
@@ -104,8 +104,6 @@ export async function proxyPlugin(app: FastifyInstance, deps: ProxyDeps): Promis
   // The listener's tunnels close with it (after the drain deadline on shutdown).
   app.server.on('upgrade', createUpgradeListener(app.server, deps, app.log))
   app.addHook('preClose', (done) => { deps.tunnels.closeAll(app.server); done() })
-  // Keep one field more than we accept, so an over-long head is refused instead of truncated.
-  app.server.maxHeadersCount = MAX_FIELDS + 1
   // Errors raised before the handler (e.g. under-pressure's 503): a short plain answer from the table.
   app.setErrorHandler((err, request, reply) => {
     const status = (err as { statusCode?: number }).statusCode
@@ -247,7 +245,8 @@ function redirectToHttps(raw: IncomingMessage, res: ServerResponse, id: string, 
 
 /** An edge error answer; one that ends the connection drops anything pipelined behind it unread. */
 function answerEdgeError(raw: IncomingMessage, writer: ClientWriter, error: ProxyError, detail: string | undefined): void {
-  if (error.close && raw.socket !== null) (raw.socket as ClosingSocket)[kClosing] = true
+  // HTTP/1 only: an HTTP/2 request's socket is the session's, shared by every other stream.
+  if (error.close && raw.socket !== null && raw.httpVersionMajor === 1) (raw.socket as ClosingSocket)[kClosing] = true
   writer.error(error, detail)
 }
 

@@ -292,6 +292,12 @@ class Upgrade {
     res.on('error', () => socket.destroy())
     res.on('aborted', () => socket.destroy())
     socket.on('close', () => res.destroy())
+    // The client may leave meanwhile: read (and drop) what it sends, so its FIN is seen.
+    socket.on('end', () => { res.destroy(); socket.destroy() })
+    socket.resume()
+    // A member that stops sending its answer is cut like any stalled body (timeouts.request_ms).
+    const stallMs = this.routed.pool.requestTimeoutMs
+    if (stallMs > 0) res.socket.setTimeout(stallMs, () => { res.destroy(); socket.destroy() })
   }
 
   private openTunnel(member: Member, res: IncomingMessage, upstream: Socket, upstreamHead: Buffer): void {
