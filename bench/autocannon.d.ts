@@ -18,6 +18,10 @@ declare module 'autocannon' {
       sampleInt?: number
       headers?: Record<string, string>
       title?: string
+      /** https: URLs: passed to tls.connect (autocannon adds rejectUnauthorized: false itself). */
+      tlsOptions?: import('node:tls').ConnectionOptions
+      /** SNI; by default the URL's host unless it is an IP address. */
+      servername?: string
     }
 
     /** hdr-histogram-percentiles-obj, as autocannon reports it. */

@@ -1,10 +1,12 @@
 /**
  * The load generator: autocannon, in this process, at a fixed number of connections for a fixed
- * time. Latency is also recorded here per response at full (sub-millisecond) resolution,
- * because autocannon's own histogram counts whole milliseconds, too coarse on loopback.
+ * time, over plain HTTP/1.1 or HTTPS (HTTP/1.1 keep-alive). Latency is also recorded here per
+ * response at full (sub-millisecond) resolution, because autocannon's own histogram counts whole
+ * milliseconds, too coarse on loopback. HTTP/2 is h2load's (bench/h2load.ts): autocannon has none.
  */
 import autocannon from 'autocannon'
 import { Agent, request } from 'node:http'
+import type { TLSSocket } from 'node:tls'
 
 export interface LoadOptions {
   title: string
@@ -14,16 +16,28 @@ export interface LoadOptions {
   durationS: number
   /** Request fields sent with every request. */
   headers?: Record<string, string>
+  /** https:// URLs: the ALPN protocols offered (autocannon never verifies the certificate). */
+  alpn?: string[]
 }
 
 export interface LoadResult {
+  /** Which client made the load: autocannon (in process) or h2load (a child process). */
+  loadgen?: 'autocannon' | 'h2load'
+  /**
+   * Over TLS, the protocol ALPN chose, as the client saw it (`http/1.1`, `h2`; `none` when ALPN
+   * picked nothing, which is HTTP/1.1). Absent over plain HTTP.
+   */
+  protocol?: string
+  /** h2load: client connections and streams per connection (requests in flight = their product). */
+  clients?: number
+  streams?: number
   /** Completed requests (any status). */
   requests: number
   durationS: number
   rps: number
   latencyMs: { p50: number; p90: number; p99: number; max: number; mean: number }
-  /** autocannon's own percentiles (whole milliseconds), kept for reference. */
-  autocannonLatencyMs: { p50: number; p99: number }
+  /** autocannon's own percentiles (whole milliseconds), kept for reference (autocannon runs only). */
+  autocannonLatencyMs?: { p50: number; p99: number }
   /** Connection errors, including timeouts. */
   errors: number
   timeouts: number
@@ -40,7 +54,7 @@ export function stopLoad(): void {
   current?.stop()
 }
 
-function percentile(sorted: Float64Array, p: number): number {
+export function percentile(sorted: Float64Array, p: number): number {
   if (sorted.length === 0) return 0
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))
   return sorted[i]
@@ -49,6 +63,10 @@ function percentile(sorted: Float64Array, p: number): number {
 export function runLoad(opts: LoadOptions): Promise<LoadResult> {
   let lat = new Float64Array(1 << 16)
   let n = 0
+  // Every connection's ALPN result, read at its first response.
+  const protocols = new Set<string>()
+  const seen = new WeakSet<object>()
+  const secure = opts.urls.some((u) => u.startsWith('https:'))
   const cpu0 = process.cpuUsage()
   return new Promise((resolve, reject) => {
     const instance = autocannon({
@@ -57,6 +75,7 @@ export function runLoad(opts: LoadOptions): Promise<LoadResult> {
       connections: opts.connections,
       duration: opts.durationS,
       ...(opts.headers === undefined ? {} : { headers: opts.headers }),
+      ...(opts.alpn === undefined ? {} : { tlsOptions: { ALPNProtocols: opts.alpn } }),
       timeout: 10,
       // autocannon stops on a sample tick: the default 1 s tick would round every run up to
       // whole seconds (1.5 s ran 2 s); 100 ms keeps durations as asked.
@@ -72,6 +91,8 @@ export function runLoad(opts: LoadOptions): Promise<LoadResult> {
       const statusCodes: Record<string, number> = {}
       for (const [code, { count }] of Object.entries(r.statusCodeStats)) statusCodes[code] = Number(count)
       resolve({
+        loadgen: 'autocannon',
+        ...(protocols.size === 0 ? {} : { protocol: [...protocols].sort().join(', ') }),
         requests,
         durationS: r.duration,
         rps: r.duration > 0 ? requests / r.duration : 0,
@@ -90,7 +111,13 @@ export function runLoad(opts: LoadOptions): Promise<LoadResult> {
         loadgenCpuUs: cpu.user + cpu.system
       })
     })
-    instance.on('response', (_client, _status, _bytes, ms) => {
+    instance.on('response', (client, _status, _bytes, ms) => {
+      // What ALPN chose for each connection (autocannon's Client keeps its socket as `conn`).
+      if (secure && !seen.has(client as object)) {
+        seen.add(client as object)
+        const alpn = (client as { conn?: TLSSocket }).conn?.alpnProtocol
+        protocols.add(typeof alpn === 'string' && alpn !== '' ? alpn : 'none')
+      }
       if (n === lat.length) {
         const bigger = new Float64Array(lat.length * 2)
         bigger.set(lat)

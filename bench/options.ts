@@ -13,6 +13,8 @@ export const USAGE = `usage: npm run bench -- [flags]   (or: node dist/bench/run
   --duration S        seconds per measured run (default 5)
   --warmup S          seconds of warm-up per scenario before the first repetition (default 1)
   --connections N     concurrent connections (default 50)
+  --h2-streams N      HTTP/2 row: streams per h2load connection; it opens connections / N
+                      connections, so as many requests are in flight as elsewhere (default 10)
   --delay MS          upstream answers after MS ms (?delay=MS, a slow backend; default 0)
   --out DIR           where the JSON result goes (default bench/results)
   --compare FILE      print ratio and CPU deltas against an older result JSON
@@ -42,6 +44,7 @@ export function parseOptions(argv: string[]): RunOptions | undefined {
         duration: { type: 'string' },
         warmup: { type: 'string' },
         connections: { type: 'string' },
+        'h2-streams': { type: 'string' },
         delay: { type: 'string' },
         out: { type: 'string' },
         compare: { type: 'string' },
@@ -61,12 +64,16 @@ export function parseOptions(argv: string[]): RunOptions | undefined {
   }
   const delay = values.delay === undefined ? 0 : Number(values.delay)
   if (!Number.isInteger(delay) || delay < 0) throw new UsageError(`--delay: expected an integer >= 0, got ${JSON.stringify(values.delay)}`)
+  const connections = positive('connections', values.connections, 50, true)
+  const h2Streams = positive('h2-streams', values['h2-streams'], 10, true)
+  if (h2Streams > connections) throw new UsageError(`--h2-streams: at most --connections (${connections}), got ${h2Streams}`)
   return {
     quick,
     reps: positive('reps', values.reps, quick ? 1 : 3, true),
     durationS: positive('duration', values.duration, quick ? 1.5 : 5, false),
     warmupS: positive('warmup', values.warmup, quick ? 0.5 : 1, false),
-    connections: positive('connections', values.connections, 50, true),
+    connections,
+    h2Streams,
     delayMs: delay,
     out: values.out ?? DEFAULT_OUT,
     ...(values.compare === undefined ? {} : { compare: values.compare }),

@@ -10,7 +10,8 @@ import { createServer, connect } from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { processTree, readStat } from './procfs.js'
 
-export type Role = 'upstream' | 'proxy' | 'redis' | 'nginx' | 'check'
+/** `loadgen`: a load generator run as a child (h2load); autocannon runs in the harness itself. */
+export type Role = 'upstream' | 'proxy' | 'redis' | 'nginx' | 'check' | 'loadgen'
 
 export interface Tracked {
   name: string
@@ -122,15 +123,15 @@ export class Processes {
   }
 
   /**
-   * Stops in dependency order: proxies first (they drain towards their upstreams), then Redis,
-   * then the upstreams. Each group gets SIGTERM, `graceMs` to exit, then SIGKILL. Resolves with
+   * Stops in dependency order: a load generator still running and the proxies first (they drain
+   * towards their upstreams), then Redis, then the upstreams. Each group gets SIGTERM, `graceMs` to exit, then SIGKILL. Resolves with
    * the pids that survived even SIGKILL (should be none), how long each process took to exit
    * after its SIGTERM, and which ones had to be killed.
    */
   async stopAll(graceMs = 5000): Promise<{ leftovers: number[]; stopMs: Record<string, number>; killed: string[] }> {
     const stopMs: Record<string, number> = {}
     const killed: string[] = []
-    const phases: Role[][] = [['proxy', 'nginx', 'check'], ['redis'], ['upstream']]
+    const phases: Role[][] = [['loadgen', 'proxy', 'nginx', 'check'], ['redis'], ['upstream']]
     for (const roles of phases) {
       const live = this.list.filter((t) => roles.includes(t.role) && (!t.hasExited() || t.pids.some((p) => this.owned(t, p))))
       const t0 = Date.now()

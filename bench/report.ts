@@ -55,6 +55,59 @@ export function formatTable(rec: RunRecord): string {
   return [row(head), `|${head.map(() => '---').join('|')}|`, ...rec.scenarios.map(scenarioRow)].join('\n')
 }
 
+function clientOf(r: ScenarioResult, connections: number): string {
+  const load = r.reps[0]?.load ?? r.warmup
+  if (load === undefined) return DASH
+  const who = load.loadgen === 'h2load' ? `h2load, ${load.clients ?? '?'} connections × ${load.streams ?? '?'} streams` : `autocannon, ${connections} keep-alive connections`
+  return load.protocol === undefined ? who : `${who}, ALPN ${load.protocol}`
+}
+
+/**
+ * The TLS rows against the plain HTTP/1.1 row they name (`versus`): proxy CPU per request and
+ * req/s, each run divided by the plain row's run of the same repetition. Empty when the record
+ * has no TLS rows (older results).
+ */
+export function formatTransports(rec: RunRecord): string[] {
+  const rows = rec.scenarios.filter((r) => r.versus !== undefined)
+  if (rows.length === 0) return []
+  const out: string[] = []
+  const head = ['scenario', 'client', 'proxy CPU µs/req', 'proxy CPU × plain HTTP/1.1 (min–max)', 'req/s × plain HTTP/1.1 (min–max)', 'load generator CPU µs/req']
+  const table: string[] = [row(head), `|${head.map(() => '---').join('|')}|`]
+  const refs = new Set(rows.map((r) => r.versus))
+  for (const ref of rec.scenarios.filter((r) => refs.has(r.id))) {
+    const s = ref.summary
+    table.push(row([`${ref.label} (plain HTTP/1.1)`, ref.status === 'ok' ? clientOf(ref, rec.options.connections) : ref.status, s?.proxyCpuUsPerReq === undefined ? DASH : fixed(s.proxyCpuUsPerReq.median, 1), '1 (reference)', '1 (reference)', s === undefined ? DASH : fixed(s.loadgenCpuUsPerReq.median, 1)]))
+  }
+  for (const r of rows) {
+    const s = r.summary
+    if (r.status !== 'ok' || s === undefined) {
+      table.push(row([r.label, r.status === 'failed' ? `⚠ failed: ${r.note ?? 'unknown error'}` : `skipped: ${r.note ?? ''}`, '', '', '', '']))
+      continue
+    }
+    table.push(row([
+      r.label,
+      clientOf(r, rec.options.connections),
+      s.proxyCpuUsPerReq === undefined ? DASH : fixed(s.proxyCpuUsPerReq.median, 1),
+      s.versus?.cpu === undefined ? DASH : withSpread(s.versus.cpu, 2),
+      s.versus?.rps === undefined ? DASH : withSpread(s.versus.rps, 2),
+      fixed(s.loadgenCpuUsPerReq.median, 1)
+    ]))
+  }
+  out.push('HTTPS and HTTP/2 against plain HTTP/1.1 (every run ÷ the plain row\'s run in the same repetition; median, min–max):', '', ...table, '')
+  const h2 = rows.find((r) => r.transport === 'h2' && r.summary !== undefined)
+  if (h2?.summary !== undefined) {
+    const ref = rec.scenarios.find((r) => r.id === h2.versus)?.summary
+    const cpu = ref === undefined ? '' : ` (${fixed(h2.summary.loadgenCpuUsPerReq.median, 1)} µs per request against autocannon's ${fixed(ref.loadgenCpuUsPerReq.median, 1)})`
+    out.push(
+      `The HTTP/2 row's client is h2load, a C program that needs less CPU than autocannon${cpu}.`,
+      `In that run the ${rec.cpu.cpus} shared cores have more to spare for the proxy and the upstreams: its req/s (and × direct) do not compare with the autocannon rows.`,
+      'Its proxy CPU per request does: that is the figure to read. h2load keeps as many requests in flight (connections × streams) as autocannon has connections.',
+      ''
+    )
+  }
+  return out
+}
+
 /** CPU per request of every process involved (medians): where the work went. */
 export function formatCpu(rec: RunRecord): string {
   const head = ['scenario', 'proxy', 'upstreams', 'redis', 'load generator']

@@ -6,6 +6,13 @@ import type { HitSample, LoadResult } from './load.js'
 
 export type Size = 'small' | 'big'
 
+/**
+ * How the client speaks to the target: plain HTTP/1.1 (absent), HTTP/1.1 keep-alive over TLS
+ * (autocannon, ALPN `http/1.1`) or HTTP/2 over TLS (h2load, ALPN `h2`). The TLS rows go to the
+ * `switchyard` process's second listener.
+ */
+export type Transport = 'https' | 'h2'
+
 /** Which process answers: the upstreams themselves, a Switchyard process or nginx. */
 export type TargetName = 'upstreams' | 'switchyard' | 'switchyard-redis' | 'switchyard-redis-far' | 'switchyard-workers' | 'nginx'
 
@@ -19,13 +26,21 @@ export interface ScenarioDef {
   cached: boolean
   /** Request fields the load generator sends (Accept-Encoding for the compressed rows). */
   headers?: Record<string, string>
+  /** Absent: plain HTTP/1.1. */
+  transport?: Transport
+  /** For the TLS rows: the id of the plain HTTP/1.1 row they are compared with, rep by rep. */
+  versus?: string
 }
 
-interface Kind { key: string; label: string; target: TargetName; prefix: ScenarioDef['prefix']; cached: boolean; headers?: Record<string, string>; sizes?: readonly Size[] }
+interface Kind { key: string; label: string; target: TargetName; prefix: ScenarioDef['prefix']; cached: boolean; headers?: Record<string, string>; sizes?: readonly Size[]; transport?: Transport; versus?: string }
 
 const KINDS: readonly Kind[] = [
   { key: 'direct', label: 'direct upstream (anchor)', target: 'upstreams', prefix: '', cached: false },
   { key: 'switchyard', label: 'switchyard uncached', target: 'switchyard', prefix: '/u/', cached: false },
+  // The same uncached route through the TLS listener: HTTP/1.1 keep-alive (autocannon) and HTTP/2
+  // (h2load, the same number of requests in flight). Compared with the row above, rep by rep.
+  { key: 'switchyard-https', label: 'switchyard uncached, HTTPS (HTTP/1.1 keep-alive)', target: 'switchyard', prefix: '/u/', cached: false, transport: 'https', versus: 'switchyard', sizes: ['small'] },
+  { key: 'switchyard-h2', label: 'switchyard uncached, HTTP/2 over TLS (h2load)', target: 'switchyard', prefix: '/u/', cached: false, transport: 'h2', versus: 'switchyard', sizes: ['small'] },
   { key: 'switchyard-memory-hit', label: 'switchyard cache hit, memory', target: 'switchyard', prefix: '/c/', cached: true },
   { key: 'switchyard-redis-hit', label: 'switchyard cache hit, redis', target: 'switchyard-redis', prefix: '/c/', cached: true },
   { key: 'switchyard-redis-far-hit', label: 'switchyard cache hit, redis, no near cache', target: 'switchyard-redis-far', prefix: '/c/', cached: true },
@@ -48,7 +63,9 @@ export function allScenarios(): ScenarioDef[] {
     target: k.target,
     prefix: k.prefix,
     cached: k.cached,
-    ...(k.headers === undefined ? {} : { headers: k.headers })
+    ...(k.headers === undefined ? {} : { headers: k.headers }),
+    ...(k.transport === undefined ? {} : { transport: k.transport }),
+    ...(k.versus === undefined ? {} : { versus: `${size}/${k.versus}` })
   })))
 }
 
@@ -71,6 +88,9 @@ export interface RepRecord {
   ratio?: number
   /** p99 − the direct anchor's p99 of the same size in the same repetition, ms. */
   addedP99Ms?: number
+  /** TLS rows: proxy CPU µs/req and req/s ÷ those of the `versus` row in the same repetition. */
+  versusCpu?: number
+  versusRps?: number
 }
 
 export interface Spread { median: number; min: number; max: number }
@@ -90,6 +110,8 @@ export interface ScenarioSummary {
   non2xx: number
   hitRatio?: number
   hitsSampled?: number
+  /** TLS rows: proxy CPU µs/req and req/s as multiples of the plain HTTP/1.1 row's (`versus`). */
+  versus?: { id: string; cpu?: Spread; rps?: Spread }
 }
 
 export interface ScenarioResult extends ScenarioDef {
@@ -121,6 +143,8 @@ export interface RunOptions {
   compare?: string
   /** Regular expression on scenario ids. */
   only?: string
+  /** HTTP/2 row: streams per h2load connection; connections = connections ÷ this (same requests in flight). */
+  h2Streams?: number
 }
 
 export interface RunRecord {
@@ -178,6 +202,16 @@ export function summarise(results: ScenarioResult[]): void {
     const proxyCpu = defined(r.reps.map((x) => x.cpu.proxy?.usPerReq))
     const redisCpu = defined(r.reps.map((x) => x.cpu.redis?.usPerReq))
     const added = defined(r.reps.map((x) => x.addedP99Ms))
+    const versus = r.versus === undefined ? undefined : results.find((a) => a.id === r.versus && a.status === 'ok')
+    for (const rep of r.reps) {
+      const v = versus?.reps.find((x) => x.rep === rep.rep)
+      if (v === undefined) continue
+      const [mine, theirs] = [rep.cpu.proxy?.usPerReq, v.cpu.proxy?.usPerReq]
+      if (mine !== undefined && theirs !== undefined && theirs > 0) rep.versusCpu = mine / theirs
+      if (v.load.rps > 0) rep.versusRps = rep.load.rps / v.load.rps
+    }
+    const versusCpu = defined(r.reps.map((x) => x.versusCpu))
+    const versusRps = defined(r.reps.map((x) => x.versusRps))
     const ratios = defined(r.reps.map((x) => x.ratio))
     r.summary = {
       rps: spread(r.reps.map((x) => x.load.rps)),
@@ -191,6 +225,7 @@ export function summarise(results: ScenarioResult[]): void {
       ...(added.length > 0 ? { addedP99Ms: spread(added) } : {}),
       errors: r.reps.reduce((n, x) => n + x.load.errors + x.load.non2xx, 0),
       non2xx: r.reps.reduce((n, x) => n + x.load.non2xx, 0),
+      ...(versus === undefined || r.versus === undefined ? {} : { versus: { id: r.versus, ...(versusCpu.length > 0 ? { cpu: spread(versusCpu) } : {}), ...(versusRps.length > 0 ? { rps: spread(versusRps) } : {}) } }),
       ...(r.cached ? { hitRatio: sampled > 0 ? samples.reduce((n, h) => n + h.hits, 0) / sampled : 0, hitsSampled: sampled } : {})
     }
   }

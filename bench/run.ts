@@ -10,12 +10,13 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { closeSampler, runLoad, sampleHits, stopLoad } from './load.js'
+import { H2LOAD_MISSING, haveH2load, runH2load, stopH2load } from './h2load.js'
+import { closeSampler, runLoad, sampleHits, stopLoad, type LoadResult } from './load.js'
 import { NGINX_MISSING, haveNginx, startNginx } from './nginx.js'
 import { parseOptions, USAGE, UsageError } from './options.js'
 import { Processes, type Tracked } from './processes.js'
 import { clkTck, cpuInfo, peakRss, ticksOf } from './procfs.js'
-import { formatCompare, formatCpu, formatRss, formatTable, readRecord, writeRecord } from './report.js'
+import { formatCompare, formatCpu, formatTransports, formatRss, formatTable, readRecord, writeRecord } from './report.js'
 import { allScenarios, summarise, type ProcessCpu, type ProcessRecord, type RunOptions, type RunRecord, type ScenarioResult, type TargetName } from './results.js'
 import { checkConfig, haveCommand, startRedis, startSwitchyard, startUpstream, switchyardYaml, type Redis, type Upstream } from './services.js'
 
@@ -28,7 +29,11 @@ const RUN_OVERHEAD_S = 0.25
 const HIT_SAMPLES_WARMUP = 20
 const HIT_SAMPLES_RUN = 10
 
-interface Target { urls: string[]; proxy?: Tracked }
+/** `tlsUrl`: the target's TLS listener (h2 and http/1.1 by ALPN), for the HTTPS and HTTP/2 rows. */
+interface Target { urls: string[]; proxy?: Tracked; tlsUrl?: string }
+
+/** What ALPN must have chosen for the TLS rows; anything else measured the wrong protocol. */
+const EXPECTED_PROTOCOL = { https: 'http/1.1', h2: 'h2' } as const
 
 class Interrupted extends Error {}
 
@@ -51,7 +56,14 @@ function cpuOf(ticks: number, requests: number): ProcessCpu {
 
 function urlOf(target: Target, s: ScenarioResult, o: RunOptions): string[] {
   const query = o.delayMs > 0 ? `?delay=${o.delayMs}` : ''
-  return target.urls.map((base) => `${base}${s.prefix === '' ? '/' : s.prefix}${s.size}${query}`)
+  const bases = s.transport === undefined ? target.urls : [target.tlsUrl ?? '']
+  return bases.map((base) => `${base}${s.prefix === '' ? '/' : s.prefix}${s.size}${query}`)
+}
+
+/** h2load's connections for the HTTP/2 row: as many requests in flight as the other rows have connections. */
+function h2Clients(o: RunOptions): { clients: number; streams: number } {
+  const streams = o.h2Streams ?? 10
+  return { clients: Math.max(1, Math.round(o.connections / streams)), streams }
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -89,6 +101,7 @@ async function main(argv: string[]): Promise<number> {
     interrupted = true
     log(`\n${sig}: stopping the run and every process it started ...`)
     stopLoad()
+    stopH2load()
   }
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
@@ -96,9 +109,10 @@ async function main(argv: string[]): Promise<number> {
   process.on('exit', () => { if (!stopped) procs.killAllSync() })
   const check = (): void => { if (interrupted) throw new Interrupted('interrupted') }
 
-  const mark = (target: TargetName, status: 'skipped' | 'failed', note: string): void => {
-    for (const r of results) if (r.target === target && r.status === 'ok') { r.status = status; r.note = note }
+  const markWhere = (which: (r: ScenarioResult) => boolean, status: 'skipped' | 'failed', note: string): void => {
+    for (const r of results) if (which(r) && r.status === 'ok') { r.status = status; r.note = note }
   }
+  const mark = (target: TargetName, status: 'skipped' | 'failed', note: string): void => markWhere((r) => r.target === target, status, note)
 
   if (o.only !== undefined) {
     const only = new RegExp(o.only)
@@ -132,6 +146,20 @@ async function main(argv: string[]): Promise<number> {
       mark('switchyard-workers', 'skipped', 'workers not supported yet')
       notes.push(`workers: 2 rejected by switchyard check: ${firstLine(workers.output.split('\n').slice(1).join('\n') || workers.output)}`)
     }
+    // The TLS listener (HTTPS and HTTP/2 rows): only if `check` accepts a listener list with TLS.
+    if (results.some((r) => r.transport !== undefined && r.status === 'ok')) {
+      const tlsFile = join(dir, 'check-tls.yaml')
+      writeFileSync(tlsFile, switchyardYaml({ name: 'check-tls', upstreams, store: { kind: 'memory' }, tls: true }, 1, 2, 3))
+      const tls = await checkConfig(procs, tlsFile)
+      if (!tls.ok) {
+        markWhere((r) => r.transport !== undefined, 'skipped', 'TLS listeners not supported')
+        notes.push(`a TLS listener is rejected by switchyard check: ${firstLine(tls.output.split('\n').slice(1).join('\n') || tls.output)}`)
+      }
+    }
+    if (!haveH2load()) {
+      markWhere((r) => r.transport === 'h2', 'skipped', H2LOAD_MISSING)
+      notes.push(H2LOAD_MISSING)
+    }
     if (!haveCommand('redis-server')) {
       mark('switchyard-redis', 'skipped', 'redis-server not installed')
       mark('switchyard-redis-far', 'skipped', 'redis-server not installed')
@@ -142,11 +170,16 @@ async function main(argv: string[]): Promise<number> {
       notes.push(NGINX_MISSING)
     }
     if (o.quick) {
-      // Only what fits: drop peers first, then the workers rows.
-      for (const drop of ['nginx', 'switchyard-workers'] as const) {
+      // Only what fits: drop peers first, then the workers rows of /big, then the other workers rows.
+      const drops: Array<(r: ScenarioResult) => boolean> = [
+        (r) => r.target === 'nginx',
+        (r) => r.target === 'switchyard-workers' && r.size === 'big',
+        (r) => r.target === 'switchyard-workers'
+      ]
+      for (const drop of drops) {
         const n = results.filter((r) => r.status === 'ok').length
         if (estimateS(n, o) <= QUICK_BUDGET_S) break
-        mark(drop, 'skipped', 'not in the --quick time budget')
+        markWhere(drop, 'skipped', 'not in the --quick time budget')
       }
     }
     check()
@@ -166,9 +199,10 @@ async function main(argv: string[]): Promise<number> {
       }
     }
     await start('switchyard', async () => {
-      const sy = await startSwitchyard(procs, dir, { name: 'switchyard', upstreams, store: { kind: 'memory' }, ...single })
+      const withTls = results.some((r) => r.target === 'switchyard' && r.transport !== undefined && r.status === 'ok')
+      const sy = await startSwitchyard(procs, dir, { name: 'switchyard', upstreams, store: { kind: 'memory' }, ...single, ...(withTls ? { tls: true } : {}) })
       configs[sy.proc.name] = sy.yaml
-      return { urls: [sy.url], proxy: sy.proc }
+      return { urls: [sy.url], proxy: sy.proc, ...(sy.tlsUrl === undefined ? {} : { tlsUrl: sy.tlsUrl }) }
     })
     check()
     await start('switchyard-redis', async () => {
@@ -199,14 +233,45 @@ async function main(argv: string[]): Promise<number> {
     check()
 
     const runnable = results.filter((r) => r.status === 'ok')
-    log(`bench: ${runnable.length} scenarios, warm-up ${o.warmupS} s each, then ${o.reps} x ${o.durationS} s alternating, ${o.connections} connections (about ${Math.round(estimateS(runnable.length, o))} s)`)
+    const h2 = h2Clients(o)
+    log(`bench: ${runnable.length} scenarios, warm-up ${o.warmupS} s each, then ${o.reps} x ${o.durationS} s alternating, ${o.connections} connections${runnable.some((r) => r.transport === 'h2') ? ` (HTTP/2: ${h2.clients} x ${h2.streams} streams)` : ''} (about ${Math.round(estimateS(runnable.length, o))} s)`)
+
+    /**
+     * One run of a scenario: autocannon (plain or HTTPS, in process) or h2load (HTTP/2, a child).
+     * Resolves undefined when the row failed (h2load did not finish, or ALPN chose another
+     * protocol than the row is about): the row is marked failed and left out from then on.
+     */
+    let h2runs = 0
+    const measure = async (s: ScenarioResult, urls: string[], title: string, durationS: number): Promise<LoadResult | undefined> => {
+      let load: LoadResult
+      if (s.transport === 'h2') {
+        try {
+          load = await runH2load(procs, { title, url: urls[0], ...h2, durationS, headers: s.headers, logFile: join(dir, `h2load-${++h2runs}.tsv`) })
+        } catch (err) {
+          check()
+          markWhere((r) => r === s, 'failed', (err as Error).message.slice(0, 200))
+          notes.push(`${s.id}: ${(err as Error).message}`)
+          return undefined
+        }
+      } else {
+        load = await runLoad({ title, urls, connections: o.connections, durationS, headers: s.headers, ...(s.transport === 'https' ? { alpn: ['http/1.1'] } : {}) })
+      }
+      const expected = s.transport === undefined ? undefined : EXPECTED_PROTOCOL[s.transport]
+      if (expected !== undefined && load.protocol !== expected) {
+        markWhere((r) => r === s, 'failed', `ALPN chose ${load.protocol ?? 'nothing'}, not ${expected}`)
+        return undefined
+      }
+      return load
+    }
 
     // Warm-up in table order: JIT, connection pools and caches filled; then sample the cache.
     for (const s of runnable) {
       check()
       const target = targets.get(s.target) as Target
       const urls = urlOf(target, s, o)
-      s.warmup = await runLoad({ title: `warmup ${s.id}`, urls, connections: o.connections, durationS: o.warmupS, headers: s.headers })
+      const warmup = await measure(s, urls, `warmup ${s.id}`, o.warmupS)
+      if (warmup === undefined) continue
+      s.warmup = warmup
       if (s.cached) s.warmupHits = await sampleHits(urls[0], HIT_SAMPLES_WARMUP, s.headers)
     }
 
@@ -218,6 +283,7 @@ async function main(argv: string[]): Promise<number> {
       for (let i = 0; i < order.length; i++) {
         check()
         const s = order[i]
+        if (s.status !== 'ok') continue
         const target = targets.get(s.target) as Target
         const urls = urlOf(target, s, o)
         const proxyPids = target.proxy === undefined ? [] : procs.recordTree(target.proxy)
@@ -225,7 +291,9 @@ async function main(argv: string[]): Promise<number> {
         const redisPids = (s.target === 'switchyard-redis' || s.target === 'switchyard-redis-far') && redis !== undefined ? redis.proc.pids : []
         const t0 = { proxy: ticksOf(proxyPids), up: ticksOf(upPids), redis: ticksOf(redisPids) }
         const startedAt = new Date().toISOString()
-        const load = await runLoad({ title: s.id, urls, connections: o.connections, durationS: o.durationS, headers: s.headers })
+        const measured = await measure(s, urls, s.id, o.durationS)
+        if (measured === undefined) continue
+        const load = measured
         const t1 = { proxy: ticksOf(proxyPids), up: ticksOf(upPids), redis: ticksOf(redisPids) }
         check()
         const n = load.requests
@@ -252,7 +320,7 @@ async function main(argv: string[]): Promise<number> {
   }
 
   // Peak RSS before anything stops (VmHWM disappears with the process).
-  const processes: ProcessRecord[] = procs.all().filter((t) => t.role !== 'check').map((t) => {
+  const processes: ProcessRecord[] = procs.all().filter((t) => t.role !== 'check' && t.role !== 'loadgen').map((t) => {
     if (!t.hasExited()) procs.recordTree(t)
     const byPid: Record<string, number> = {}
     for (const pid of t.pids) {
@@ -297,6 +365,7 @@ async function main(argv: string[]): Promise<number> {
     '',
     formatTable(record),
     '',
+    ...formatTransports(record),
     'CPU µs per request by process (median):',
     '',
     formatCpu(record),

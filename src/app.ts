@@ -198,6 +198,7 @@ async function assembleApp(config: Config, opts: AppOptions, resources: Resource
   }
   const applyConfig = async (next: Config): Promise<{ rebuilt: string[] }> => (await prepareConfig(next)).commit()
   const reloader = new Reloader({ configPath: opts.configPath, running: config, target: { prepare: prepareConfig }, supervisor, log: opts.logger })
+  reloader.registerMetrics(registry)
 
   // Purge every pool partition of a URL (split variants store it once per pool), under the
   // key each caching route's query rule gives it.

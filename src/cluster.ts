@@ -5,7 +5,8 @@
  * admin listener. Workers get the validated config from the primary over IPC.
  */
 import { availableParallelism } from 'node:os'
-import { AggregatorRegistry, Registry, collectDefaultMetrics } from 'prom-client'
+import { AggregatorRegistry, Registry } from 'prom-client'
+import { collectProcessMetrics } from './metrics/proxy-metrics.js'
 import type { Logger } from 'pino'
 import { buildApp, type SwitchyardApp } from './app.js'
 import type { Config } from './config/schema.js'
@@ -28,7 +29,7 @@ export function workerCount(config: Config): number {
 export async function runPrimary(configPath: string, config: Config, logger: Logger): Promise<ClusterControl> {
   const resources = new Resources(logger)
   const registry = new Registry()
-  collectDefaultMetrics({ register: registry, prefix: 'switchyard_primary_' })
+  collectProcessMetrics(registry, 'switchyard_primary_')
   // Created even without sidecars, so a reload that adds some can start them.
   const supervisor = new Supervisor(config.sidecars, logger.child({ component: 'sidecars' }), registry)
   const control = new ClusterControl({ size: workerCount(config), config, configPath, logger, registry, supervisor, resources })

@@ -82,6 +82,7 @@ export class ClusterControl implements Control {
       collect() { this.set([...workers.values()].filter((w) => !w.draining).length) }
     })
     this.reloader = new Reloader({ configPath: opts.configPath, running: opts.config, target: { prepare: (c) => this.prepare(c) }, supervisor: opts.supervisor, log: opts.logger })
+    this.reloader.registerMetrics(opts.registry)
   }
 
   /** Forks the workers; resolves once every one listens, rejects when one cannot start. */

@@ -1,9 +1,11 @@
 import type { Logger } from 'pino'
+import type { Registry } from 'prom-client'
 import { ConfigError, loadConfigFile } from '../config/load.js'
 import type { Config } from '../config/schema.js'
 import type { Supervisor } from '../sidecars/supervisor.js'
 import type { ReloadAnswer } from './control.js'
 import { carryRestartSettings, planReload, summarize } from './reload-plan.js'
+import { createInstanceMetrics } from '../metrics/instance-metrics.js'
 
 /** A config built on the data plane(s) but not switched to yet. */
 export interface PreparedReload {
@@ -25,6 +27,24 @@ export interface ReloaderOptions {
   target: ReloadTarget
   supervisor: Supervisor | undefined
   log: Logger
+  /** Wall-clock milliseconds for the last-success timestamp (default Date.now). */
+  wallClock?: () => number
+}
+
+/**
+ * What the reload metrics report (src/metrics/instance-metrics.ts), named after Prometheus's
+ * own prometheus_config_* series: the boot config counts as the first successful load, so the
+ * timestamp is the start time until a reload succeeds, and `lastSuccessful` starts true.
+ */
+export interface ReloadStats {
+  /** Reloads applied everywhere. */
+  readonly successes: number
+  /** Reloads answered `ok: false`: rejected file, prepare failed, or a switch that failed somewhere. */
+  readonly failures: number
+  /** Wall-clock milliseconds of the last successful load (boot or reload). */
+  readonly lastSuccessMs: number
+  /** Whether the last reload attempt succeeded (true before any). */
+  readonly lastSuccessful: boolean
 }
 
 /**
@@ -35,9 +55,27 @@ export interface ReloaderOptions {
 export class Reloader {
   private current: Config
   private queue: Promise<unknown> = Promise.resolve()
+  private readonly counts: { successes: number; failures: number; lastSuccessMs: number; lastSuccessful: boolean }
+  private readonly wallClock: () => number
 
   constructor(private readonly opts: ReloaderOptions) {
     this.current = opts.running
+    this.wallClock = opts.wallClock ?? Date.now
+    this.counts = { successes: 0, failures: 0, lastSuccessMs: this.wallClock(), lastSuccessful: true }
+  }
+
+  /** Reload outcomes so far, for the metrics (read at scrape time). */
+  get stats(): ReloadStats {
+    return { ...this.counts }
+  }
+
+  /**
+   * Registers switchyard_build_info and the reload metrics read from this Reloader on the
+   * registry the admin /metrics serves: call it where that registry and the Reloader that runs
+   * reloads meet (app.ts; the cluster primary's ClusterControl).
+   */
+  registerMetrics(registry: Registry): void {
+    createInstanceMetrics(registry, this)
   }
 
   /** The config in effect (restart-class settings keep the values the process started with). */
@@ -46,9 +84,23 @@ export class Reloader {
   }
 
   reload(config?: Config): Promise<ReloadAnswer> {
-    const run = this.queue.then(() => this.run(config))
+    const run = this.queue.then(() => this.run(config)).then((answer) => this.count(answer), (err: unknown) => {
+      this.count({ ok: false })
+      throw err
+    })
     this.queue = run.catch(() => undefined)
     return run
+  }
+
+  private count<A extends { ok: boolean }>(answer: A): A {
+    if (answer.ok) {
+      this.counts.successes++
+      this.counts.lastSuccessMs = this.wallClock()
+    } else {
+      this.counts.failures++
+    }
+    this.counts.lastSuccessful = answer.ok
+    return answer
   }
 
   private async run(given: Config | undefined): Promise<ReloadAnswer> {

@@ -7,6 +7,20 @@ export function methodLabel(method: string): string {
   return KNOWN_METHODS.has(method) ? method : 'other'
 }
 
+/**
+ * prom-client's default gauges that end in _total, which Prometheus keeps for counters
+ * (`promtool check metrics`: non-counter metrics should not have "_total" suffix). Each is the
+ * sum of its labelled twin (nodejs_active_handles{type} and so on), so nothing is lost:
+ * sum(nodejs_active_handles) is the same number.
+ */
+const GAUGES_NAMED_TOTAL = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']
+
+/** prom-client's process and Node.js metrics (prefixed in a cluster primary), minus the misnamed gauges. */
+export function collectProcessMetrics(registry: Registry, prefix = ''): void {
+  collectDefaultMetrics({ register: registry, prefix })
+  for (const name of GAUGES_NAMED_TOTAL) registry.removeSingleMetric(prefix + name)
+}
+
 // Buckets in seconds, from 0.5 ms (a cache hit) to 30 s (the default upstream timeout).
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 
@@ -15,7 +29,7 @@ const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0
  * tests can build many apps). Labels are route, pool and member names, never raw paths.
  */
 export function createProxyMetrics(registry: Registry) {
-  collectDefaultMetrics({ register: registry })
+  collectProcessMetrics(registry)
   const m = {
     requests: new Counter({
       name: 'switchyard_requests_total',

@@ -97,14 +97,23 @@ export async function startTcpAdapter(opts: TcpAdapterOptions): Promise<TcpAdapt
   const maxBody = opts.maxBodyBytes ?? 65536
   const pool = new TcpLinePool({ host: opts.target.host, port: opts.target.port, size: opts.poolSize, timeoutMs: opts.timeoutMs })
   const requests = new Counter({ name: 'switchyard_tcp_adapter_requests_total', help: 'HTTP requests answered by the TCP adapter, by method and status code.', labelNames: ['method', 'code'] as const, registers: [registry] })
+  // A gauge for what is open now and a counter for what was ever opened: one family mixing the
+  // two (state="open"/"opened") could not be typed right, and rate() needs a counter.
   new Gauge({
     name: 'switchyard_tcp_adapter_target_connections',
-    help: 'Connections from the TCP adapter to its target, open (or opening) and opened over its life.',
-    labelNames: ['state'] as const,
+    help: 'Connections from the TCP adapter to its target open (or opening) now.',
+    registers: [registry],
+    collect() { this.set(pool.connections) }
+  })
+  let counted = 0
+  new Counter({
+    name: 'switchyard_tcp_adapter_target_connections_opened_total',
+    help: 'Connections the TCP adapter opened to its target (a replaced connection counts again).',
     registers: [registry],
     collect() {
-      this.set({ state: 'open' }, pool.connections)
-      this.set({ state: 'opened' }, pool.opened)
+      const opened = pool.opened
+      if (opened > counted) this.inc(opened - counted)
+      counted = opened
     }
   })
 

@@ -16,9 +16,21 @@ const RUN = fileURLToPath(new URL('../../bench/run.js', import.meta.url))
 
 /** Every scenario the harness must report, by id (size/kind). */
 const KINDS = ['direct', 'switchyard', 'switchyard-memory-hit', 'switchyard-redis-hit', 'switchyard-workers2', 'switchyard-workers2-memory-hit', 'nginx', 'nginx-cache-hit']
-const EXPECTED = ['small', 'big'].flatMap((size) => KINDS.map((k) => `${size}/${k}`))
+/** /small only: the uncached route over the TLS listener, HTTP/1.1 keep-alive and HTTP/2 (h2load). */
+const TLS_ROWS = ['small/switchyard-https', 'small/switchyard-h2']
+const EXPECTED = [...['small', 'big'].flatMap((size) => KINDS.map((k) => `${size}/${k}`)), ...TLS_ROWS]
+/** What ALPN must have chosen, as the load generator saw it. */
+const PROTOCOL: Record<string, string> = { https: 'http/1.1', h2: 'h2' }
 
-interface Row { id: string; target: string; status: string; note?: string; reps: Array<{ load: { requests: number } }>; summary?: { hitRatio?: number } }
+interface Row {
+  id: string
+  target: string
+  transport?: string
+  status: string
+  note?: string
+  reps: Array<{ load: { requests: number; protocol?: string; loadgen?: string }; cpu: { proxy?: { usPerReq: number } } }>
+  summary?: { hitRatio?: number; versus?: { id: string; cpu?: { median: number } } }
+}
 interface RunResult { scenarios: Row[]; pids: Array<{ name: string; pid: number }>; leftoverPids: number[]; options: { quick: boolean; reps: number } }
 
 /** Gone, or a zombie waiting to be reaped (it runs nothing and holds no port). */
@@ -65,17 +77,26 @@ t.test('bench --quick runs every scenario and cleans up', { skip: process.env.SW
     t.ok(row, `a row for ${id}`)
     if (row === undefined) continue
     if (row.status === 'skipped') {
-      const allowed = row.target === 'nginx' || row.target === 'switchyard-workers' || ((row.target === 'switchyard-redis' || row.target === 'switchyard-redis-far') && !onPath('redis-server'))
-      t.ok(allowed, `${id} may only be skipped for nginx, workers or a missing redis-server (note: ${row.note ?? ''})`)
+      const allowed = row.target === 'nginx' || row.target === 'switchyard-workers' || ((row.target === 'switchyard-redis' || row.target === 'switchyard-redis-far') && !onPath('redis-server')) ||
+        (row.transport === 'h2' && !onPath('h2load'))
+      t.ok(allowed, `${id} may only be skipped for nginx, workers, a missing redis-server or a missing h2load (note: ${row.note ?? ''})`)
       t.ok((row.note ?? '') !== '', `${id} says why it was skipped`)
     } else {
       t.equal(row.status, 'ok', `${id} ran (${row.note ?? ''})`)
       t.equal(row.reps.length, rec.options.reps, `${id} has every repetition`)
       t.ok(row.reps.every((r) => r.load.requests > 0), `${id} completed requests`)
       if (id.endsWith('-hit')) t.type(row.summary?.hitRatio, 'number', `${id} reports a hit ratio`)
+      if (row.transport !== undefined) {
+        t.ok(row.reps.every((r) => r.load.protocol === PROTOCOL[row.transport ?? '']), `${id} spoke ${PROTOCOL[row.transport]} (ALPN: ${row.reps.map((r) => r.load.protocol).join(', ')})`)
+        t.ok(row.reps.every((r) => r.load.loadgen === (row.transport === 'h2' ? 'h2load' : 'autocannon')), `${id} used the right load generator`)
+        t.ok(row.reps.every((r) => (r.cpu.proxy?.usPerReq ?? 0) > 0), `${id} measured the proxy's CPU`)
+        t.equal(row.summary?.versus?.id, 'small/switchyard', `${id} is compared with plain HTTP/1.1`)
+        t.type(row.summary?.versus?.cpu?.median, 'number', `${id} has a CPU ratio to plain HTTP/1.1`)
+      }
     }
   }
   t.match(stdout, /\| scenario \| req\/s median \| × direct median \(min–max\) \|/, 'prints the table')
+  t.match(stdout, /HTTPS and HTTP\/2 against plain HTTP\/1\.1/, 'prints the TLS rows against plain HTTP/1.1')
 
   t.ok(rec.pids.length >= 3, 'recorded the pids it started')
   t.same(rec.leftoverPids, [], 'the harness saw nothing left behind')

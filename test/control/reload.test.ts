@@ -109,3 +109,42 @@ t.test('reload(config) applies a validated config object without reading any fil
   t.match(answer, { ok: true, changes: [{ path: `pools.web.members[${a.url}]`, class: 'live' }, { path: `pools.web.members[${b.url}]`, class: 'live' }] })
   t.equal((await fetchText(`${url}/`)).body, 'b', 'the new member serves')
 })
+
+t.test('reload metrics on the admin /metrics: results counted, last success time, last result', async (t) => {
+  const a = await startUpstream('a', (_req, res) => { res.end('a') })
+  t.teardown(() => a.close())
+  const dir = mkdtempSync(join(tmpdir(), 'sy-reload-metrics-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const file = join(dir, 'upstreams.yaml')
+  const good = `pools: { web: { members: [{ url: "${a.url}" }] } }\nroutes: [{ name: all, match: {}, pool: web }]\n`
+  writeFileSync(file, good)
+  const booted = Date.now() / 1000
+  const app = await buildApp(parseConfig(good, file, {}), { logger: pino({ level: 'silent' }), configPath: file })
+  t.teardown(() => app.close())
+  const adminUrl = await app.admin.listen({ host: '127.0.0.1', port: 0 })
+  const scrape = async () => {
+    const body = (await fetchText(`${adminUrl}/metrics`)).body
+    const value = (series: string): number => Number(new RegExp(`^${series.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(body)?.[1])
+    return {
+      success: value('switchyard_config_reloads_total{result="success"}'),
+      failure: value('switchyard_config_reloads_total{result="failure"}'),
+      at: value('switchyard_config_last_reload_success_timestamp_seconds'),
+      ok: value('switchyard_config_last_reload_successful')
+    }
+  }
+  const start = await scrape()
+  t.match(start, { success: 0, failure: 0, ok: 1 }, 'both results exported from the start; the boot load counts as a success')
+  t.ok(start.at >= booted - 1 && start.at <= Date.now() / 1000, 'last success: the start')
+
+  writeFileSync(file, 'pools: { web: { members: [] } }\n')
+  t.match(await app.reload(), { ok: false })
+  const failed = await scrape()
+  t.match(failed, { success: 0, failure: 1, ok: 0, at: start.at }, 'a rejected file: counted, last result 0, the time stays')
+
+  writeFileSync(file, good.replace('routes:', 'limits: { max_body_bytes: 2048 }\nroutes:'))
+  const before = Date.now() / 1000
+  t.match(await app.reload(), { ok: true })
+  const applied = await scrape()
+  t.match(applied, { success: 1, failure: 1, ok: 1 })
+  t.ok(applied.at >= before - 0.001, 'last success: this reload')
+})

@@ -92,6 +92,13 @@ t.test('a pooled connection closed by the target (idle timeout) is replaced', as
   await waitFor(() => adapter.pool.connections === 0, 5000, 'the target to close the idle connection')
   t.equal((await fetchText(`${adapter.url}/upper?text=after`)).body, 'AFTER\n')
   t.equal(await accepted(), 2)
+  t.equal(await metricValue(adapter.registry, 'switchyard_tcp_adapter_target_connections', {}), 1, 'gauge: open now')
+  t.equal(await metricValue(adapter.registry, 'switchyard_tcp_adapter_target_connections_opened_total', {}), 2, 'counter: opened over its life')
+  await waitFor(() => adapter.pool.connections === 0, 5000, 'the target to close the second one')
+  t.equal(await metricValue(adapter.registry, 'switchyard_tcp_adapter_target_connections', {}), 0, 'the gauge goes down')
+  t.equal(await metricValue(adapter.registry, 'switchyard_tcp_adapter_target_connections_opened_total', {}), 2, 'the counter does not (read twice, counted once)')
+  const types = [...(await adapter.registry.metrics()).matchAll(/^# TYPE (switchyard_tcp_adapter_target_\S+) (\S+)$/gm)].map((m) => `${m[1]} ${m[2]}`)
+  t.same(types, ['switchyard_tcp_adapter_target_connections gauge', 'switchyard_tcp_adapter_target_connections_opened_total counter'])
 })
 
 t.test('target down -> 502 with a clear body', async (t) => {
