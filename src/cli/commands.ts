@@ -1,7 +1,9 @@
-/** The `switchyard` subcommands: name -> module. Each module exports summary, usage and run(argv). */
+/** The `switchyard` subcommands: name -> module. Each module exports summary, usage, help and run(argv). */
 export interface Command {
   summary: string
   usage: string
+  /** The whole `--help` text. */
+  help: string
   run(argv: string[]): Promise<number>
 }
 

@@ -8,6 +8,7 @@ export class UsageError extends Error {
   }
 }
 
+/** parseArgs, strict; `options` may carry help fields (help.ts OptionSpec), which it ignores. */
 export function parseFlags<O extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: O, usage: string, allowPositionals = false) {
   try {
     return parseArgs({ args: argv, options, allowPositionals, strict: true })

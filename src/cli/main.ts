@@ -1,10 +1,19 @@
 #!/usr/bin/env node
+import { readFileSync } from 'node:fs'
 import { COMMANDS } from './commands.js'
 import { UsageError } from './flags.js'
 
+/** package.json's version: this file runs as dist/src/cli/main.js, three levels below it. */
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version?: unknown }
+  return `switchyard ${String(pkg.version)} (node ${process.version})`
+}
+
 async function help(): Promise<string> {
   const rows = await Promise.all(Object.entries(COMMANDS).map(async ([name, load]) => `  ${name.padEnd(12)} ${(await load()).summary}`))
-  return `usage: switchyard <command> [options]\n\ncommands:\n${rows.join('\n')}\n\nRun 'switchyard <command> --help' for a command's options.\n`
+  return 'usage: switchyard <command> [options]\n       switchyard <command> --help\n       switchyard --version\n\n' +
+    `commands:\n${rows.join('\n')}\n  ${'version'.padEnd(12)} print the version and exit\n  ${'help'.padEnd(12)} print this list, or a command's help (switchyard help start)\n\n` +
+    "Run 'switchyard <command> --help' for what a command does, its options and their defaults, and the\nenvironment variables it reads. Exit status: 0 success, 1 runtime or configuration error, 2 usage error.\n"
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -12,9 +21,18 @@ async function main(argv: string[]): Promise<number> {
   // (A cluster worker's channel is what keeps its shared listener alive: leave that one alone.)
   if (process.env.SWITCHYARD_SIDECAR_NAME !== undefined && process.env.SWITCHYARD_WORKER === undefined) process.channel?.unref()
   const [name, ...rest] = argv
-  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+  if (name === undefined) {
+    process.stderr.write(await help())
+    return 2
+  }
+  if (name === '--version' || name === '-V' || name === 'version') {
+    process.stdout.write(`${version()}\n`)
+    return 0
+  }
+  if (name === 'help' && rest[0] !== undefined && COMMANDS[rest[0]] !== undefined) return await main([rest[0], '--help'])
+  if (name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(await help())
-    return name === undefined ? 2 : 0
+    return 0
   }
   const load = COMMANDS[name]
   if (load === undefined) {
@@ -22,8 +40,10 @@ async function main(argv: string[]): Promise<number> {
     return 2
   }
   const cmd = await load()
-  if (rest.includes('--help') || rest.includes('-h')) {
-    process.stdout.write(`usage: ${cmd.usage}\n${cmd.summary}\n`)
+  // Only before a `--`: after it, `--help` is a message (switchyard udp-client -- --help).
+  const flags = rest.includes('--') ? rest.slice(0, rest.indexOf('--')) : rest
+  if (flags.includes('--help') || flags.includes('-h')) {
+    process.stdout.write(cmd.help)
     return 0
   }
   try {

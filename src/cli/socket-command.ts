@@ -3,6 +3,12 @@ import { exitWithParent } from '../sidecars/child-metrics.js'
 import { isTransformMode, TRANSFORM_MODES, type TransformMode } from '../sockets/upper.js'
 import { UsageError } from './flags.js'
 
+/** The environment variable every server command reads (the clients read none). */
+export const SIDECAR_ENV: [string, string] = ['SWITCHYARD_SIDECAR_NAME', 'set by `switchyard start` for its sidecars: the metrics get the label sidecar="NAME" and are served on the proxy\'s /metrics; the program exits when the proxy does']
+
+/** Where the clients' messages come from, for their help. */
+export const CLIENT_MESSAGES = 'Sends each message to the server and prints the answer as From Server: <answer>. The words after the options make one message; without them every line of standard input is one (at a terminal, after the lab\'s prompt; Ctrl-D ends).'
+
 export function intFlag(name: string, value: string | undefined, min: number, max = Number.MAX_SAFE_INTEGER): number {
   const n = Number(value)
   if (value === undefined || value.trim() === '' || !Number.isInteger(n) || n < min || n > max) {

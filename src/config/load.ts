@@ -8,9 +8,10 @@ import { isIP } from 'node:net'
 import { dirname, resolve as resolvePath } from 'node:path'
 import * as zlib from 'node:zlib'
 import { Ajv, type ErrorObject } from 'ajv'
-import { LineCounter, parseDocument, isScalar, visit, type Document, type Node as YamlNode } from 'yaml'
-import { ConfigSchema, type Config } from './schema.js'
+import { LineCounter, parseDocument, isMap, isScalar, isSeq, visit, type Document, type Node as YamlNode } from 'yaml'
+import { ConfigSchema, DURATION_DESCRIPTION, type Config } from './schema.js'
 import { interpolate, isWholeExpression, retype } from './interpolate.js'
+import { childSchema, convertDurations, durationMinimum, isMapping, isRequired, type Path, type SchemaNode } from './schema-walk.js'
 
 export interface ConfigIssue {
   /** Path inside the file as a list of keys and indexes. */
@@ -51,7 +52,8 @@ function formatIssues(file: string, issues: ConfigIssue[]): string {
 }
 
 // coerceTypes: a quoted "${PORT}" still fills an integer field, as docker compose allows.
-const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, coerceTypes: true })
+// verbose: errors carry their parentSchema, whose description says what a pattern or anyOf expects.
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, coerceTypes: true, verbose: true })
 const validateSchema = ajv.compile(ConfigSchema)
 
 export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): Config {
@@ -77,44 +79,126 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     throw new ConfigError(file, doc.errors.map((e) => ({ path: [], message: `YAML syntax: ${e.message.split('\n')[0]}`, ...locate(e.pos[0]) })))
   }
 
-  const issues: ConfigIssue[] = []
+  // Every kind of problem is collected, then reported together, sorted by line: interpolation,
+  // empty values, the schema, durations, references. Later kinds are checked on the data as far
+  // as it is usable, and say nothing about a path an earlier kind already reported.
+  const interpolated: ConfigIssue[] = []
+  /** Paths (formatted) of values an environment variable made empty, with the expression. */
+  const emptied = new Map<string, string>()
   visit(doc, {
     Scalar(key, node, path) {
       if (key === 'key' || typeof node.value !== 'string' || !node.value.includes('$')) return
       const raw = node.value
       const { value, missing } = interpolate(raw, env)
       for (const name of missing) {
-        issues.push({ path: docPath(path, node), message: `environment variable ${name} is not set (use \${${name}:-default} to give a default)`, ...locate(node.range?.[0]) })
+        interpolated.push({ path: docPath(path, node), message: `environment variable ${name} is not set (use \${${name}:-default} to give a default)`, ...locate(node.range?.[0]) })
       }
       node.value = node.type === 'PLAIN' ? retype(value, isWholeExpression(raw)) : value
+      if (node.value === null) emptied.set(formatPath(docPath(path, node)), raw)
     }
   })
-  if (issues.length > 0) throw new ConfigError(file, issues)
 
   const data: unknown = doc.toJS() ?? {}
-  if (typeof data !== 'object' || Array.isArray(data)) {
-    throw new ConfigError(file, [{ path: [], message: 'expected a mapping with listen, pools and routes' }])
+  if (!isMapping(data)) {
+    throw new ConfigError(file, [...interpolated, { path: [], message: 'expected a mapping with listen, pools and routes' }])
   }
-  const oneListener = expandShorthands(data as Record<string, unknown>)
-  if (!validateSchema(data)) {
-    const found = schemaIssues(validateSchema.errors ?? [], doc, locate, oneListener)
-    throw new ConfigError(file, found)
+  const oneListener = expandShorthands(data)
+  const unlist = (issues: ConfigIssue[]): ConfigIssue[] => {
+    if (oneListener) for (const i of issues) if (i.path[0] === 'listen' && i.path[1] === 0) i.path.splice(1, 1)
+    return issues
   }
-  const config = data as Config
+  const emptiedBy = (at: Path): string | undefined => emptied.get(formatPath(unlist([{ path: [...at], message: '' }])[0].path))
+  const empty = unlist(takeEmptyValues(data, ConfigSchema as unknown as SchemaNode, emptiedBy))
+  const schema = validateSchema(data) ? [] : schemaIssues(validateSchema.errors ?? [], doc, locate, oneListener)
+  const durations = unlist(convertDurations(data, ConfigSchema as unknown as SchemaNode))
   // Certificate files are relative to the config file, wherever the process runs.
-  for (const l of config.listen) {
-    for (const c of l.tls?.certificates ?? []) {
-      c.cert = resolvePath(dirname(file), c.cert)
-      c.key = resolvePath(dirname(file), c.key)
+  for (const l of Array.isArray(data.listen) ? data.listen : []) {
+    const certs = isMapping(l) && isMapping(l.tls) && Array.isArray(l.tls.certificates) ? l.tls.certificates : []
+    for (const c of certs) {
+      if (!isMapping(c)) continue
+      if (typeof c.cert === 'string') c.cert = resolvePath(dirname(file), c.cert)
+      if (typeof c.key === 'string') c.key = resolvePath(dirname(file), c.key)
     }
   }
-  const semantic = checkReferences(config)
-  if (oneListener) for (const i of semantic) if (i.path[0] === 'listen' && i.path[1] === 0) i.path.splice(1, 1)
-  if (semantic.length > 0) {
-    for (const i of semantic) Object.assign(i, locate(nodeAt(doc, i.path)?.range?.[0]))
-    throw new ConfigError(file, semantic)
+  // An empty value has no text of its own: point at its key.
+  for (const i of empty) Object.assign(i, locate(keyAt(doc, i.path)?.range?.[0] ?? nodeAt(doc, i.path)?.range?.[0]))
+  const references = unlist(checkReferences(data))
+  const found = mergeIssues([interpolated, empty, schema, durations, references])
+  for (const i of found) if (i.line === undefined) Object.assign(i, locate(nodeAt(doc, i.path)?.range?.[0]))
+  if (found.length > 0) throw new ConfigError(file, sortIssues(found))
+  return deepFreeze(data as Config)
+}
+
+/** The issues of several checks, less those about a path an earlier check already named. */
+function mergeIssues(groups: ConfigIssue[][]): ConfigIssue[] {
+  const out: ConfigIssue[] = []
+  const named = new Set<string>()
+  for (const group of groups) {
+    const mine: string[] = []
+    for (const i of group) {
+      const p = formatPath(i.path)
+      if (named.has(p)) continue
+      out.push(i)
+      mine.push(p)
+    }
+    for (const p of mine) named.add(p)
   }
-  return deepFreeze(config)
+  return out
+}
+
+/** By line, then column; issues without a place (the file as a whole) first. Stable. */
+function sortIssues(issues: ConfigIssue[]): ConfigIssue[] {
+  return issues.map((i, n) => ({ i, n })).sort((a, b) => ((a.i.line ?? 0) - (b.i.line ?? 0)) || ((a.i.col ?? 0) - (b.i.col ?? 0)) || (a.n - b.n)).map(({ i }) => i)
+}
+
+/**
+ * A key written with nothing after it (`workers:`) is YAML null, which type coercion would turn
+ * into 0 or "" and so into a silent default (one worker per CPU, a random port). Each one is an
+ * issue, and is removed so that the schema does not report it again; null list items are issues
+ * too. Unknown keys are left to the schema's "unknown key".
+ */
+function takeEmptyValues(data: unknown, schema: SchemaNode | undefined, emptiedBy: (at: Path) => string | undefined, path: Path = []): ConfigIssue[] {
+  const issues: ConfigIssue[] = []
+  const because = (at: Path): string => {
+    const raw = emptiedBy(at)
+    return raw === undefined ? '' : ` (${raw} is empty)`
+  }
+  if (Array.isArray(data)) {
+    data.forEach((v, i) => {
+      const s = childSchema(schema, i)
+      if (v === null && s !== undefined) issues.push({ path: [...path, i], message: `expected a value${because([...path, i])}` })
+      else issues.push(...takeEmptyValues(v, s, emptiedBy, [...path, i]))
+    })
+  } else if (isMapping(data)) {
+    for (const [k, v] of Object.entries(data)) {
+      const s = childSchema(schema, k)
+      if (s === undefined) continue
+      if (v !== null) {
+        issues.push(...takeEmptyValues(v, s, emptiedBy, [...path, k]))
+        continue
+      }
+      const at = [...path, k]
+      issues.push({ path: at, message: `expected a value${because(at)}${useDefault(at, s, isRequired(schema, k, s))}` })
+      delete data[k]
+    }
+  }
+  return issues
+}
+
+function useDefault(path: Path, s: SchemaNode, required: boolean): string {
+  if (required) return ''
+  if (s.default === undefined) return ' (or remove the key)'
+  if (path.length === 1 && path[0] === 'listen') return '; remove the key to use the default listener (0.0.0.0:8080)'
+  if (isMapping(s.default) && isMapping(s.properties)) return '; remove the key to use the defaults'
+  return `; remove the key to use the default ${showDefault(s.default)}`
+}
+
+/** A default as it would be written in the file: 8080, info, [h2, http/1.1], {}. */
+function showDefault(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(showDefault).join(', ')}]`
+  if (isMapping(v)) return `{${Object.entries(v).map(([k, x]) => `${k}: ${showDefault(x)}`).join(', ')}}`
+  if (typeof v === 'string') return v === '' || /[\s:#,[\]{}]/.test(v) ? JSON.stringify(v) : v
+  return String(v)
 }
 
 /** Path of keys from the document root to a node visited by `yaml.visit`. */
@@ -134,6 +218,16 @@ function docPath(ancestors: readonly unknown[], _node: unknown): (string | numbe
   return out
 }
 
+/** The key node of the mapping entry at `path`, if the last step is a key. */
+function keyAt(doc: Document, path: (string | number)[]): YamlNode | undefined {
+  const last = path[path.length - 1]
+  if (typeof last !== 'string') return undefined
+  const parent = doc.getIn(path.slice(0, -1), true)
+  if (!isMap(parent)) return undefined
+  const pair = parent.items.find((p) => isScalar(p.key) && String(p.key.value) === last)
+  return isScalar(pair?.key) ? pair.key : undefined
+}
+
 function nodeAt(doc: Document, path: (string | number)[]): YamlNode | undefined {
   for (let n = path.length; n >= 0; n--) {
     const node = doc.getIn(path.slice(0, n), true) as YamlNode | undefined
@@ -144,6 +238,9 @@ function nodeAt(doc: Document, path: (string | number)[]): YamlNode | undefined 
 
 function describe(value: unknown): string {
   if (value === null || value === undefined) return 'nothing'
+  // doc.getIn gives a collection as its YAML node.
+  if (isSeq(value)) return 'a list'
+  if (isMap(value)) return 'a mapping'
   if (Array.isArray(value)) return 'a list'
   if (typeof value === 'object') return 'a mapping'
   return JSON.stringify(value)
@@ -183,7 +280,13 @@ function schemaIssues(errors: ErrorObject[], doc: Document, locate: (o: number |
     let message: string
     switch (e.keyword) {
       case 'required': path.push(String(e.params.missingProperty)); message = 'is required'; break
-      case 'additionalProperties': path.push(String(e.params.additionalProperty)); message = 'unknown key (check the spelling; see the configuration reference in README.md)'; break
+      case 'additionalProperties':
+        path.push(String(e.params.additionalProperty))
+        // In a map of names (pools), the key is a name that misses the pattern, not a misspelt key.
+        message = isMapping((e.parentSchema as SchemaNode | undefined)?.patternProperties)
+          ? `expected a name of letters, digits, _ . - (at most 63), got ${JSON.stringify(e.params.additionalProperty)}`
+          : 'unknown key (check the spelling; see the configuration reference in README.md)'
+        break
       case 'type': message = `expected ${e.params.type === 'integer' ? 'an integer' : e.params.type === 'object' ? 'a mapping' : e.params.type === 'array' ? 'a list' : `a ${String(e.params.type)}`}, got ${describe(actual)}`; break
       case 'enum': message = `expected one of ${(e.params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}, got ${describe(actual)}`; break
       case 'minimum': message = `expected a number >= ${String(e.params.limit)}, got ${describe(actual)}`; break
@@ -191,15 +294,30 @@ function schemaIssues(errors: ErrorObject[], doc: Document, locate: (o: number |
       case 'minItems': message = `expected at least ${String(e.params.limit)} item${e.params.limit === 1 ? '' : 's'}`; break
       case 'minLength': message = 'expected a non-empty string'; break
       case 'pattern': message = `expected ${(e.parentSchema as { description?: string } | undefined)?.description ?? `a string matching ${String(e.params.pattern)}`}, got ${describe(actual)}`; break
-      case 'anyOf': message = `expected ${(e.parentSchema as { description?: string } | undefined)?.description ?? 'a different value'}, got ${describe(actual)}`; break
+      case 'anyOf': message = anyOfMessage(e.parentSchema as SchemaNode | undefined, actual); break
       default: message = e.message ?? 'invalid value'
     }
     const key = formatPath(path) + message
     if (seen.has(key)) continue
     seen.add(key)
-    out.push({ path, message, ...locate(nodeAt(doc, path)?.range?.[0]) })
+    // An unknown key is pointed at by its key, the rest by their value.
+    const node = e.keyword === 'additionalProperties' ? keyAt(doc, path) ?? nodeAt(doc, path) : nodeAt(doc, path)
+    out.push({ path, message, ...locate(node?.range?.[0]) })
   }
   return out
+}
+
+function anyOfMessage(s: SchemaNode | undefined, actual: unknown): string {
+  const description = typeof s?.description === 'string' ? s.description : 'a different value'
+  // A number for a duration key: say what is wrong with the number, not that it is not a string.
+  const n = typeof actual === 'string' && /^-?[0-9]+(\.[0-9]+)?$/.test(actual) ? Number(actual) : actual
+  if (s !== undefined && s.description === DURATION_DESCRIPTION && typeof n === 'number') {
+    if (!Number.isInteger(n)) return `expected whole milliseconds or a duration such as "1.5s", got ${describe(actual)}`
+    const min = durationMinimum(s)
+    if (n < min) return `expected a number >= ${min}, got ${describe(actual)}`
+    return `expected a number <= ${String(((s.anyOf as SchemaNode[])[0] as { maximum?: number }).maximum)}, got ${describe(actual)}`
+  }
+  return `expected ${description}, got ${describe(actual)}`
 }
 
 /** zstd content coding: node:zlib has it from Node 22.15 / 23.8. */
@@ -213,82 +331,119 @@ function validHostPattern(h: string): boolean {
   return host.length <= 253 && host.split('.').every((l) => HOST_LABEL.test(l))
 }
 
-/** Checks the schema cannot express: references between sections, uniqueness, URL shapes. */
-function checkReferences(c: Config): ConfigIssue[] {
+const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : [])
+const text = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined)
+
+/**
+ * Checks the schema cannot express: references between sections, uniqueness, URL shapes. Run
+ * whether or not the schema passed, so it reads the data defensively: a part of the wrong type
+ * is skipped (the schema reports it), never guessed at.
+ */
+function checkReferences(c: Record<string, unknown>): ConfigIssue[] {
   const issues: ConfigIssue[] = []
-  const poolNames = Object.keys(c.pools)
+  const pools = isMapping(c.pools) ? c.pools : undefined
+  const poolNames = Object.keys(pools ?? {})
   const known = poolNames.length > 0 ? `known pools: ${poolNames.join(', ')}` : 'no pools are defined'
-  for (const [name, pool] of Object.entries(c.pools)) {
-    pool.members.forEach((m, i) => {
+  const unknownPool = (name: unknown, path: Path): void => {
+    // Without a pools mapping every name would be unknown: the schema's error says enough.
+    if (pools !== undefined && typeof name === 'string' && name !== '' && !Object.hasOwn(pools, name)) {
+      issues.push({ path, message: `unknown pool ${JSON.stringify(name)} (${known})` })
+    }
+  }
+  for (const [name, pool] of Object.entries(pools ?? {})) {
+    if (!isMapping(pool)) continue
+    list(pool.members).forEach((m, i) => {
+      const url = isMapping(m) ? text(m.url) : undefined
+      if (url === undefined || url === '') return
       let u: URL | undefined
-      try { u = new URL(m.url) } catch { /* reported below */ }
+      try { u = new URL(url) } catch { /* reported below */ }
       if (u === undefined || (u.protocol !== 'http:' && u.protocol !== 'https:') || u.hostname === '') {
-        issues.push({ path: ['pools', name, 'members', i, 'url'], message: `expected an http:// or https:// URL such as http://127.0.0.1:9001, got ${JSON.stringify(m.url)}` })
+        issues.push({ path: ['pools', name, 'members', i, 'url'], message: `expected an http:// or https:// URL such as http://127.0.0.1:9001, got ${JSON.stringify(url)}` })
       } else if ((u.pathname !== '/' && u.pathname !== '') || u.search !== '' || u.hash !== '' || u.username !== '') {
         issues.push({ path: ['pools', name, 'members', i, 'url'], message: 'expected scheme, host and port only (no path, query or credentials)' })
       }
     })
-    if (pool.hash_on !== undefined && pool.balancer !== 'hash') {
-      issues.push({ path: ['pools', name, 'hash_on'], message: `only used with balancer: hash (this pool uses ${pool.balancer})` })
-    }
-    if (pool.hash_on !== undefined) {
-      const set = [pool.hash_on.header, pool.hash_on.cookie, pool.hash_on.source_ip].filter((v) => v !== undefined && v !== false).length
+    if (isMapping(pool.hash_on)) {
+      if (typeof pool.balancer === 'string' && pool.balancer !== 'hash') {
+        issues.push({ path: ['pools', name, 'hash_on'], message: `only used with balancer: hash (this pool uses ${pool.balancer})` })
+      }
+      const h = pool.hash_on
+      const set = [h.header, h.cookie, h.source_ip].filter((v) => v !== undefined && v !== false).length
       if (set !== 1) issues.push({ path: ['pools', name, 'hash_on'], message: 'expected exactly one of header, cookie or source_ip: true' })
     }
   }
   const routeNames = new Map<string, number>()
-  c.routes.forEach((r, i) => {
-    const prev = routeNames.get(r.name)
-    if (prev !== undefined) issues.push({ path: ['routes', i, 'name'], message: `duplicate route name ${JSON.stringify(r.name)} (also routes[${prev}])` })
-    routeNames.set(r.name, i)
-    if (r.match.host !== undefined && !validHostPattern(r.match.host.toLowerCase())) {
-      issues.push({ path: ['routes', i, 'match', 'host'], message: `expected a host name (example.com) or a wildcard (*.example.com), got ${JSON.stringify(r.match.host)}` })
+  list(c.routes).forEach((r, i) => {
+    if (!isMapping(r)) return
+    const name = text(r.name)
+    if (name !== undefined) {
+      const prev = routeNames.get(name)
+      if (prev !== undefined) issues.push({ path: ['routes', i, 'name'], message: `duplicate route name ${JSON.stringify(name)} (also routes[${prev}])` })
+      routeNames.set(name, i)
     }
-    if (r.compress?.enabled === true && !HAVE_ZSTD && r.compress.encodings.every((e) => e === 'zstd')) {
+    const host = isMapping(r.match) ? text(r.match.host) : undefined
+    if (host !== undefined && host !== '' && !validHostPattern(host.toLowerCase())) {
+      issues.push({ path: ['routes', i, 'match', 'host'], message: `expected a host name (example.com) or a wildcard (*.example.com), got ${JSON.stringify(host)}` })
+    }
+    const compress = r.compress
+    if (isMapping(compress) && compress.enabled !== false && !HAVE_ZSTD && Array.isArray(compress.encodings) && compress.encodings.length > 0 && compress.encodings.every((e) => e === 'zstd')) {
       issues.push({ path: ['routes', i, 'compress', 'encodings'], message: `zstd needs Node >= 22.15 (this is ${process.version}); add br or gzip` })
     }
     if ((r.pool === undefined) === (r.split === undefined)) {
       issues.push({ path: ['routes', i], message: 'expected exactly one of pool or split' })
     }
-    if (r.pool !== undefined && c.pools[r.pool] === undefined) {
-      issues.push({ path: ['routes', i, 'pool'], message: `unknown pool ${JSON.stringify(r.pool)} (${known})` })
-    }
-    if (r.split !== undefined) {
+    unknownPool(r.pool, ['routes', i, 'pool'])
+    if (isMapping(r.split)) {
       const names = new Set<string>()
       let total = 0
-      r.split.variants.forEach((v, j) => {
-        if (names.has(v.name)) issues.push({ path: ['routes', i, 'split', 'variants', j, 'name'], message: `duplicate variant name ${JSON.stringify(v.name)}` })
-        names.add(v.name)
-        total += v.weight
-        if (c.pools[v.pool] === undefined) issues.push({ path: ['routes', i, 'split', 'variants', j, 'pool'], message: `unknown pool ${JSON.stringify(v.pool)} (${known})` })
+      let weighed = true
+      list(r.split.variants).forEach((v, j) => {
+        if (!isMapping(v)) { weighed = false; return }
+        const vname = text(v.name)
+        if (vname !== undefined) {
+          if (names.has(vname)) issues.push({ path: ['routes', i, 'split', 'variants', j, 'name'], message: `duplicate variant name ${JSON.stringify(vname)}` })
+          names.add(vname)
+        }
+        // A weight the schema rejects (negative, not a number) makes the sum meaningless.
+        if (typeof v.weight === 'number' && v.weight >= 0) total += v.weight
+        else weighed = false
+        unknownPool(v.pool, ['routes', i, 'split', 'variants', j, 'pool'])
       })
-      if (total <= 0) issues.push({ path: ['routes', i, 'split', 'variants'], message: 'expected the variant weights to add up to more than 0' })
+      if (weighed && Array.isArray(r.split.variants) && r.split.variants.length > 0 && total <= 0) {
+        issues.push({ path: ['routes', i, 'split', 'variants'], message: 'expected the variant weights to add up to more than 0' })
+      }
     }
   })
   const bound = new Map<string, number>()
   const listenerNames = new Set<string>()
-  c.listen.forEach((l, i) => {
-    const where = `${l.host}:${l.port}`
-    const prev = bound.get(where)
-    if (prev !== undefined && l.port !== 0) issues.push({ path: ['listen', i, 'port'], message: `${where} is already used by listen[${prev}]` })
-    bound.set(where, i)
-    if (l.name !== undefined) {
-      if (listenerNames.has(l.name)) issues.push({ path: ['listen', i, 'name'], message: `duplicate listener name ${JSON.stringify(l.name)}` })
-      listenerNames.add(l.name)
+  list(c.listen).forEach((l, i) => {
+    if (!isMapping(l)) return
+    if (typeof l.host === 'string' && typeof l.port === 'number') {
+      const where = `${l.host}:${l.port}`
+      const prev = bound.get(where)
+      if (prev !== undefined && l.port !== 0) issues.push({ path: ['listen', i, 'port'], message: `${where} is already used by listen[${prev}]` })
+      bound.set(where, i)
     }
-    if (l.tls !== undefined) {
-      if (l.tls.certificates.length === 0 && !l.tls.self_signed) issues.push({ path: ['listen', i, 'tls'], message: 'expected certificates (cert and key files) or self_signed: true' })
-      if (l.h2c) issues.push({ path: ['listen', i, 'h2c'], message: 'h2c is for plain listeners (a TLS listener offers h2 by ALPN: tls.alpn)' })
+    const lname = text(l.name)
+    if (lname !== undefined) {
+      if (listenerNames.has(lname)) issues.push({ path: ['listen', i, 'name'], message: `duplicate listener name ${JSON.stringify(lname)}` })
+      listenerNames.add(lname)
+    }
+    if (isMapping(l.tls)) {
+      if (list(l.tls.certificates).length === 0 && l.tls.self_signed !== true) issues.push({ path: ['listen', i, 'tls'], message: 'expected certificates (cert and key files) or self_signed: true' })
+      if (l.h2c === true) issues.push({ path: ['listen', i, 'h2c'], message: 'h2c is for plain listeners (a TLS listener offers h2 by ALPN: tls.alpn)' })
       if (l.redirect_https !== undefined) issues.push({ path: ['listen', i, 'redirect_https'], message: 'redirect_https is for plain listeners (this one already serves https)' })
     }
   })
   const sidecarNames = new Set<string>()
-  c.sidecars.forEach((s, i) => {
-    if (sidecarNames.has(s.name)) issues.push({ path: ['sidecars', i, 'name'], message: `duplicate sidecar name ${JSON.stringify(s.name)}` })
-    sidecarNames.add(s.name)
+  list(c.sidecars).forEach((s, i) => {
+    const sname = isMapping(s) ? text(s.name) : undefined
+    if (sname === undefined) return
+    if (sidecarNames.has(sname)) issues.push({ path: ['sidecars', i, 'name'], message: `duplicate sidecar name ${JSON.stringify(sname)}` })
+    sidecarNames.add(sname)
   })
-  c.trusted_proxies.forEach((cidr, i) => {
-    if (parseCidr(cidr) === undefined) issues.push({ path: ['trusted_proxies', i], message: `expected an IP address or CIDR such as 10.0.0.0/8, got ${JSON.stringify(cidr)}` })
+  list(c.trusted_proxies).forEach((cidr, i) => {
+    if (typeof cidr === 'string' && parseCidr(cidr) === undefined) issues.push({ path: ['trusted_proxies', i], message: `expected an IP address or CIDR such as 10.0.0.0/8, got ${JSON.stringify(cidr)}` })
   })
   return issues
 }

@@ -1,6 +1,8 @@
 /**
  * The upstreams.yaml schema. Types derive from it (DESIGN.md habit 3), so the two cannot drift.
- * Durations are integers in milliseconds, sizes integers in bytes; keys are snake_case.
+ * Durations (keys ending in _ms) are whole milliseconds or strings such as "2s" (load.ts turns
+ * those into milliseconds, so Config holds integers); sizes are integers in bytes; keys are
+ * snake_case.
  */
 import { Type, type Static } from '@sinclair/typebox'
 
@@ -10,7 +12,24 @@ function StringEnum<T extends string>(values: readonly T[], def?: T) {
 }
 
 const Name = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$', description: 'a name of letters, digits, _ . - (at most 63)' })
-const Ms = (def: number) => Type.Integer({ minimum: 0, default: def })
+/** "500ms", "2s", "1.5s", "1m", "1h": a number and one unit. */
+export const DURATION_PATTERN = '^[0-9]+(\\.[0-9]+)?(ms|s|m|h)$'
+/** Node's timers hold at most 2^31-1 ms (about 24.8 days); a longer delay fires after 1 ms. */
+export const MAX_MS = 2147483647
+/** What the error for a bad duration says it expected (load.ts also finds duration keys by it). */
+export const DURATION_DESCRIPTION = 'milliseconds or a duration such as "10s"'
+/**
+ * A duration: whole milliseconds, or a string with a unit. Typed as a number because load.ts
+ * converts the strings after validation: the rest of the code only ever sees milliseconds.
+ */
+const Ms = (def?: number, minimum = 0) => Type.Unsafe<number>({
+  anyOf: [
+    { type: 'integer', minimum, maximum: MAX_MS },
+    { type: 'string', pattern: DURATION_PATTERN }
+  ],
+  description: DURATION_DESCRIPTION,
+  ...(def === undefined ? {} : { default: def })
+})
 const Port = (def: number) => Type.Integer({ minimum: 0, maximum: 65535, default: def })
 
 export const BALANCERS = ['round_robin', 'weighted', 'least_request', 'random', 'hash'] as const
@@ -62,7 +81,7 @@ export const Listener = Type.Object({
 }, { additionalProperties: false })
 
 /** `listen: {host, port}` (one listener) is accepted and read as a list of one (load.ts). */
-const Listen = Type.Array(Listener, { minItems: 1, default: [{}] })
+const Listen = Type.Array(Listener, { minItems: 1, default: [{}], description: 'one listener (a mapping) or a list of them; default: one plain listener on 0.0.0.0:8080' })
 
 const Http2Limits = Type.Object({
   /** Streams one HTTP/2 connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS). */
@@ -72,7 +91,7 @@ const Http2Limits = Type.Object({
    * ENHANCE_YOUR_CALM: the rapid-reset attack (CVE-2023-44487) opens and cancels in a loop.
    */
   max_resets: Type.Integer({ minimum: 1, default: 200 }),
-  reset_window_ms: Type.Integer({ minimum: 100, default: 10000 })
+  reset_window_ms: Ms(10000, 100)
 }, { additionalProperties: false, default: {} })
 
 const Admin = Type.Object({
@@ -121,8 +140,8 @@ const HealthCheck = Type.Object({
     min: Type.Integer({ minimum: 100, maximum: 599, default: 200 }),
     max: Type.Integer({ minimum: 100, maximum: 599, default: 399 })
   }, { additionalProperties: false, default: {} }),
-  interval_ms: Type.Integer({ minimum: 50, default: 2000 }),
-  timeout_ms: Type.Integer({ minimum: 10, default: 1000 }),
+  interval_ms: Ms(2000, 50),
+  timeout_ms: Ms(1000, 10),
   /** Consecutive passes that bring a down member back, and failures that take it down. */
   rise: Type.Integer({ minimum: 1, default: 2 }),
   fall: Type.Integer({ minimum: 1, default: 3 })
@@ -132,8 +151,8 @@ const Outlier = Type.Object({
   /** Consecutive 5xx answers or connect failures that eject a member (0 turns ejection off). */
   consecutive_failures: Type.Integer({ minimum: 0, default: 5 }),
   /** First ejection lasts this long; each further ejection of the same member lasts longer. */
-  base_ejection_ms: Type.Integer({ minimum: 1, default: 10000 }),
-  max_ejection_ms: Type.Integer({ minimum: 1, default: 300000 }),
+  base_ejection_ms: Ms(10000, 1),
+  max_ejection_ms: Ms(300000, 1),
   max_ejected_percent: Type.Integer({ minimum: 0, maximum: 100, default: 50 })
 }, { additionalProperties: false, default: {} })
 
@@ -148,7 +167,7 @@ const Pool = Type.Object({
     percent: Type.Integer({ minimum: 0, maximum: 100, default: 20 }),
     /** ...but this many retries per second are always allowed, so a quiet pool can retry. */
     min_per_second: Type.Integer({ minimum: 0, default: 3 }),
-    window_ms: Type.Integer({ minimum: 1000, default: 10000 })
+    window_ms: Ms(10000, 1000)
   }, { additionalProperties: false, default: {} }),
   balancer: StringEnum(BALANCERS, 'round_robin'),
   hash_on: Type.Optional(HashOn),
@@ -164,7 +183,7 @@ const Pool = Type.Object({
   /** ...in a short queue; when it is full, or a request waited timeout_ms, the answer is 503 with Retry-After. */
   queue: Type.Object({
     size: Type.Integer({ minimum: 0, default: 100 }),
-    timeout_ms: Type.Integer({ minimum: 1, default: 1000 })
+    timeout_ms: Ms(1000, 1)
   }, { additionalProperties: false, default: {} }),
   tls: Type.Object({
     verify: Type.Boolean({ default: true })
@@ -262,7 +281,7 @@ const Retries = Type.Object({
   on_status: Type.Array(Type.Integer({ minimum: 500, maximum: 599 }), { default: [502, 503, 504] }),
   /** POST and PATCH are never retried unless listed here explicitly. */
   methods: Type.Array(Type.String({ pattern: '^[A-Z]+$' }), { default: ['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE'] }),
-  per_try_timeout_ms: Type.Optional(Type.Integer({ minimum: 1 })),
+  per_try_timeout_ms: Type.Optional(Ms(undefined, 1)),
   /** A request body up to this size is held so it can be replayed; larger bodies are never retried. */
   buffer_body_bytes: Type.Integer({ minimum: 0, default: 65536 })
 }, { additionalProperties: false, default: {} })
@@ -275,7 +294,7 @@ const Route = Type.Object({
   max_body_bytes: Type.Optional(Type.Integer({ minimum: 0 })),
   retries: Retries,
   /** Overall deadline for the request across all tries (0 = only the per-try timeouts). */
-  timeout_ms: Type.Integer({ minimum: 0, default: 0 }),
+  timeout_ms: Ms(0),
   cache: Type.Optional(RouteCache),
   compress: Type.Optional(RouteCompress),
   websocket: RouteWebSocket
@@ -305,8 +324,8 @@ const Cache = Type.Object({
    */
   coalesce: Type.Object({
     enabled: Type.Boolean({ default: true }),
-    lock_ttl_ms: Type.Integer({ minimum: 100, default: 10000 }),
-    max_wait_ms: Type.Integer({ minimum: 0, default: 5000 })
+    lock_ttl_ms: Ms(10000, 100),
+    max_wait_ms: Ms(5000)
   }, { additionalProperties: false, default: {} })
 }, { additionalProperties: false, default: {} })
 
@@ -335,7 +354,8 @@ export const ConfigSchema = Type.Object({
     level: StringEnum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info'),
     access_log: Type.Boolean({ default: false })
   }, { additionalProperties: false, default: {} }),
-  pools: Type.Record(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$' }), Pool),
+  // additionalProperties: without it a pool whose name misses the pattern would not be validated at all.
+  pools: Type.Record(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$' }), Pool, { additionalProperties: false }),
   routes: Type.Array(Route),
   cache: Cache,
   sidecars: Type.Array(Sidecar, { default: [] })

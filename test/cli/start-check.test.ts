@@ -108,3 +108,32 @@ sidecars:
   await waitFor(() => !alive(after.pid), 5000, 'the sidecar to be gone')
   t.notOk(alive(after.pid), 'no orphaned sidecar')
 })
+
+t.test('check: schema and reference problems together, as the README shows them', async (t) => {
+  const sub = mkdtempSync(join(tmpdir(), 'sy-readme-'))
+  writeFileSync(join(sub, 'upstreams.yaml'), `pools:
+  web: { members: [{ url: "http://127.0.0.1:9001" }] }
+  web-next: { members: [{ url: "http://127.0.0.1:9002" }] }
+routes:
+  - pool: wbe
+    name: api
+    match: { path_prefix: /api }
+  - { name: home, match: { path_prefix: / }, pool: web }
+  - name: beta
+    split: { name: homepage, variants: [
+      { name: control, pool: web-next, weight: 90 },
+     { name: next, pool: web, weight: -5 } ] }
+`)
+  const r = await runCli(['check'], { env: { SWITCHYARD_CONFIG: join(sub, 'upstreams.yaml') } })
+  t.equal(r.code, 1)
+  t.equal(r.stderr, `invalid configuration (2 problems):
+  ${join(sub, 'upstreams.yaml')}:5:11: routes[0].pool: unknown pool "wbe" (known pools: web, web-next)
+  ${join(sub, 'upstreams.yaml')}:12:39: routes[2].split.variants[1].weight: expected a number >= 0, got -5
+`)
+  const empty = file('empty.yaml', 'workers:\npools: { p: { members: [{ url: "http://127.0.0.1:1" }] } }\nroutes: [{ name: r, match: {}, pool: p }]\n')
+  const e = await runCli(['check', empty])
+  t.equal(e.code, 1, 'an empty value is not ok')
+  t.match(e.stderr, /empty\.yaml:1:1: workers: expected a value; remove the key to use the default 0/)
+  const two = await runCli(['check', empty, empty])
+  t.equal(two.code, 2, 'one FILE at most')
+})

@@ -178,3 +178,124 @@ t.test('listen: one mapping or a list; listener errors name the listener', async
   const rel = parseConfig(`listen: { port: 443, tls: { certificates: [{ cert: c.pem, key: k.pem }] } }\n${rest}`, '/etc/sy/upstreams.yaml', {})
   t.equal(rel.listen[0].tls?.certificates[0].cert, '/etc/sy/c.pem', 'certificate paths are relative to the config file')
 })
+
+const POOLS_ROUTES = 'pools:\n  web: { members: [{ url: "http://127.0.0.1:9001" }] }\nroutes:\n  - { name: r, match: {}, pool: web }\n'
+
+t.test('schema and reference problems are reported together, sorted by line', async (t) => {
+  const p = problems(`limits:
+  headers_timeout_ms: -1
+pools:
+  web: { members: [{ url: "http://127.0.0.1:1", weight: 0 }] }
+routes:
+  - { name: a, match: {}, pool: wbe }
+  - { name: a, match: { path_prefix: nope }, pool: web }
+  - name: s
+    split: { name: x, variants: [{ name: v, pool: ghost, weight: -1 }] }
+`)
+  t.same(p, [
+    'bad.yaml:2:23: limits.headers_timeout_ms: expected a number >= 0, got -1',
+    'bad.yaml:4:57: pools.web.members[0].weight: expected a number >= 1, got 0',
+    'bad.yaml:6:33: routes[0].pool: unknown pool "wbe" (known pools: web)',
+    'bad.yaml:7:13: routes[1].name: duplicate route name "a" (also routes[0])',
+    'bad.yaml:7:38: routes[1].match.path_prefix: expected a string matching ^/, got "nope"',
+    'bad.yaml:9:51: routes[2].split.variants[0].pool: unknown pool "ghost" (known pools: web)',
+    'bad.yaml:9:66: routes[2].split.variants[0].weight: expected a number >= 0, got -1'
+  ], 'a rejected weight does not also give "weights add up to 0"')
+})
+
+t.test('reference checks survive data of the wrong shape', async (t) => {
+  const shapes = [
+    'pools: [web]\nroutes: [{ name: r, match: {}, pool: web }]\n',
+    'pools: { web: 5 }\nroutes: 5\nlisten: x\nsidecars: { a: 1 }\ntrusted_proxies: [1]\n',
+    'pools: { web: { members: [5, { url: 7 }], hash_on: [] } }\nroutes: [5, { name: 5, match: 5, split: { variants: 5 } }, { split: { variants: [5, { weight: x }] } }]\n',
+    'listen: [5, { tls: 5, port: x }, { tls: { certificates: 5 } }]\npools: {}\nroutes: []\n'
+  ]
+  for (const yaml of shapes) {
+    const p = problems(yaml)
+    t.ok(p.length > 0 && p.every((l) => /^bad\.yaml(:\d+:\d+)?: /.test(l)), yaml)
+  }
+  const noPools = problems('pools: [web]\nroutes: [{ name: r, match: {}, pool: web }]\n')
+  t.same(noPools, ['bad.yaml:1:8: pools: expected a mapping, got a list'], 'no "unknown pool" when there is no pools mapping')
+})
+
+t.test('a pool name that misses the pattern is reported, its pool validated', async (t) => {
+  t.same(problems('pools: { "bad name": { members: 5 } }\nroutes: []\n'), ['bad.yaml:1:10: pools["bad name"]: expected a name of letters, digits, _ . - (at most 63), got "bad name"'])
+})
+
+t.test('an empty value is an error, not a silent default', async (t) => {
+  const p = problems(`workers:
+listen:
+  port:
+  host: ~
+admin: { token: }
+logging: { level: null }
+limits:
+pools:
+  web: { members: [{ url: "http://127.0.0.1:1", name: }], health_check: }
+routes:
+  - { name: r, match: { headers: { x-a: } }, pool: web }
+  -
+sidecars: [{ name: s, command: x, args: [a, ~], env: { A: } }]
+`)
+  t.same(p, [
+    'bad.yaml:1:1: workers: expected a value; remove the key to use the default 0',
+    'bad.yaml:3:3: listen.port: expected a value; remove the key to use the default 8080',
+    'bad.yaml:4:3: listen.host: expected a value; remove the key to use the default 0.0.0.0',
+    'bad.yaml:5:10: admin.token: expected a value (or remove the key)',
+    'bad.yaml:6:12: logging.level: expected a value; remove the key to use the default info',
+    'bad.yaml:7:1: limits: expected a value; remove the key to use the defaults',
+    'bad.yaml:9:49: pools.web.members[0].name: expected a value (or remove the key)',
+    'bad.yaml:9:59: pools.web.health_check: expected a value (or remove the key)',
+    'bad.yaml:11:36: routes[0].match.headers.x-a: expected a value',
+    'bad.yaml:12:4: routes[1]: expected a value',
+    'bad.yaml:13:45: sidecars[0].args[1]: expected a value',
+    'bad.yaml:13:56: sidecars[0].env.A: expected a value'
+  ])
+  t.same(problems('listen:\npools:\nroutes:\n'), [
+    'bad.yaml:1:1: listen: expected a value; remove the key to use the default listener (0.0.0.0:8080)',
+    'bad.yaml:2:1: pools: expected a value',
+    'bad.yaml:3:1: routes: expected a value'
+  ], 'required keys have no default to point to')
+  t.same(problems(`listen:\n  port: \${PORT}\n${POOLS_ROUTES}`, { PORT: '' }), ['bad.yaml:2:3: listen.port: expected a value (${PORT} is empty); remove the key to use the default 8080'])
+  t.same(problems(`listen: [{ port: "\${PORT}" }]\n${POOLS_ROUTES}`, {}), ['bad.yaml:1:18: listen[0].port: environment variable PORT is not set (use ${PORT:-default} to give a default)'], 'an unset variable is reported once')
+  t.same(problems(`workers:\nbogus:\n${POOLS_ROUTES}`), [
+    'bad.yaml:1:1: workers: expected a value; remove the key to use the default 0',
+    'bad.yaml:2:1: bogus: unknown key (check the spelling; see the configuration reference in README.md)'
+  ], 'an unknown empty key is an unknown key')
+})
+
+t.test('durations: whole milliseconds or a string with a unit, milliseconds in the Config', async (t) => {
+  const c = parseConfig(`limits: { headers_timeout_ms: 2s, request_timeout_ms: 1m, shutdown_timeout_ms: "1.5s", keep_alive_timeout_ms: 500ms, client_body_timeout_ms: 1h, max_event_loop_delay_ms: "250" }
+pools:
+  web:
+    members: [{ url: "http://127.0.0.1:9001" }]
+    timeouts: { connect_ms: 1.1s, request_ms: 0.5s }
+    health_check: { interval_ms: 2s, timeout_ms: 100ms }
+    outlier: { base_ejection_ms: 30s, max_ejection_ms: 5m }
+    retry_budget: { window_ms: 10s }
+    queue: { timeout_ms: 250ms }
+routes:
+  - { name: r, match: {}, pool: web, timeout_ms: 3s, retries: { per_try_timeout_ms: 1s }, websocket: { idle_timeout_ms: 1m } }
+cache: { redis: { timeout_ms: 50ms }, coalesce: { lock_ttl_ms: 10s, max_wait_ms: 0s } }
+sidecars: [{ name: s, command: x, restart: { initial_delay_ms: 250ms, max_delay_ms: 30s }, stop_timeout_ms: 5s }]
+listen: { tls: { self_signed: true, watch_interval_ms: 0ms } }
+`, 'd.yaml', {})
+  t.same([c.limits.headers_timeout_ms, c.limits.request_timeout_ms, c.limits.shutdown_timeout_ms, c.limits.keep_alive_timeout_ms, c.limits.client_body_timeout_ms, c.limits.max_event_loop_delay_ms], [2000, 60000, 1500, 500, 3600000, 250])
+  const p = c.pools.web
+  t.same([p.timeouts.connect_ms, p.timeouts.request_ms, p.health_check?.interval_ms, p.health_check?.timeout_ms, p.outlier.base_ejection_ms, p.outlier.max_ejection_ms, p.retry_budget.window_ms, p.queue.timeout_ms], [1100, 500, 2000, 100, 30000, 300000, 10000, 250])
+  t.same([c.routes[0].timeout_ms, c.routes[0].retries.per_try_timeout_ms, c.routes[0].websocket.idle_timeout_ms], [3000, 1000, 60000])
+  t.same([c.cache.redis.timeout_ms, c.cache.coalesce.lock_ttl_ms, c.cache.coalesce.max_wait_ms], [50, 10000, 0])
+  t.same([c.sidecars[0].restart.initial_delay_ms, c.sidecars[0].restart.max_delay_ms, c.sidecars[0].stop_timeout_ms, c.listen[0].tls?.watch_interval_ms], [250, 30000, 5000, 0])
+  t.equal(c.limits.http2.reset_window_ms, 10000, 'defaults stay integers')
+
+  t.same(problems(`limits: { headers_timeout_ms: ten, request_timeout_ms: 2.5ms, shutdown_timeout_ms: 1.5, keep_alive_timeout_ms: 1000000h, client_body_timeout_ms: -2s }
+${POOLS_ROUTES}`), [
+    'bad.yaml:1:31: limits.headers_timeout_ms: expected milliseconds or a duration such as "10s", got "ten"',
+    'bad.yaml:1:56: limits.request_timeout_ms: expected whole milliseconds, got "2.5ms"',
+    'bad.yaml:1:84: limits.shutdown_timeout_ms: expected whole milliseconds or a duration such as "1.5s", got 1.5',
+    'bad.yaml:1:112: limits.keep_alive_timeout_ms: expected at most 2147483647 ms (about 24.8 days), got "1000000h"',
+    'bad.yaml:1:146: limits.client_body_timeout_ms: expected milliseconds or a duration such as "10s", got "-2s"'
+  ])
+  t.same(problems(`cache: { coalesce: { lock_ttl_ms: 50ms } }\n${POOLS_ROUTES}`), ['bad.yaml:1:35: cache.coalesce.lock_ttl_ms: expected at least 100 ms, got "50ms" (50 ms)'], 'a key\'s minimum holds for strings too')
+  t.same(problems(`limits: { headers_timeout_ms: 2 s }\n${POOLS_ROUTES}`), ['bad.yaml:1:31: limits.headers_timeout_ms: expected milliseconds or a duration such as "10s", got "2 s"'])
+})

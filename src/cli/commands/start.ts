@@ -8,15 +8,33 @@ import { runPrimary, runWorker, workerCount } from '../../cluster.js'
 import type { Control } from '../../control/control.js'
 import { createLogger } from '../../control/logger.js'
 import { parseFlags } from '../flags.js'
+import { formatHelp, type OptionSpecs } from '../help.js'
 
 export const summary = 'start the proxy, its admin listener and its sidecars'
-export const usage = 'switchyard start [--config upstreams.yaml] [--watch]'
+export const usage = 'switchyard start [--config FILE] [--watch]'
+
+export const options = {
+  config: { type: 'string', short: 'c', default: process.env.SWITCHYARD_CONFIG ?? 'upstreams.yaml', value: 'FILE', help: 'the configuration to run', defaultText: '$SWITCHYARD_CONFIG, else upstreams.yaml' },
+  watch: { type: 'boolean', default: false, help: 'reload the configuration whenever the file is saved (as SIGHUP does)' }
+} satisfies OptionSpecs
+
+export const help = formatHelp({
+  name: 'start',
+  summary,
+  usage,
+  description: 'Validates the configuration (as `switchyard check` does; a bad file is reported and nothing starts, exit 1), then binds the admin listener, spawns the sidecars and binds the proxy listeners. With `workers` other than 1 the work is shared by that many processes (node:cluster).\n\n' +
+    'Signals: SIGHUP reloads the file (a bad file is logged and the running configuration stays); SIGTERM and SIGINT stop accepting, let in-flight requests finish within limits.shutdown_timeout_ms, stop the sidecars and exit 0.',
+  options,
+  env: [
+    ['SWITCHYARD_CONFIG', 'the file to run when --config is not given'],
+    ['REDIS_URL', 'the Redis of the shared cache when cache.redis.url is not set (cache.store auto or redis)'],
+    ['${VAR} in the file', 'any variable the file names, e.g. the shipped upstreams.yaml\'s SWITCHYARD_WORKERS, SWITCHYARD_PORT, LOG_LEVEL, DEMO_SIDECARS']
+  ],
+  examples: ['SWITCHYARD_WORKERS=2 switchyard start --config upstreams.yaml --watch']
+})
 
 export async function run(argv: string[]): Promise<number> {
-  const { values } = parseFlags(argv, {
-    config: { type: 'string', short: 'c', default: process.env.SWITCHYARD_CONFIG ?? 'upstreams.yaml' },
-    watch: { type: 'boolean', default: false }
-  }, usage)
+  const { values } = parseFlags(argv, options, usage)
   if (cluster.isWorker) return runAsWorker()
   const configPath = String(values.config)
   let config: Config

@@ -3,21 +3,34 @@ import { Registry } from 'prom-client'
 import { serveMetricsOverIpc } from '../../sidecars/child-metrics.js'
 import { DEFAULT_MAX_LINE_BYTES, startTcpServer } from '../../sockets/tcp-server.js'
 import { parseFlags } from '../flags.js'
-import { intFlag, modeFlag, portFlag, runUntilStopped } from '../socket-command.js'
+import { formatHelp, type OptionSpecs } from '../help.js'
+import { intFlag, modeFlag, portFlag, runUntilStopped, SIDECAR_ENV } from '../socket-command.js'
 
 export const summary = "run the lab's TCP server: answers each line upper-cased, many clients at once"
 export const usage = 'switchyard tcp-server [--port 12000] [--host 0.0.0.0] [--mode upper|echo] [--max-line-bytes 65536] [--idle-timeout-ms 30000] [--max-connections 1024] [--flush-ms 100]'
 
+export const options = {
+  port: { type: 'string', short: 'p', default: '12000', value: 'N', help: 'port to listen on; 0 picks a free one (logged)' },
+  host: { type: 'string', default: '0.0.0.0', value: 'HOST', help: 'address to listen on; :: for IPv6' },
+  mode: { type: 'string', default: 'upper', value: 'MODE', help: 'upper (Unicode upper case) or echo (the text unchanged)' },
+  'max-line-bytes': { type: 'string', default: String(DEFAULT_MAX_LINE_BYTES), value: 'N', help: 'longest accepted line, terminator excluded; longer ones get ERROR line too long' },
+  'idle-timeout-ms': { type: 'string', default: '30000', value: 'MS', help: 'close a connection after this long with no traffic either way' },
+  'max-connections': { type: 'string', default: '1024', value: 'N', help: 'connections beyond this are refused with an error line' },
+  'flush-ms': { type: 'string', default: '100', value: 'MS', help: 'answer an unterminated line after this much quiet (the lab\'s client sends no newline); 0 turns it off' }
+} satisfies OptionSpecs
+
+export const help = formatHelp({
+  name: 'tcp-server',
+  summary,
+  usage,
+  description: 'Every line a client sends (LF or CRLF) is answered with the line transformed and a newline, in order, with backpressure; many clients at once. A last line without newline is answered when the client half-closes or after --flush-ms of quiet. Logs JSON lines (pino) on stdout; SIGTERM or SIGINT stop it.',
+  options,
+  env: [SIDECAR_ENV],
+  examples: ["switchyard tcp-server --port 12000 & printf 'one\\ntwo\\n' | switchyard tcp-client --port 12000"]
+})
+
 export async function run(argv: string[]): Promise<number> {
-  const { values } = parseFlags(argv, {
-    port: { type: 'string', short: 'p', default: '12000' },
-    host: { type: 'string', default: '0.0.0.0' },
-    mode: { type: 'string', default: 'upper' },
-    'max-line-bytes': { type: 'string', default: String(DEFAULT_MAX_LINE_BYTES) },
-    'idle-timeout-ms': { type: 'string', default: '30000' },
-    'max-connections': { type: 'string', default: '1024' },
-    'flush-ms': { type: 'string', default: '100' }
-  }, usage)
+  const { values } = parseFlags(argv, options, usage)
   const opts = {
     port: portFlag(values.port),
     host: String(values.host),
