@@ -7,6 +7,7 @@
 import { availableParallelism } from 'node:os'
 import { AggregatorRegistry, Registry } from 'prom-client'
 import { collectProcessMetrics } from './metrics/proxy-metrics.js'
+import { shareSelfSigned } from './tls/self-signed.js'
 import type { Logger } from 'pino'
 import { buildApp, type SwitchyardApp } from './app.js'
 import type { Config } from './config/schema.js'
@@ -32,6 +33,8 @@ export async function runPrimary(configPath: string, config: Config, logger: Log
   collectProcessMetrics(registry, 'switchyard_primary_')
   // Created even without sidecars, so a reload that adds some can start them.
   const supervisor = new Supervisor(config.sidecars, logger.child({ component: 'sidecars' }), registry)
+  // Every worker serves the same self-signed certificate: made here, inherited through the environment.
+  if (config.listen.some((l) => l.tls?.self_signed === true)) await shareSelfSigned()
   const control = new ClusterControl({ size: workerCount(config), config, configPath, logger, registry, supervisor, resources })
   try {
     const admin = await buildAdminServer(control, { logger, host: config.admin.host, token: () => control.reloader.running.admin.token })

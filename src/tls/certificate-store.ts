@@ -3,13 +3,14 @@
  * handshake, swapped whole on reload or when the files change on disk (certbot, cert-manager),
  * with handshake and expiry metrics. Open connections keep the context they were made with.
  */
+import { X509Certificate } from 'node:crypto'
 import type { SecureContext, SecureVersion, Server as TlsServer, TLSSocket } from 'node:tls'
 import type { Logger } from 'pino'
 import type { ListenerTlsConfig } from '../config/schema.js'
 import { certificateFromPem, loadCertificate, resolveTlsPath, type LoadedCertificate } from './certificate-file.js'
 import { stampFiles } from './file-stamp.js'
 import { handshakeFailureReason } from './handshake-failure.js'
-import { generateSelfSigned, SELF_SIGNED_NAMES } from './self-signed.js'
+import { generateSelfSigned, sharedSelfSigned, SELF_SIGNED_NAMES } from './self-signed.js'
 import { SniTable } from './sni-table.js'
 import { TlsConfigError } from './tls-config-error.js'
 import { HANDSHAKE_FAILURE_REASONS, type TlsMetrics } from './tls-metrics.js'
@@ -269,7 +270,8 @@ async function loadState(config: ListenerTlsConfig, configDir: string | undefine
   let selfSigned: LoadedCertificate | undefined
   if (config.self_signed) {
     const kept = previous?.selfSigned
-    const pems = kept !== undefined && kept.notAfter.getTime() - Date.now() > SELF_SIGNED_RENEW_MS ? kept : await generateSelfSigned()
+    const fresh = (c: { notAfter: Date }): boolean => c.notAfter.getTime() - Date.now() > SELF_SIGNED_RENEW_MS
+    const pems = kept !== undefined && fresh(kept) ? kept : await freshSelfSigned(fresh)
     selfSigned = certificateFromPem({ cert: pems.cert, key: pems.key, certFile: SELF_SIGNED, keyFile: SELF_SIGNED, names: SELF_SIGNED_NAMES, minVersion })
   }
   const primary = files[0] ?? (selfSigned as LoadedCertificate)
@@ -286,4 +288,10 @@ function served(state: Loaded): LoadedCertificate[] {
 
 function watchedFiles(state: Loaded): string[] {
   return state.files.flatMap((c) => [c.certFile, c.keyFile])
+}
+
+/** The process's shared self-signed certificate (the same in every worker), or a new one when it is about to expire. */
+async function freshSelfSigned(fresh: (c: { notAfter: Date }) => boolean): Promise<{ cert: string; key: string }> {
+  const pems = await sharedSelfSigned()
+  return fresh({ notAfter: new Date(Date.parse(new X509Certificate(pems.cert).validTo)) }) ? pems : generateSelfSigned()
 }

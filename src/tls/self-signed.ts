@@ -35,3 +35,25 @@ export async function generateSelfSigned(now: Date = new Date()): Promise<{ cert
   })
   return { cert: pems.cert, key: pems.private }
 }
+
+/** Where the cluster primary hands its generated certificate to its workers (see shareSelfSigned). */
+const SHARED_ENV = 'SWITCHYARD_SELF_SIGNED_PEM'
+let shared: Promise<{ cert: string; key: string }> | undefined
+
+/**
+ * The process's self-signed certificate: the one the cluster primary made (inherited through
+ * the environment, so every worker of `workers: N` serves the same certificate), else one made
+ * on first use and shared by every listener of this process.
+ */
+export function sharedSelfSigned(): Promise<{ cert: string; key: string }> {
+  if (shared === undefined) {
+    const inherited = process.env[SHARED_ENV]
+    shared = inherited !== undefined ? Promise.resolve(JSON.parse(inherited) as { cert: string; key: string }) : generateSelfSigned()
+  }
+  return shared
+}
+
+/** The cluster primary, before forking: workers inherit this process's certificate. */
+export async function shareSelfSigned(): Promise<void> {
+  process.env[SHARED_ENV] = JSON.stringify(await sharedSelfSigned())
+}

@@ -2,6 +2,7 @@ import t from 'tap'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { connect as tlsConnect } from 'node:tls'
 import { alive, spawnCli } from '../fixtures/cli.js'
 import { deadPort, startUpstream } from '../fixtures/upstream.js'
 import { fetchOnce, fetchText, waitFor } from '../fixtures/proxy.js'
@@ -88,4 +89,35 @@ t.test('workers: 2 on a port in use: exits 1 with the reason instead of hanging'
   const exit = await Promise.race([proc.exited, new Promise<{ code: number | null }>((r) => { setTimeout(() => r({ code: -1 }), 15000).unref() })])
   t.equal(exit.code, 1)
   t.match(proc.stderr(), /cannot start: proxy listener 127\.0\.0\.1:\d+: address already in use/)
+})
+
+t.test('workers: 2 with a self-signed TLS listener: every worker serves the same certificate', async (t) => {
+  const up = await startUpstream('up')
+  t.teardown(() => up.close())
+  const [proxyPort, adminPort] = [await deadPort(), await deadPort()]
+  const dir = mkdtempSync(join(tmpdir(), 'sy-cluster-tls-'))
+  const file = join(dir, 'upstreams.yaml')
+  writeFileSync(file, `
+workers: 2
+listen: { host: 127.0.0.1, port: ${proxyPort}, tls: { self_signed: true } }
+admin: { port: ${adminPort} }
+pools: { web: { members: [{ url: "${up.url}" }] } }
+routes: [{ name: all, match: {}, pool: web }]
+`)
+  const proc = spawnCli(['start', '--config', file])
+  t.teardown(() => { proc.child.kill('SIGKILL') })
+  await waitFor(async () => (await fetchText(`http://127.0.0.1:${adminPort}/readyz`).catch(() => ({ status: 0 }))).status === 200, 15000, 'the cluster to be ready')
+  const fingerprints = new Set<string>()
+  for (let i = 0; i < 8; i++) {
+    fingerprints.add(await new Promise<string>((resolve, reject) => {
+      const s = tlsConnect({ host: '127.0.0.1', port: proxyPort, servername: 'localhost', rejectUnauthorized: false }, () => {
+        resolve(s.getPeerX509Certificate()?.fingerprint256 ?? '')
+        s.end()
+      })
+      s.on('error', reject)
+    }))
+  }
+  t.equal(fingerprints.size, 1, 'one certificate across 8 connections spread over both workers')
+  const pools = JSON.parse((await fetchText(`http://127.0.0.1:${adminPort}/admin/pools`)).body)
+  t.equal(pools.workers.length, 2)
 })
