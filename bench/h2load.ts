@@ -7,7 +7,7 @@
  * the proxy's CPU per request is the figure that compares with the autocannon rows.
  */
 import { readFileSync, rmSync } from 'node:fs'
-import { percentile, type LoadResult } from './load.js'
+import { latencySummary, type LoadResult } from './load.js'
 import type { Processes, Tracked } from './processes.js'
 import { clkTck } from './procfs.js'
 import { haveCommand } from './services.js'
@@ -137,9 +137,6 @@ export async function runH2load(procs: Processes, opts: H2loadOptions): Promise<
     rmSync(opts.logFile, { force: true })
   }
   const sorted = log.latenciesMs
-  const n = sorted.length
-  let sum = 0
-  for (let i = 0; i < n; i++) sum += sorted[i]
   let non2xx = 0
   for (const [code, count] of Object.entries(log.statusCodes)) if (!code.startsWith('2')) non2xx += count
   const statLine = out.split('\n').find((l) => l.startsWith(STAT_PREFIX))
@@ -158,13 +155,7 @@ export async function runH2load(procs: Processes, opts: H2loadOptions): Promise<
     requests: summary.done,
     durationS: summary.durationS,
     rps: summary.durationS > 0 ? summary.done / summary.durationS : 0,
-    latencyMs: {
-      p50: percentile(sorted, 50),
-      p90: percentile(sorted, 90),
-      p99: percentile(sorted, 99),
-      max: n > 0 ? sorted[n - 1] : 0,
-      mean: n > 0 ? sum / n : 0
-    },
+    latencyMs: latencySummary(sorted),
     // h2load's "failed" counts non-2xx answers too (its "succeeded" means 2xx): what remains are
     // streams that ended without an answer (errored, timed out).
     errors: Math.max(0, summary.failed - non2xx),

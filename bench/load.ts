@@ -60,6 +60,20 @@ export function percentile(sorted: Float64Array, p: number): number {
   return sorted[i]
 }
 
+/** p50/p90/p99/max/mean of latencies sorted ascending (ms). */
+export function latencySummary(sorted: Float64Array): LoadResult['latencyMs'] {
+  const n = sorted.length
+  let sum = 0
+  for (let i = 0; i < n; i++) sum += sorted[i]
+  return {
+    p50: percentile(sorted, 50),
+    p90: percentile(sorted, 90),
+    p99: percentile(sorted, 99),
+    max: n > 0 ? sorted[n - 1] : 0,
+    mean: n > 0 ? sum / n : 0
+  }
+}
+
 export function runLoad(opts: LoadOptions): Promise<LoadResult> {
   let lat = new Float64Array(1 << 16)
   let n = 0
@@ -85,8 +99,6 @@ export function runLoad(opts: LoadOptions): Promise<LoadResult> {
       if (err !== null) return reject(err)
       const cpu = process.cpuUsage(cpu0)
       const sorted = lat.slice(0, n).sort()
-      let sum = 0
-      for (let i = 0; i < n; i++) sum += sorted[i]
       const requests = r.requests.total
       const statusCodes: Record<string, number> = {}
       for (const [code, { count }] of Object.entries(r.statusCodeStats)) statusCodes[code] = Number(count)
@@ -96,13 +108,7 @@ export function runLoad(opts: LoadOptions): Promise<LoadResult> {
         requests,
         durationS: r.duration,
         rps: r.duration > 0 ? requests / r.duration : 0,
-        latencyMs: {
-          p50: percentile(sorted, 50),
-          p90: percentile(sorted, 90),
-          p99: percentile(sorted, 99),
-          max: n > 0 ? sorted[n - 1] : 0,
-          mean: n > 0 ? sum / n : 0
-        },
+        latencyMs: latencySummary(sorted),
         autocannonLatencyMs: { p50: r.latency.p50, p99: r.latency.p99 },
         errors: r.errors,
         timeouts: r.timeouts,

@@ -22,6 +22,20 @@ import type { Pool } from '../upstreams/pool.js'
 import type { RoutedRequest } from './request-edge.js'
 
 /** What the loop needs from the outside world. */
+/**
+ * The members a retry may go to: one is left (see Pool.eligible) and the pool's retry budget
+ * agrees, taking a retry from it. Undefined: no retry. Shared with the WebSocket handshake.
+ */
+export function retryMembers(pool: Pool, tried: ReadonlySet<Member> | undefined, reuseTried: boolean, metrics: Pick<ProxyMetrics, 'retryBudgetExhausted'>): readonly Member[] | undefined {
+  const eligible = pool.eligible(tried, reuseTried)
+  if (eligible.length === 0) return undefined
+  if (!pool.budget.tryAcquire()) {
+    metrics.retryBudgetExhausted.labels(pool.name).inc()
+    return undefined
+  }
+  return eligible
+}
+
 export interface AttemptDeps {
   dispatch(origin: string, opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean
   metrics: Pick<ProxyMetrics, 'upstreamErrors' | 'retries' | 'retryBudgetExhausted' | 'unrouted' | 'hot'>
@@ -274,13 +288,7 @@ export class AttemptLoop implements Flow {
     const route = this.req.routed.route
     if (this.finished || !this.req.retryable || this.tries > route.retries.attempts) return undefined
     if (this.deadline > 0 && this.clock.now() >= this.deadline) return undefined
-    const eligible = this.pool.eligible(this.tried, reuseTried)
-    if (eligible.length === 0) return undefined
-    if (!this.pool.budget.tryAcquire()) {
-      this.deps.metrics.retryBudgetExhausted.labels(this.pool.name).inc()
-      return undefined
-    }
-    return eligible
+    return retryMembers(this.pool, this.tried, reuseTried, this.deps.metrics)
   }
 
   private retry(eligible: readonly Member[], reason: string): void {

@@ -18,6 +18,7 @@ import type { ProxyMetrics } from '../metrics/proxy-metrics.js'
 import type { Member } from '../upstreams/member.js'
 import type { Pool } from '../upstreams/pool.js'
 import type { RoutedRequest } from './request-edge.js'
+import { retryMembers } from './attempt-loop.js'
 
 /** How the handshake ended; exactly one is reported unless it was cancelled. */
 export type HandshakeResult =
@@ -240,13 +241,7 @@ export class Handshake {
     const route = this.routed.route
     if (this.finished || this.tries > route.retries.attempts || !route.retryMethods.has(this.routed.method)) return undefined
     if (this.deadline > 0 && performance.now() >= this.deadline) return undefined
-    const eligible = this.pool.eligible(this.tried, reuseTried)
-    if (eligible.length === 0) return undefined
-    if (!this.pool.budget.tryAcquire()) {
-      this.deps.metrics.retryBudgetExhausted.labels(this.pool.name).inc()
-      return undefined
-    }
-    return eligible
+    return retryMembers(this.pool, this.tried, reuseTried, this.deps.metrics)
   }
 
   private retry(eligible: readonly Member[], reason: string): void {
