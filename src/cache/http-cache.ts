@@ -293,7 +293,12 @@ export class HttpCache {
     if (range) {
       // A fill of this URL is under way: its answer may serve the range once stored.
       // Bounded: the fill runs at its own client's pace, and a seek must not wait for that.
-      const pending = again ? undefined : this.inflight.get(flightKey(base.primary, routed))
+      const flight = flightKey(base.primary, routed)
+      const pending = again ? undefined : this.inflight.get(flight)
+      // Or it finished its write while our lookup was under way: look again, as fill() does.
+      if (pending === undefined && !again && (this.written.get(flight) ?? -1) >= writesBefore) {
+        return this.serve(routed, writer, cfg, deps, dropUnderscores, true)
+      }
       if (pending !== undefined && await within(RANGE_WAIT_MS, (async () => { await pending.promise; await pending.written })())) {
         if (writer.closed) return
         return this.serve(routed, writer, cfg, deps, dropUnderscores, true)
