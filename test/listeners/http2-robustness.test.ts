@@ -106,3 +106,32 @@ t.test('a member answering an upgrade with a stalled non-101 body leaks no socke
   await waitFor(() => proxy.app.listeners.open === 0 && memberOpen === 0, 5000, 'both sides closed')
   t.pass('no socket left on either side')
 })
+
+t.test('HTTP/2: a stream whose body never comes, or trickles past request_timeout_ms, gets 408 and frees the member', async (t) => {
+  let reached = 0
+  const up = await startUpstream('o', (req, res) => { reached++; req.resume(); req.on('end', () => res.end('ok')) })
+  const proxy = await startProxy(`listen: { host: 127.0.0.1, port: 0, h2c: true }\nlimits: { request_timeout_ms: 800, client_body_timeout_ms: 300 }\n${pool(up.url)}`)
+  t.teardown(async () => { await proxy.close(); await up.close() })
+  const s = await h2Connect(proxy.url)
+  t.teardown(() => s.close())
+  const answer = (send: (req: import('node:http2').ClientHttp2Stream) => void): Promise<{ status: number; ms: number }> => new Promise((resolve, reject) => {
+    const start = Date.now()
+    const req = s.request({ ':method': 'POST', ':path': '/slow' }, { endStream: false })
+    req.on('response', (h) => { req.resume(); resolve({ status: Number(h[':status']), ms: Date.now() - start }) })
+    req.on('error', reject)
+    send(req)
+  })
+  // HEADERS without END_STREAM, then no DATA at all: the between-reads timeout applies.
+  const silent = await answer(() => {})
+  t.equal(silent.status, 408, `no body at all: 408 after ${silent.ms} ms`)
+  t.ok(silent.ms < 3000)
+  // A byte every 150 ms: each gap is inside client_body_timeout_ms, the whole is not inside request_timeout_ms.
+  let timer: NodeJS.Timeout | undefined
+  t.teardown(() => clearInterval(timer))
+  const trickle = await answer((req) => { timer = setInterval(() => { if (!req.closed) req.write('x') }, 150) })
+  clearInterval(timer)
+  t.equal(trickle.status, 408, `a trickling body: 408 after ${trickle.ms} ms`)
+  t.ok(trickle.ms >= 700 && trickle.ms < 3000)
+  t.equal((await h2Request(s, '/after')).status, 200, 'the session serves on')
+  t.equal(reached, 1, 'neither slow body held a member request (only /after reached it)')
+})
