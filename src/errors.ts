@@ -42,6 +42,7 @@ export const EDGE_ERRORS = {
   not_implemented: e('not_implemented', 501, 'method is not supported', true),
   pool_saturated: e('pool_saturated', 503, 'too many requests in flight, retry shortly', false, { 'retry-after': '1' }),
   overloaded: e('overloaded', 503, 'the proxy is overloaded, retry shortly', false, { 'retry-after': '1' }),
+  shutting_down: e('shutting_down', 503, 'the proxy is shutting down, retry on a new connection', true, { 'retry-after': '1' }),
   tunnel_limit: e('tunnel_limit', 503, 'too many WebSocket tunnels on this route, retry shortly', true, { 'retry-after': '1' }),
   bad_version: e('bad_version', 505, 'HTTP version not supported', true)
 } as const

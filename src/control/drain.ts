@@ -4,6 +4,14 @@ import { realClock, type Clock } from '../clock.js'
 import type { Http2Sessions } from '../listeners/http2-sessions.js'
 import type { ListenerServer } from '../listeners/listener-server.js'
 
+/** Listener servers whose drain has begun (read by the upgrade listener, which runs outside Fastify). */
+const DRAINING = new WeakSet<object>()
+
+/** Whether `server`'s drain has begun: a new long-lived tunnel must not be opened on it. */
+export function isDraining(server: object): boolean {
+  return DRAINING.has(server)
+}
+
 export interface DrainResult {
   /** Connections still open at the deadline, closed by force. */
   forced: number
@@ -55,6 +63,7 @@ export class ConnectionDrain {
   drain(deadlineMs: number): Promise<DrainResult> {
     this.draining ??= new Promise<DrainResult>((resolve) => {
       const server = this.server as HttpServer
+      DRAINING.add(server)
       server.prependListener('request', (_req, res: ServerResponse) => { res.shouldKeepAlive = false })
       for (const set of [this.sockets, this.secure]) {
         for (const s of set) {

@@ -15,6 +15,8 @@ export type TunnelResult =
   | 'disabled'
   /** The client went away before the member answered. */
   | 'client_gone'
+  /** The listener is draining (shutdown): 503 with Connection: close, so the client reconnects elsewhere. */
+  | 'draining'
 
 /** Why an open tunnel closed (switchyard_websocket_tunnels_closed_total). */
 export type TunnelCloseReason = 'client_closed' | 'upstream_closed' | 'client_error' | 'upstream_error' | 'idle_timeout' | 'shutdown'

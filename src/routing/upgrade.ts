@@ -24,6 +24,7 @@ import type { Duplex } from 'node:stream'
 import type { TLSSocket } from 'node:tls'
 import type { RouteWebSocketConfig } from '../config/schema.js'
 import type { ListenerInfo } from '../listeners/listener-info.js'
+import { isDraining } from '../control/drain.js'
 import { EDGE_ERRORS, errorBody, poolDetail, type ProxyError } from '../errors.js'
 import type { ProxyMetrics } from '../metrics/proxy-metrics.js'
 import type { TunnelCloseReason, TunnelResult } from '../metrics/tunnel-metrics.js'
@@ -142,6 +143,14 @@ class Upgrade {
     const route = routed.route.name
     deps.metrics.hot.inFlight.get(route).inc()
     if (routed.split !== undefined) deps.metrics.splitAssignments.labels(routed.split.name, routed.split.variant, routed.split.source).inc()
+    // Draining: a tunnel opened now would only be cut at the drain deadline. The client is told
+    // to reconnect (Connection: close), which takes it to a listener that is not stopping.
+    if (isDraining(this.listener)) {
+      const e = EDGE_ERRORS.shutting_down
+      this.answerError(e, undefined)
+      this.done(e.status, 'draining', undefined)
+      return
+    }
     if (!deps.tunnels.reserve(route, this.ws.max_tunnels)) {
       const e = EDGE_ERRORS.tunnel_limit
       this.answerError(e, `route ${route}: too many WebSocket tunnels (max_tunnels ${this.ws.max_tunnels}), retry shortly`)

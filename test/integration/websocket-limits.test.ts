@@ -130,3 +130,33 @@ routes: [{ name: r, match: {}, pool: p }]
   await stopping
   t.ok(Date.now() - started < 5000, 'without waiting for the deadline')
 })
+
+t.test('an upgrade arriving on a kept-alive connection during shutdown gets 503 with Connection: close, no tunnel', async (t) => {
+  const up = await startWsUpstream('u')
+  const proxy = await startProxy(`
+limits: { shutdown_timeout_ms: 3000 }
+pools: { p: { members: [{ url: "${up.url}" }] } }
+routes: [{ name: r, match: {}, pool: p }]
+`)
+  t.teardown(async () => { await proxy.close(); await up.close() })
+  // A connection kept alive by a first answer, then the drain begins.
+  const host = new URL(proxy.url).host
+  const first = await rawRequest(proxy.url, `HEAD /plain HTTP/1.1\r\nHost: ${host}\r\n\r\n`)
+  t.equal(first.status, 200)
+  t.notOk(/close/i.test(first.fields.connection ?? ''), 'kept alive before the shutdown')
+  const socket: Socket = first.socket
+  const stopping = proxy.app.shutdown('test')
+  const answer = await new Promise<string>((resolve) => {
+    let got = ''
+    socket.on('data', (d: Buffer) => { got += d.toString('latin1') })
+    socket.on('close', () => resolve(got))
+    socket.resume()
+    socket.write(upgradeHead('/ws', host))
+  })
+  t.match(answer, /^HTTP\/1\.1 503 /, 'refused while draining')
+  t.match(answer, /\r\nconnection: close\r\n/i)
+  t.match(answer, /\r\nretry-after: 1\r\n/i)
+  t.equal(up.upgrades.length, 0, 'the member never saw the upgrade')
+  await stopping
+  t.equal(await metricValue(proxy.app.registry, 'switchyard_websocket_tunnels_total', { route: 'r', pool: 'p', result: 'draining' }), 1)
+})
