@@ -113,9 +113,11 @@ async function assembleApp(config: Config, opts: AppOptions, resources: Resource
   })
   new Gauge({
     name: 'switchyard_upstream_healthy',
-    help: 'Whether each member is healthy (1) by active checks and outlier detection, or not (0).',
+    help: 'Whether each member is healthy (1) by active checks and outlier detection, or not (0); with workers, 1 only if every worker finds it healthy.',
     labelNames: ['pool', 'member'],
     registers: [registry],
+    // Workers mode: each worker checks for itself; summed, N workers would read N.
+    aggregator: 'min',
     collect() {
       this.reset()
       const now = Date.now()

@@ -749,6 +749,10 @@ class CacheSink implements ResponseSink {
     this.ctx.writer?.earlyHints(headers as Headers)
   }
 
+  onProcessing(): void {
+    this.ctx.writer?.processing()
+  }
+
   onResponseData(chunk: Buffer): boolean {
     if (this.mode === 'drop') return true
     if (this.mode === 'store') {

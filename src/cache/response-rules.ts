@@ -14,7 +14,8 @@
  * - Expires: only the three HTTP-date formats are dates (RFC 9110 section 5.6.7); anything else,
  *   or several values, means already expired (RFC 9111 section 5.3). The library used
  *   Date.parse, which reads nearly anything.
- * - Age: only delta-seconds; anything else is ignored (RFC 9111 section 5.1).
+ * - Age: only delta-seconds, and of a list (one line `7200, 0` or several) the first member;
+ *   anything else is ignored (RFC 9111 section 5.1).
  * - Date: a hit keeps the origin's Date; Age says how long it was held (RFC 9111 section 4).
  * - Final statuses other than the library's list may be stored with explicit freshness
  *   (RFC 9111 section 3); heuristic freshness stays limited to the statuses of RFC 9110 15.1.
@@ -138,36 +139,37 @@ export function canonicalCacheControl(value: string, forResponse: boolean): stri
   return formatDirectives(out)
 }
 
-const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat']
-const LONG_DAYS = ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday']
-const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec']
-const IMF = /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\d{2}) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT$/
-const RFC850 = /^(Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday), (\d{2})-(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)-(\d{2}) (\d{2}):(\d{2}):(\d{2}) GMT$/
-const ASCTIME = /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) ( \d|\d{2}) (\d{2}):(\d{2}):(\d{2}) (\d{4})$/
+const MONTHS = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec']
+// Case-insensitive: "a cache recipient SHOULD match the field value case-insensitively" (RFC 9111 section 4.2).
+const IMF = /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\d{2}) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT$/i
+const RFC850 = /^(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday), (\d{2})-(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)-(\d{2}) (\d{2}):(\d{2}):(\d{2}) GMT$/i
+const ASCTIME = /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) ( \d|\d{2}) (\d{2}):(\d{2}):(\d{2}) (\d{4})$/i
 
-/** An HTTP-date in one of the three formats of RFC 9110 section 5.6.7, as ms since the epoch; NaN otherwise. */
+/**
+ * An HTTP-date in one of the three formats of RFC 9110 section 5.6.7, matched case-insensitively
+ * (RFC 9111 section 4.2), as ms since the epoch; NaN otherwise. The day name must be one, but
+ * is not checked against the date (redundant, and nginx, httpd and Traffic Server ignore it).
+ */
 export function parseHttpDate(s: string, now = Date.now()): number {
-  let day: string, dd: number, mon: string, year: number, hh: number, mm: number, ss: number
+  let dd: number, mon: string, year: number, hh: number, mm: number, ss: number
   let m = IMF.exec(s)
   if (m !== null) {
-    [day, dd, mon, year, hh, mm, ss] = [m[1], +m[2], m[3], +m[4], +m[5], +m[6], +m[7]]
+    [dd, mon, year, hh, mm, ss] = [+m[1], m[2], +m[3], +m[4], +m[5], +m[6]]
   } else if ((m = RFC850.exec(s)) !== null) {
-    day = DAYS[LONG_DAYS.indexOf(m[1])]
-    dd = +m[2]; mon = m[3]; hh = +m[5]; mm = +m[6]; ss = +m[7]
+    dd = +m[1]; mon = m[2]; hh = +m[4]; mm = +m[5]; ss = +m[6]
     // RFC 9110 section 5.6.7: a two-digit year more than 50 years in the future is in the past century.
     const thisYear = new Date(now).getUTCFullYear()
-    year = Math.floor(thisYear / 100) * 100 + +m[4]
+    year = Math.floor(thisYear / 100) * 100 + +m[3]
     if (year > thisYear + 50) year -= 100
   } else if ((m = ASCTIME.exec(s)) !== null) {
-    [day, mon, dd, hh, mm, ss, year] = [m[1], m[2], +m[3].trim(), +m[4], +m[5], +m[6], +m[7]]
+    [mon, dd, hh, mm, ss, year] = [m[1], +m[2].trim(), +m[3], +m[4], +m[5], +m[6]]
   } else {
     return NaN
   }
   if (hh > 23 || mm > 59 || ss > 60) return NaN
-  const t = Date.UTC(year, MONTHS.indexOf(mon), dd, hh, mm, Math.min(ss, 59))
-  const d = new Date(t)
-  // No 31 Feb, and the weekday must agree with the date.
-  if (d.getUTCDate() !== dd || DAYS[d.getUTCDay()] !== day) return NaN
+  const t = Date.UTC(year, MONTHS.indexOf(mon.toLowerCase()), dd, hh, mm, Math.min(ss, 59))
+  // No 31 Feb.
+  if (new Date(t).getUTCDate() !== dd) return NaN
   return t
 }
 
@@ -196,13 +198,19 @@ export function forLibrary(status: number, received: Headers, opts: RuleOptions,
     if (cc === undefined) h[`${SIDE}cache-control`] = null as unknown as string
   } else {
     if (typeof cc === 'string') h['cache-control'] = canonicalCacheControl(cc, true)
-    if (expires !== undefined && (Array.isArray(expires) || Number.isNaN(parseHttpDate(expires)))) h.expires = '0'
+    if (expires !== undefined) {
+      const t = Array.isArray(expires) ? NaN : parseHttpDate(expires, now)
+      // The library reads Expires with Date.parse: hand it the date we read, as an IMF-fixdate.
+      h.expires = Number.isNaN(t) ? '0' : new Date(t).toUTCString()
+    }
   }
   const age = h.age
   let ageS = 0
   if (age !== undefined) {
-    if (typeof age !== 'string' || !DELTA.test(age.trim())) delete h.age
-    else ageS = Number(age.trim())
+    // A list (one line `7200, 0`, or several lines joined): its first member counts (RFC 9111 section 5.1).
+    const first = typeof age === 'string' ? age.split(',')[0].trim() : undefined
+    if (first === undefined || !DELTA.test(first)) delete h.age
+    else { ageS = Number(first); h.age = first }
   }
   const date = received.date
   if (typeof date === 'string') {
@@ -248,6 +256,7 @@ export function targetedDirectives(h: Headers, names: readonly string[]): string
   return undefined
 }
 
+const INTEGER_DIRECTIVES = new Set(['max-age', 's-maxage', 'stale-while-revalidate', 'stale-if-error'])
 const SF_KEY = /^[a-z*][a-z0-9_\-.*]*$/
 const SF_TOKEN = /^[A-Za-z*][!#$%&'*+\-.^_`|~0-9A-Za-z:/]*$/
 
@@ -279,6 +288,9 @@ export function parseSfDictionary(value: string): Directive[] | undefined {
       else if (v.startsWith('"') && v.endsWith('"') && v.length >= 2) d = { name: key, value: v.slice(1, -1).replace(/\\(["\\])/g, '$1') }
       else if (SF_TOKEN.test(v)) d = { name: key, value: v }
       else return undefined
+      // RFC 9213 section 2.1: the freshness directives take integers; another type (a string
+      // "10000", a decimal, a token) makes that directive invalid, and it is ignored.
+      if (d !== undefined && INTEGER_DIRECTIVES.has(key) && !/^-?\d{1,15}$/.test(v)) d = undefined
     }
     // A repeated key: the last one wins (RFC 8941 section 4.2.2).
     seen.delete(key)

@@ -83,6 +83,8 @@ export interface ResponseSink {
   onResponseError(error: ProxyError, started: boolean): void
   /** A 103 Early Hints from the member, before its final answer (RFC 8297). */
   onEarlyHints?(headers: IncomingHttpHeaders): void
+  /** A 102 Processing from the member (RFC 2518): the final answer is still coming. */
+  onProcessing?(): void
   /** The exchange was stopped through Flow.abort() (by the client writer or the sink itself). */
   onAbort?(): void
 }
@@ -303,8 +305,11 @@ export class AttemptLoop implements Flow {
   onHeaders(a: Attempt, controller: Dispatcher.DispatchController, status: number, headers: IncomingHttpHeaders, statusMessage: string | undefined): void {
     if (a.settled) return
     if (status < 200) {
-      // 103 Early Hints are relayed (never stored); other 1xx answers concern this hop only.
+      // A proxy forwards 1xx answers it did not ask for (RFC 9110 section 15.2): 102 Processing
+      // and 103 Early Hints (never stored). 100 Continue concerns this hop: the proxy sends the
+      // body without waiting for it, and answers the client's Expect itself.
       if (status === 103) this.sink.onEarlyHints?.(headers)
+      else if (status === 102) this.sink.onProcessing?.()
       return
     }
     if (status > 599) {

@@ -183,6 +183,18 @@ export class ClientWriter {
     }
   }
 
+  /** Relays a 102 Processing (RFC 2518 section 10.1), as a proxy forwards 1xx answers (RFC 9110 section 15.2). */
+  processing(): void {
+    const res = this.res as ServerResponse & { stream?: { additionalHeaders?(h: Record<string, number>): void } }
+    if (res.headersSent || this.gone || this.req.httpVersionMinor === 0) return
+    try {
+      if (typeof res.writeProcessing === 'function') res.writeProcessing()
+      else res.stream?.additionalHeaders?.({ ':status': 102 })
+    } catch {
+      // The stream closed meanwhile: nothing to tell.
+    }
+  }
+
   /** Writes a body chunk; false means wait for `resume` (the client's socket, or the compressor, is full). */
   write(chunk: Buffer): boolean {
     if (this.gone) return true

@@ -36,6 +36,10 @@ export class ForwardSink implements ResponseSink {
     this.writer.earlyHints(headers as Record<string, string | string[] | undefined>)
   }
 
+  onProcessing(): void {
+    this.writer.processing()
+  }
+
   onResponseData(chunk: Buffer): boolean {
     return this.writer.write(chunk)
   }

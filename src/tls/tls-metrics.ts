@@ -26,7 +26,9 @@ export function createTlsMetrics(registry: Registry) {
       name: 'switchyard_tls_certificate_expiry_timestamp_seconds',
       help: 'When each served certificate expires (its notAfter, Unix seconds), by listener, certificate file (or self-signed) and the names it answers.',
       labelNames: ['listener', 'certificate', 'names'] as const,
-      registers: [registry]
+      registers: [registry],
+      // Workers mode: every worker serves the same certificate; summed, the date would be N times it.
+      aggregator: 'min'
     }),
     certificateReloads: new Counter({
       name: 'switchyard_tls_certificate_reloads_total',

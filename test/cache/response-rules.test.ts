@@ -7,9 +7,12 @@ t.test('HTTP-date: the three formats of RFC 9110 section 5.6.7 and nothing else'
   t.equal(parseHttpDate('Sun, 06 Nov 1994 08:49:37 GMT'), when, 'IMF-fixdate')
   t.equal(parseHttpDate('Sunday, 06-Nov-94 08:49:37 GMT', Date.UTC(2026, 0, 1)), when, 'rfc850, two-digit year in the past century')
   t.equal(parseHttpDate('Sun Nov  6 08:49:37 1994'), when, 'asctime')
+  t.equal(parseHttpDate('sun, 06 nov 1994 08:49:37 gmt'), when, 'case-insensitive (RFC 9111 section 4.2)')
+  t.equal(parseHttpDate('SUNDAY, 06-NOV-94 08:49:37 GMT', Date.UTC(2026, 0, 1)), when, 'rfc850, case-insensitive')
+  t.equal(parseHttpDate('Mon, 06 Nov 1994 08:49:37 GMT'), when, 'a day name that disagrees with the date is not checked')
   for (const bad of ['Sun, 06 Nov 1994 08:49:37 UTC', 'Sun 06 Nov 1994 08:49:37 GMT', 'Sun,  06 Nov 1994 08:49:37 GMT',
-    'Sun, 06-Nov-1994 08:49:37 GMT', 'Sun, 06 Nov 1994 8:49:37 GMT', 'Mon, 06 Nov 1994 08:49:37 GMT', 'Sun, 31 Feb 1994 08:49:37 GMT',
-    'sun, 06 nov 1994 08:49:37 gmt', '0', '', '1994-11-06T08:49:37Z']) {
+    'Sun, 06-Nov-1994 08:49:37 GMT', 'Sun, 06 Nov 1994 8:49:37 GMT', 'Sun, 31 Feb 1994 08:49:37 GMT', 'Sux, 06 Nov 1994 08:49:37 GMT',
+    'Sun, 06 Nov 1994 08:49:37 AEST', '0', '', '1994-11-06T08:49:37Z']) {
     t.ok(Number.isNaN(parseHttpDate(bad)), `not a date: ${JSON.stringify(bad)}`)
   }
 })
@@ -33,6 +36,7 @@ t.test('Structured Fields dictionaries (RFC 8941) for targeted fields (RFC 9213)
   t.same(parseSfDictionary('max-age=60;a=1, private=?0, public=?1'), [{ name: 'max-age', value: '60' }, { name: 'public', value: undefined }], 'parameters ignored, false dropped')
   t.same(parseSfDictionary('max-age=10, max-age=20'), [{ name: 'max-age', value: '20' }], 'the last of a repeated key wins')
   t.same(parseSfDictionary('no-cache="a, b"'), [{ name: 'no-cache', value: 'a, b' }])
+  t.same(parseSfDictionary('max-age="10000", s-maxage=1.5, public'), [{ name: 'public', value: undefined }], 'freshness directives of another type than integer are ignored (RFC 9213 section 2.1)')
   for (const bad of ['Max-Age=60', 'max-age=60,', '=1', 'max-age=6 0', 'a="open']) t.equal(parseSfDictionary(bad), undefined, `invalid: ${bad}`)
 })
 

@@ -63,6 +63,9 @@ for (const storeName of ['memory', 'redis'] as const) {
       '/case-nostore': (_q, s) => raw(s, 200, [['Cache-Control', 'max-age=60, No-Store']]),
       '/age-float': (_q, s) => raw(s, 200, [['Cache-Control', 'max-age=3600'], ['Age', '7200.0']]),
       '/age-int': (_q, s) => raw(s, 200, [['Cache-Control', 'max-age=3600'], ['Age', '7200']]),
+      '/age-list-old': (_q, s) => raw(s, 200, [['Cache-Control', 'max-age=3600'], ['Age', '7200, 0']]),
+      '/age-list-new': (_q, s) => raw(s, 200, [['Cache-Control', 'max-age=3600'], ['Age', '0, 7200']]),
+      '/age-two-lines': (_q, s) => raw(s, 200, [['Cache-Control', 'max-age=3600'], ['Age', '7200'], ['Age', '0']]),
       '/status-500': (_q, s) => raw(s, 500, [['Cache-Control', 'max-age=60']], 'error page'),
       '/status-410': (_q, s) => raw(s, 410, [['Cache-Control', 'max-age=60']], 'gone'),
       '/heuristic-500': (_q, s) => raw(s, 500, [['Last-Modified', new Date(Date.now() - DAY).toUTCString()]], 'error page'),
@@ -72,6 +75,7 @@ for (const storeName of ['memory', 'redis'] as const) {
         raw(s, 200, [['Cache-Control', 'max-age=1, stale-if-error=600'], ['Age', '5']], 'good')
       },
       '/cdn': (_q, s) => raw(s, 200, [['Cache-Control', 'no-store'], ['CDN-Cache-Control', 'max-age=60'], ['Expires', 'Thu, 01 Jan 1970 00:00:00 GMT']]),
+      '/cdn-string-max-age': (_q, s) => raw(s, 200, [['Cache-Control', 'no-store'], ['CDN-Cache-Control', 'max-age="10000"']]),
       '/cdn-invalid': (_q, s) => raw(s, 200, [['Cache-Control', 'no-store'], ['CDN-Cache-Control', 'max-age=60, =broken']]),
       '/sy-first': (_q, s) => raw(s, 200, [['Switchyard-Cache-Control', 'no-store'], ['CDN-Cache-Control', 'max-age=60']]),
       '/strip/cdn': (_q, s) => raw(s, 200, [['CDN-Cache-Control', 'max-age=60']]),
@@ -174,6 +178,13 @@ routes:
       t.equal((await get('/age-float')).headers['x-cache'], 'HIT', 'Age: 7200.0 is not delta-seconds: ignored')
       await get('/age-int')
       t.not((await get('/age-int')).headers['x-cache'], 'HIT', 'Age: 7200 beyond max-age=3600: stale')
+      // "a cache encountering a message with a list-based Age field value SHOULD use the first member"
+      await get('/age-list-old')
+      t.not((await get('/age-list-old')).headers['x-cache'], 'HIT', 'Age: 7200, 0 is 7200: stale')
+      await get('/age-two-lines')
+      t.not((await get('/age-two-lines')).headers['x-cache'], 'HIT', 'Age on two lines, 7200 first: stale')
+      await get('/age-list-new')
+      t.equal((await get('/age-list-new')).headers['x-cache'], 'HIT', 'Age: 0, 7200 is 0: fresh')
     })
 
     await t.test('RFC 9111 section 3: other final statuses with explicit freshness are stored; heuristics only for 15.1 statuses', async (t) => {
@@ -229,6 +240,8 @@ routes:
       t.equal((await get('/cdn')).headers['x-cache'], 'HIT', 'CDN-Cache-Control: max-age=60 wins over no-store and a past Expires')
       await get('/cdn-invalid')
       t.not((await get('/cdn-invalid')).headers['x-cache'], 'HIT', 'an invalid dictionary is ignored: Cache-Control: no-store applies')
+      await get('/cdn-string-max-age')
+      t.not((await get('/cdn-string-max-age')).headers['x-cache'], 'HIT', 'max-age="10000" (a string, not an integer) gives no freshness')
       await get('/sy-first')
       t.not((await get('/sy-first')).headers['x-cache'], 'HIT', 'Switchyard-Cache-Control comes first in the target list')
       await get('/strip/cdn')
@@ -273,6 +286,28 @@ routes:
   t.match(hit.text, /^HTTP\/1\.1 200 OK/, 'a hit has no 103: hints are never stored')
   const old = await sendRaw(proxy.url, 'GET /p HTTP/1.0\r\nHost: a.test\r\n\r\n', { idleMs: 500 })
   t.match(old.text, /^HTTP\/1\.1 200 OK/, 'never a 1xx to an HTTP/1.0 client (RFC 9110 section 15.2)')
+})
+
+t.test('RFC 9110 section 15.2: a 102 Processing is forwarded (a proxy MUST forward 1xx it did not ask for), never stored', HTTP1_ONLY, async (t) => {
+  const up = await startUpstream('slow', (_req, res) => {
+    res.writeProcessing()
+    setTimeout(() => res.writeHead(200, { 'cache-control': 'max-age=60' }).end('done'), 20)
+  })
+  const proxy = await startProxy(`
+pools: { o: { members: [{ url: "${up.url}" }] } }
+routes:
+  - { name: c, match: { path_prefix: /c }, pool: o, cache: { enabled: true } }
+  - { name: p, match: {}, pool: o }
+`)
+  t.teardown(async () => { await proxy.close(); await up.close() })
+  for (const path of ['/p', '/c']) {
+    const r = await sendRaw(proxy.url, `GET ${path} HTTP/1.1\r\nHost: a.test\r\n\r\n`, { idleMs: 500 })
+    t.match(r.text, /^HTTP\/1\.1 102 Processing\r\n\r\nHTTP\/1\.1 200 OK\r\n/, `${path}: the 102, then the answer`)
+  }
+  const hit = await sendRaw(proxy.url, 'GET /c HTTP/1.1\r\nHost: a.test\r\n\r\n', { idleMs: 500 })
+  t.match(hit.text, /^HTTP\/1\.1 200 OK/, 'a hit has no 102')
+  const old = await sendRaw(proxy.url, 'GET /p HTTP/1.0\r\nHost: a.test\r\n\r\n', { idleMs: 500 })
+  t.match(old.text, /^HTTP\/1\.1 200 OK/, 'never a 1xx to an HTTP/1.0 client')
 })
 
 t.test('Redis down: no "stored" claim; collapsed requests are counted as collapsed, not hits', async (t) => {

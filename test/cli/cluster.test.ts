@@ -120,4 +120,13 @@ routes: [{ name: all, match: {}, pool: web }]
   t.equal(fingerprints.size, 1, 'one certificate across 8 connections spread over both workers')
   const pools = JSON.parse((await fetchText(`http://127.0.0.1:${adminPort}/admin/pools`)).body)
   t.equal(pools.workers.length, 2)
+  // Aggregated over the workers, gauges of state must not be summed.
+  const metrics = (await fetchText(`http://127.0.0.1:${adminPort}/metrics`)).body
+  const expiry = Number(/switchyard_tls_certificate_expiry_timestamp_seconds\{[^}]*\} (\S+)/.exec(metrics)?.[1])
+  const notAfter = Date.parse(await new Promise<string>((resolve, reject) => {
+    const s = tlsConnect({ host: '127.0.0.1', port: proxyPort, servername: 'localhost', rejectUnauthorized: false }, () => { resolve(s.getPeerCertificate().valid_to); s.end() })
+    s.on('error', reject)
+  })) / 1000
+  t.equal(expiry, notAfter, 'the certificate expiry is the certificate\'s notAfter, not the sum over workers')
+  t.match(metrics, /switchyard_upstream_healthy\{pool="web",member="[^"]+"\} 1\n/, 'a healthy member reads 1, not the number of workers')
 })
