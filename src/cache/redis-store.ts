@@ -171,6 +171,9 @@ const SET_SCRIPT = script(SET_LUA)
 const INDEX_SCRIPT = script(INDEX_LUA)
 const PURGE_SCRIPT = script(PURGE_LUA)
 
+/** The longest a response is kept in Redis: ten years. */
+const MAX_TTL_MS = 10 * 365 * 24 * 3600 * 1000
+
 // ZSCAN page size for prefix and tag purges: small pages keep each call far below the command timeout.
 const PURGE_PAGE = 256
 
@@ -279,7 +282,9 @@ export class RedisCacheStore implements CacheStore {
   async set(key: CacheKey, vary: string | readonly string[] | undefined, requestHeaders: RequestHeaders, entry: CacheEntry, ttlMs: number): Promise<boolean> {
     const names = parseVary(vary)
     if (names === undefined || !(ttlMs > 0)) return false
-    const ttl = Math.ceil(ttlMs)
+    // Kept at most MAX_TTL_MS (a cache may drop an entry sooner than its freshness): the variant's
+    // head holds its expiry as 13 digits, and an Expires in 2286 is 14.
+    const ttl = Math.min(Math.ceil(ttlMs), MAX_TTL_MS)
     const vd = variantDigest(key, names, requestHeaders)
     const ad = hostDigest(key.host)
     const member = `${key.target} ${key.digest}`

@@ -62,6 +62,8 @@ for (const storeName of ['memory', 'redis'] as const) {
       '/case': (_q, s) => raw(s, 200, [['Cache-Control', 'Max-Age=60']]),
       '/case-nostore': (_q, s) => raw(s, 200, [['Cache-Control', 'max-age=60, No-Store']]),
       '/age-float': (_q, s) => raw(s, 200, [['Cache-Control', 'max-age=3600'], ['Age', '7200.0']]),
+      '/max-plus': (_q, s) => raw(s, 200, [['Cache-Control', 'max-age=2147483648']]),
+      '/far-future': (_q, s) => raw(s, 200, [['Expires', 'Sun, 21 Nov 2286 04:46:39 GMT'], ['Date', new Date().toUTCString()]]),
       '/age-int': (_q, s) => raw(s, 200, [['Cache-Control', 'max-age=3600'], ['Age', '7200']]),
       '/age-list-old': (_q, s) => raw(s, 200, [['Cache-Control', 'max-age=3600'], ['Age', '7200, 0']]),
       '/age-list-new': (_q, s) => raw(s, 200, [['Cache-Control', 'max-age=3600'], ['Age', '0, 7200']]),
@@ -185,6 +187,13 @@ routes:
       t.not((await get('/age-two-lines')).headers['x-cache'], 'HIT', 'Age on two lines, 7200 first: stale')
       await get('/age-list-new')
       t.equal((await get('/age-list-new')).headers['x-cache'], 'HIT', 'Age: 0, 7200 is 0: fresh')
+    })
+
+    await t.test('RFC 9111 section 1.2.2: freshness beyond 2^31 seconds or an Expires in 2286 is stored like any other', async (t) => {
+      await get('/max-plus')
+      t.equal((await get('/max-plus')).headers['x-cache'], 'HIT', 'max-age=2147483648')
+      await get('/far-future')
+      t.equal((await get('/far-future')).headers['x-cache'], 'HIT', 'Expires: Sun, 21 Nov 2286')
     })
 
     await t.test('RFC 9111 section 3: other final statuses with explicit freshness are stored; heuristics only for 15.1 statuses', async (t) => {
