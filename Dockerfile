@@ -30,7 +30,7 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 # --omit=dev: production dependencies only. --ignore-scripts: `prepare` (tsc) is a dev tool, and
 # no production dependency has an install script.
-RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
 
 FROM ${NODE_IMAGE}
 # tini as PID 1: it forwards SIGTERM/SIGINT/SIGHUP to node and reaps orphaned grandchildren of
