@@ -173,6 +173,7 @@ t.test('.dockerignore lets in what the Dockerfile copies and keeps out everythin
 t.test('every package the compiled proxy imports is a production dependency or a Node builtin', async (t) => {
   const builtins = new Set(builtinModules)
   const missing = new Set<string>()
+  const seen = new Set<string>()
   let files = 0
   const walk = (dir: string): void => {
     for (const e of readdirSync(dir, { withFileTypes: true })) {
@@ -185,6 +186,7 @@ t.test('every package the compiled proxy imports is a production dependency or a
           const spec = m[1] ?? m[2] ?? m[3]
           if (spec.startsWith('.') || spec.startsWith('node:') || builtins.has(spec)) continue
           const name = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]
+          seen.add(name)
           if (!(name in pkg.dependencies)) missing.add(`${name} (${relative(root, p)})`)
         }
       }
@@ -192,6 +194,7 @@ t.test('every package the compiled proxy imports is a production dependency or a
   }
   walk(join(root, 'dist/src'))
   t.ok(files > 50, `${files} compiled files read`)
+  for (const name of ['fastify', 'undici', 'ioredis', 'prom-client', 'yaml']) t.ok(seen.has(name), `${name} is among the imports found`)
   t.same([...missing], [], 'imported but only a devDependency (or not declared)')
 })
 
