@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os'
 import { dirname, join, posix, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
+import { parseDocument } from 'yaml'
 import { parseConfig } from '../../src/config/load.js'
 import { deadPort } from '../fixtures/upstream.js'
 import { fetchText, waitFor } from '../fixtures/proxy.js'
@@ -243,6 +244,16 @@ t.test('the runtime stage, rebuilt from its COPY lines, runs: version, check, st
 
   t.equal((await image(['--version'])).stdout.trim(), `switchyard ${pkg.version} (node ${process.version})`)
   t.match((await image(['check', 'upstreams.yaml'])).stdout, /upstreams\.yaml: ok/)
+  // docker-compose.yml runs this image with its own commands (the proxy, the whoami backends):
+  // each is a command line the entrypoint accepts (--help: parsed, then nothing started).
+  const compose = parseDocument(readFileSync(join(root, 'docker-compose.yml'), 'utf8')).toJS() as { services: Record<string, { build?: string; image?: string; command?: string[] }> }
+  const built = Object.values(compose.services).find((s) => s.build === '.')?.image
+  const commands = Object.entries(compose.services).filter(([, s]) => s.image === built && s.command !== undefined)
+  t.ok(commands.length >= 2, 'compose runs the image with several commands')
+  for (const [name, s] of commands) {
+    const r = await image([...s.command!, '--help'])
+    t.match(r.stdout, new RegExp(`^usage: switchyard ${s.command![0]} `), `compose service ${name}: ${s.command!.join(' ')}`)
+  }
 
   // CMD as the image runs it, on free ports, without the demo sidecars (their ports are fixed).
   const [http, https, admin] = [await deadPort(), await deadPort(), await deadPort()]
