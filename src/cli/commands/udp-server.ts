@@ -16,7 +16,7 @@ export const options = {
   'max-reply-factor': { type: 'string', default: '2', value: 'X', help: 'never answer with more than X times the request\'s bytes (no amplification)' },
   rate: { type: 'string', default: String(DEFAULT_RATE_LIMIT.ratePerSecond), value: 'N', help: 'datagrams per second allowed per source address (token bucket); 0 turns the limit off' },
   burst: { type: 'string', default: String(DEFAULT_RATE_LIMIT.burst), value: 'N', help: 'datagrams a quiet source may send at once' },
-  rcvbuf: { type: 'string', value: 'BYTES', defaultText: 'the system\'s (net.core.rmem_default on Linux)', help: 'the socket\'s kernel receive buffer (SO_RCVBUF): datagrams arriving while it is full are dropped before the server sees them, so raise it for floods. Linux caps it at net.core.rmem_max (a warning says so) and reports twice the size; the size in effect is logged at start' }
+  rcvbuf: { type: 'string', value: 'BYTES', defaultText: 'the system\'s', help: 'kernel receive buffer (SO_RCVBUF): what overflows it is dropped unseen; Linux caps it at net.core.rmem_max (warned); the size in effect is logged' }
 } satisfies OptionSpecs
 
 export const help = formatHelp({
