@@ -3,7 +3,14 @@ import { LineSplitter } from './line-splitter.js'
 import { decodeMessage } from './upper.js'
 
 /** How an exchange with a line server failed; callers word their own message from it. */
-export type TargetErrorKind = 'refused' | 'reset' | 'connect_timeout' | 'timeout' | 'closed' | 'unreachable' | 'protocol' | 'other'
+export type TargetErrorKind = 'refused' | 'overloaded' | 'reset' | 'connect_timeout' | 'timeout' | 'closed' | 'unreachable' | 'protocol' | 'other'
+
+/**
+ * The line switchyard's tcp-server sends instead of serving a connection over one of its limits
+ * (then it closes). It is not an answer: upper mode can never produce it (it has lower case), and
+ * it only counts as a refusal as the first line of a connection.
+ */
+const REFUSAL = /^ERROR too many connections( from your address)? \(limit \d+\)$/
 
 export class TargetError extends Error {
   constructor(readonly kind: TargetErrorKind, readonly target: string, message: string, options?: { cause?: unknown }) {
@@ -125,15 +132,20 @@ export class LineConnection {
   private onData(chunk: Buffer): void {
     const { lines, tooLong } = this.splitter.push(chunk)
     for (const line of lines) {
+      const text = decodeMessage(line)
+      if (this.answered === 0 && REFUSAL.test(text)) {
+        // Busy, not broken: the caller may say so (503) instead of passing the line on as an answer.
+        return this.kill(new TargetError('overloaded', this.target, `TCP target ${this.target} refused the connection: ${text}`))
+      }
       const p = this.pending
       if (p === undefined) {
         // E.g. the server's "ERROR idle timeout" on a pooled connection: it is closing on us.
-        return this.kill(new TargetError('protocol', this.target, `TCP target ${this.target} sent an unexpected line: ${decodeMessage(line).slice(0, 100)}`))
+        return this.kill(new TargetError('protocol', this.target, `TCP target ${this.target} sent an unexpected line: ${text.slice(0, 100)}`))
       }
       this.pending = undefined
       clearTimeout(p.timer)
       this.answered++
-      p.resolve(decodeMessage(line))
+      p.resolve(text)
     }
     if (tooLong) this.kill(new TargetError('protocol', this.target, `TCP target ${this.target} sent an answer longer than ${this.splitter.maxLineBytes} bytes`))
   }

@@ -1,3 +1,5 @@
+import { incompleteUtf8Tail } from './upper.js'
+
 /**
  * Newline framing for the TCP programs: a message is the bytes up to '\n' (0x0A), with one
  * trailing '\r' stripped so telnet/netcat -C clients work. Splitting on the byte is safe for
@@ -61,6 +63,26 @@ export class LineSplitter {
     const line = stripCR(Buffer.concat(this.parts))
     this.parts = []
     this.bytes = 0
+    return line.length > this.maxLineBytes ? 'too-long' : line
+  }
+
+  /**
+   * Like takePending, for a line taken before its '\n' arrived (the peer went quiet): a UTF-8
+   * sequence at the end that is incomplete but valid so far stays pending, so a character whose
+   * bytes arrive apart is decoded whole with the bytes after it instead of becoming U+FFFD.
+   * undefined when nothing, or only such a partial character, is pending.
+   */
+  takeFlushable(): Buffer | 'too-long' | undefined {
+    if (this.bytes === 0) return undefined
+    const all = this.parts.length === 1 ? this.parts[0] : Buffer.concat(this.parts)
+    const keep = incompleteUtf8Tail(all)
+    if (keep === 0) return this.takePending()
+    this.parts = [all]
+    if (keep === all.length) return undefined
+    // The head ends before a non-'\n' byte, so a '\r' at its end is text, not a CRLF's.
+    const line = Buffer.from(all.subarray(0, all.length - keep))
+    this.parts = [Buffer.from(all.subarray(all.length - keep))]
+    this.bytes = keep
     return line.length > this.maxLineBytes ? 'too-long' : line
   }
 }

@@ -12,9 +12,9 @@ export interface SocketMetrics {
   messages: Counter<'server' | 'outcome'>
   /** Payload bytes read (in) and written (out). */
   bytes: Counter<'server' | 'direction'>
-  /** Failures by kind: reset, broken_pipe, idle_timeout, max_connections, send, socket, other. */
+  /** Failures by kind: reset, broken_pipe, idle_timeout, max_connections, max_connections_per_address, send, socket, other. */
   errors: Counter<'server' | 'kind'>
-  /** TCP connections by outcome: accepted, rejected (over max connections). */
+  /** TCP connections by outcome: accepted, rejected (over max connections, or over the per-address cap). */
   connections: Counter<'server' | 'outcome'>
   activeConnections: Gauge<'server'>
   /** Connections whose reading is paused because the peer is not reading our answers. */
@@ -37,8 +37,8 @@ export function createSocketMetrics(registry: Registry): SocketMetrics {
   return {
     messages: counter(registry, 'switchyard_socket_messages_total', 'Messages received by the socket servers, by server (udp, tcp) and outcome (answered, rate_limited, reply_too_large, line_too_long).', ['server', 'outcome']),
     bytes: counter(registry, 'switchyard_socket_bytes_total', 'Payload bytes received (in) and sent (out) by the socket servers.', ['server', 'direction']),
-    errors: counter(registry, 'switchyard_socket_errors_total', 'Socket server failures by server and kind (reset, broken_pipe, idle_timeout, max_connections, send, socket, other).', ['server', 'kind']),
-    connections: counter(registry, 'switchyard_socket_connections_total', 'TCP connections by outcome (accepted, rejected over the connection limit).', ['server', 'outcome']),
+    errors: counter(registry, 'switchyard_socket_errors_total', 'Socket server failures by server and kind (reset, broken_pipe, idle_timeout, max_connections, max_connections_per_address, send, socket, other).', ['server', 'kind']),
+    connections: counter(registry, 'switchyard_socket_connections_total', 'TCP connections by outcome (accepted, rejected over the connection limit or the per-address limit).', ['server', 'outcome']),
     activeConnections: gauge(registry, 'switchyard_socket_active_connections', 'Open TCP connections.', ['server']),
     pausedConnections: gauge(registry, 'switchyard_socket_paused_connections', 'TCP connections whose reading is paused until the client reads our answers (backpressure).', ['server'])
   }

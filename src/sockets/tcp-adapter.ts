@@ -139,6 +139,8 @@ export async function startTcpAdapter(opts: TcpAdapterOptions): Promise<TcpAdapt
         case 'connect_timeout':
         case 'timeout': throw new HttpError(504, `504 Gateway Timeout: TCP target ${pool.target} did not answer within ${pool.timeoutMs} ms\n`)
         case 'refused': throw new HttpError(502, `502 Bad Gateway: TCP target ${pool.target} refused the connection\n`)
+        // The target is at its connection limit (or ours, per address): busy, not broken.
+        case 'overloaded': throw new HttpError(503, `503 Service Unavailable: ${err.message}\n`, { 'retry-after': '1' })
         case 'reset': throw new HttpError(502, `502 Bad Gateway: TCP target ${pool.target} reset the connection\n`)
         case 'closed': throw new HttpError(502, `502 Bad Gateway: TCP target ${pool.target} closed the connection before answering\n`)
         default: throw new HttpError(502, `502 Bad Gateway: ${err.message}\n`)

@@ -1,4 +1,5 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram'
+import { readFileSync } from 'node:fs'
 import { isIPv6 } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { pino, type Logger } from 'pino'
@@ -72,6 +73,13 @@ export interface UdpServerOptions {
   maxReplyFactor?: number
   /** Per-source token bucket; false turns it off. */
   rateLimit?: Partial<RateLimitOptions> | false
+  /**
+   * The kernel's receive buffer for the socket (SO_RCVBUF), in bytes; default: the system's
+   * (net.core.rmem_default on Linux). Datagrams that arrive while it is full are dropped by the
+   * kernel before the server sees them, so a flood needs a bigger one. Linux caps the request at
+   * net.core.rmem_max and reports twice what it keeps (its bookkeeping overhead).
+   */
+  recvBufferSize?: number
   registry?: Registry
   logger?: Logger
   /** Clock for the rate limiter, in milliseconds (tests pass a fake one). */
@@ -81,6 +89,8 @@ export interface UdpServerOptions {
 export interface UdpServer {
   port: number
   address: string
+  /** The receive buffer the kernel reports for the socket (getsockopt SO_RCVBUF), in bytes. */
+  recvBufferSize: number
   registry: Registry
   close(): Promise<void>
 }
@@ -142,14 +152,51 @@ export async function startUdpServer(opts: UdpServerOptions = {}): Promise<UdpSe
     metrics.errors.inc({ ...server, kind: 'socket' })
     log.warn({ err }, 'udp socket error')
   })
+  const recvBufferSize = applyRecvBufferSize(socket, opts.recvBufferSize, log)
   const bound = socket.address()
-  log.info({ address: bound.address, port: bound.port, mode, maxReplyFactor: factor, rateLimit: limiter?.opts ?? false }, 'udp server listening')
+  log.info({ address: bound.address, port: bound.port, mode, maxReplyFactor: factor, rateLimit: limiter?.opts ?? false, recvBufferSize, recvBufferRequested: opts.recvBufferSize ?? 'system default' }, 'udp server listening')
 
   let closed: Promise<void> | undefined
   return {
     port: bound.port,
     address: bound.address,
+    recvBufferSize,
     registry,
     close: () => (closed ??= new Promise<void>((resolve) => socket.close(() => resolve())))
   }
+}
+
+/** Linux's ceiling for SO_RCVBUF without privileges; undefined elsewhere. */
+function rmemMax(): number | undefined {
+  try {
+    const n = Number(readFileSync('/proc/sys/net/core/rmem_max', 'utf8').trim())
+    return Number.isSafeInteger(n) && n > 0 ? n : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Sets SO_RCVBUF when asked and returns what the kernel reports. A request the kernel cuts down
+ * is logged as a warning saying how to raise the ceiling; a refusal fails the start (the caller
+ * asked for it: running with a different buffer silently would hide the mistake).
+ */
+function applyRecvBufferSize(socket: Socket, requested: number | undefined, log: Logger): number {
+  if (requested !== undefined) {
+    try {
+      socket.setRecvBufferSize(requested)
+    } catch (err) {
+      socket.close()
+      throw new Error(`cannot set the UDP receive buffer to ${requested} bytes: ${(err as Error).message}`, { cause: err })
+    }
+  }
+  const effective = socket.getRecvBufferSize()
+  if (requested === undefined) return effective
+  const ceiling = rmemMax()
+  // Linux keeps min(requested, rmem_max) and reports twice that; other systems report what they keep.
+  if ((ceiling !== undefined && requested > ceiling) || effective < requested) {
+    log.warn({ requested, effective, rmemMax: ceiling }, `udp receive buffer capped by the kernel: asked for ${requested} bytes, got ${effective}` +
+      (ceiling !== undefined ? ` (net.core.rmem_max is ${ceiling}; raise it with sysctl -w net.core.rmem_max=${requested})` : ''))
+  }
+  return effective
 }

@@ -5,7 +5,7 @@ import { createServer, type Socket } from 'node:net'
 import t from 'tap'
 import { waitFor } from '../fixtures/proxy.js'
 import { deadPort } from '../fixtures/upstream.js'
-import { CLI, runCli, udpProbe, type Teardown } from '../fixtures/sockets.js'
+import { CLI, runCli, tcpProbe, udpProbe, type Teardown } from '../fixtures/sockets.js'
 import { PROMPT } from '../../src/sockets/client-io.js'
 import { metricValue } from '../../src/sockets/socket-metrics.js'
 import { startTcpServer } from '../../src/sockets/tcp-server.js'
@@ -76,6 +76,18 @@ t.test('tcp-client: refused -> a clear message and exit code 1', async (t) => {
   const r = await runCli(['tcp-client', '--port', String(port), 'hello'])
   t.equal(r.code, 1)
   t.equal(r.stderr, `switchyard tcp-client: connection refused by 127.0.0.1:${port}\n`)
+})
+
+t.test('tcp-client: a server at its connection limit -> its reason, exit code 1 (not printed as an answer)', async (t) => {
+  const s = await startTcpServer({ port: 0, host: '127.0.0.1', maxConnections: 1 })
+  t.teardown(() => s.close())
+  const holder = await tcpProbe(s.port)
+  t.teardown(() => holder.socket.destroy())
+  await waitFor(() => s.connections === 1, 5000, 'the only slot to be taken')
+  const r = await runCli(['tcp-client', '--port', String(s.port), 'hello'])
+  t.equal(r.code, 1)
+  t.equal(r.stdout, '')
+  t.equal(r.stderr, `switchyard tcp-client: TCP target 127.0.0.1:${s.port} refused the connection: ERROR too many connections (limit 1)\n`)
 })
 
 t.test('tcp-client: a server that never answers -> timeout, exit code 1', async (t) => {

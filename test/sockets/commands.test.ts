@@ -58,3 +58,17 @@ t.test('udp-server as a sidecar: metrics over IPC, and it exits when the parent 
   server.child.disconnect() // the supervisor went away
   t.equal(await server.exited, 0)
 })
+
+t.test('udp-server --rcvbuf: the size in effect is in the listening line; tcp-server takes its new flags', async (t) => {
+  const udp = await startProgram(t, ['udp-server', '--port', '0', '--host', '127.0.0.1', '--rcvbuf', '65536'])
+  const listening = udp.listening as Running['listening'] & { recvBufferSize: number; recvBufferRequested: number }
+  t.equal(listening.recvBufferRequested, 65536)
+  t.ok(listening.recvBufferSize >= 65536, `SO_RCVBUF is ${listening.recvBufferSize}`)
+  const tcp = await startProgram(t, ['tcp-server', '--port', '0', '--host', '127.0.0.1', '--max-per-address', '3', '--linger-ms', '500'])
+  t.match(tcp.listening, { maxPerAddress: 3, lingerMs: 500 })
+  const bad = await runCli(['udp-server', '--rcvbuf', '0'])
+  t.equal(bad.code, 2)
+  t.match(bad.stderr, /--rcvbuf: expected a whole number from 1/)
+  const badCap = await runCli(['tcp-server', '--max-per-address', '-1'])
+  t.equal(badCap.code, 2)
+})

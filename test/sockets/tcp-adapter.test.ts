@@ -1,4 +1,4 @@
-import { createServer, type Socket } from 'node:net'
+import { connect, createServer, type Socket } from 'node:net'
 import t from 'tap'
 import { fetchText, waitFor } from '../fixtures/proxy.js'
 import { deadPort } from '../fixtures/upstream.js'
@@ -110,6 +110,22 @@ t.test('target down -> 502 with a clear body', async (t) => {
   t.equal(r.body, `502 Bad Gateway: TCP target 127.0.0.1:${port} refused the connection\n`)
   t.equal(r.headers['cache-control'], 'no-store')
   t.equal(await metricValue(adapter.registry, 'switchyard_tcp_adapter_requests_total', { method: 'GET', code: '502' }), 1)
+})
+
+t.test('target at its per-address connection limit -> 503 with Retry-After, never its error line as a 200', async (t) => {
+  const { server, adapter } = await setup(t, { maxPerAddress: 1 })
+  const holder = connect({ port: server.port, host: '127.0.0.1' }) // takes the one slot 127.0.0.1 may have
+  holder.on('error', () => {})
+  t.teardown(() => holder.destroy())
+  await waitFor(() => server.connections === 1, 5000, 'the slot to be taken')
+  const refused = await fetchText(`${adapter.url}/upper?text=a`)
+  t.equal(refused.status, 503)
+  t.equal(refused.headers['retry-after'], '1')
+  t.equal(refused.headers['cache-control'], 'no-store')
+  t.equal(refused.body, `503 Service Unavailable: TCP target 127.0.0.1:${server.port} refused the connection: ERROR too many connections from your address (limit 1)\n`)
+  holder.destroy()
+  await waitFor(() => server.connections === 0, 5000, 'the slot to be freed')
+  t.equal((await fetchText(`${adapter.url}/upper?text=a`)).body, 'A\n', 'answered once the slot is free')
 })
 
 t.test('target silent -> 504 after the timeout', async (t) => {

@@ -1,3 +1,6 @@
+import { readFileSync } from 'node:fs'
+import { Writable } from 'node:stream'
+import { pino } from 'pino'
 import t from 'tap'
 import { waitFor } from '../fixtures/proxy.js'
 import { udpProbe, type Teardown } from '../fixtures/sockets.js'
@@ -88,4 +91,50 @@ t.test("listens on '::' (udp6, dual-stack) and answers an IPv4 client", async (t
   t.equal(s.server.address, '::')
   s.client.send('dual', s.server.port)
   t.equal(String(await s.client.nth(1)), 'DUAL')
+})
+
+/** A pino logger whose lines are kept, parsed, for the test to look at. */
+function capturedLogger() {
+  const lines: { level: number; msg: string; [k: string]: unknown }[] = []
+  const stream = new Writable({ write(chunk: Buffer, _enc, done) { lines.push(JSON.parse(String(chunk))); done() } })
+  return { logger: pino({ level: 'info' }, stream), lines }
+}
+
+function rmemMax(): number | undefined {
+  try { return Number(readFileSync('/proc/sys/net/core/rmem_max', 'utf8')) } catch { return undefined }
+}
+
+t.test('recvBufferSize (--rcvbuf) sets SO_RCVBUF and logs the size in effect', async (t) => {
+  const { logger, lines } = capturedLogger()
+  const requested = 65536 // under any Linux rmem_max (the default is 212992), so never capped
+  const s = await setup(t, { recvBufferSize: requested, logger })
+  t.ok(s.server.recvBufferSize >= requested, `the kernel reports ${s.server.recvBufferSize} bytes (Linux reports twice what it keeps)`)
+  await waitFor(() => lines.some((l) => l.msg === 'udp server listening'), 2000, 'the listening log line')
+  const listening = lines.find((l) => l.msg === 'udp server listening')
+  t.equal(listening?.recvBufferSize, s.server.recvBufferSize)
+  t.equal(listening?.recvBufferRequested, requested)
+  t.notOk(lines.some((l) => l.level === 40), 'no warning')
+  s.client.send('still answers', s.server.port)
+  t.equal(String(await s.client.nth(1)), 'STILL ANSWERS')
+
+  const { logger: l2, lines: defaultLines } = capturedLogger()
+  const d = await setup(t, { logger: l2 })
+  await waitFor(() => defaultLines.length > 0, 2000, 'the listening log line')
+  t.equal(defaultLines[0].recvBufferRequested, 'system default')
+  t.ok(d.server.recvBufferSize > 0, `without the option the system's size is reported (${d.server.recvBufferSize})`)
+})
+
+const ceiling = rmemMax()
+t.test('a receive buffer over net.core.rmem_max is capped by the kernel, with a warning saying how to raise it', {
+  skip: ceiling === undefined || ceiling > 2 ** 29 ? 'needs Linux with a net.core.rmem_max under 512 MiB' : false
+}, async (t) => {
+  if (ceiling === undefined) return
+  const { logger, lines } = capturedLogger()
+  const requested = ceiling * 2 + 4096
+  const s = await setup(t, { recvBufferSize: requested, logger })
+  t.ok(s.server.recvBufferSize < requested, `capped: ${s.server.recvBufferSize} < ${requested}`)
+  await waitFor(() => lines.some((l) => l.level === 40), 2000, 'the warning')
+  const warn = lines.find((l) => l.level === 40)
+  t.match(warn?.msg, `net.core.rmem_max is ${ceiling}; raise it with sysctl -w net.core.rmem_max=${requested}`)
+  t.equal(warn?.effective, s.server.recvBufferSize)
 })

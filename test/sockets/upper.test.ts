@@ -1,7 +1,7 @@
 import t from 'tap'
 import { LineSplitter } from '../../src/sockets/line-splitter.js'
 import { SourceRateLimiter } from '../../src/sockets/udp-server.js'
-import { decodeMessage, transformMessage, transformText } from '../../src/sockets/upper.js'
+import { decodeMessage, incompleteUtf8Tail, transformMessage, transformText } from '../../src/sockets/upper.js'
 
 t.test('upper-casing is Unicode-aware and locale-independent', async (t) => {
   t.equal(transformText('hello, world 123', 'upper'), 'HELLO, WORLD 123')
@@ -39,6 +39,46 @@ t.test('LineSplitter: lines across chunks, CRLF, limits', async (t) => {
   const s4 = new LineSplitter(3)
   s4.push(Buffer.from('abcd'))
   t.equal(s4.takePending(), 'too-long')
+})
+
+t.test('incompleteUtf8Tail: the bytes of a character still arriving, and nothing that is already invalid', async (t) => {
+  const tail = (...bytes: number[]) => incompleteUtf8Tail(Buffer.from(bytes))
+  const euro = [...Buffer.from('€')] // E2 82 AC
+  const face = [...Buffer.from('😀')] // F0 9F 98 80
+  t.equal(tail(), 0, 'empty')
+  t.equal(tail(0x61), 0, 'ASCII')
+  t.equal(tail(0x61, ...euro), 0, 'a complete 3-byte character')
+  t.equal(tail(0x61, euro[0]), 1, 'a lead byte alone')
+  t.equal(tail(0x61, euro[0], euro[1]), 2, 'two of three')
+  t.equal(tail(face[0], face[1], face[2]), 3, 'three of four')
+  t.equal(tail(...face), 0, 'a complete 4-byte character')
+  t.equal(tail(0xc3), 1, 'the lead of a 2-byte character')
+  t.equal(tail(0x61, 0xff), 0, 'an invalid byte is not waited for')
+  t.equal(tail(0x61, 0xc0), 0, 'C0 can never start a valid sequence')
+  t.equal(tail(0x61, 0xf5), 0, 'F5 can never start a valid sequence')
+  t.equal(tail(0x61, 0x80), 0, 'a stray continuation byte')
+  t.equal(tail(0xc3, 0xa9, 0x80), 0, 'a continuation after a complete character')
+  t.equal(tail(0xe0, 0x80), 0, 'E0 80 is an overlong form: invalid already')
+  t.equal(tail(0xe0, 0xa0), 2, 'E0 A0 may still become valid')
+  t.equal(tail(0xed, 0xa0), 0, 'ED A0 would be a surrogate')
+  t.equal(tail(0xf4, 0x90), 0, 'F4 90 is beyond U+10FFFF')
+  t.equal(tail(0xf0, 0x8f), 0, 'F0 8F is an overlong form')
+})
+
+t.test('LineSplitter.takeFlushable: never splits a character; takePending takes everything', async (t) => {
+  const s = new LineSplitter(100)
+  s.push(Buffer.from([0x63, 0x61, 0x66, 0xc3])) // 'caf' and the first byte of 'é'
+  t.same(s.takeFlushable(), Buffer.from('caf'), 'the complete part')
+  t.equal(s.pendingBytes, 1, 'the partial character stays')
+  t.equal(s.takeFlushable(), undefined, 'a partial character alone is not a message')
+  t.equal(s.pendingBytes, 1)
+  t.same(s.push(Buffer.from([0xa9, 0x21, 0x0a])).lines.map(String), ['é!'], 'completed by the next bytes')
+  s.push(Buffer.from([0x68, 0xff]))
+  t.same(s.takeFlushable(), Buffer.from([0x68, 0xff]), 'invalid bytes are not held back')
+  s.push(Buffer.from([0x61, 0xe2, 0x82]))
+  t.same(s.takePending(), Buffer.from([0x61, 0xe2, 0x82]), 'takePending (the peer closed) takes a truncated character too')
+  s.push(Buffer.from('ok\r'))
+  t.same(s.takeFlushable(), Buffer.from('ok'), 'a trailing CR is still stripped when nothing is held')
 })
 
 t.test('SourceRateLimiter: burst, refill, bounded memory', async (t) => {

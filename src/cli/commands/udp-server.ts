@@ -7,7 +7,7 @@ import { formatHelp, type OptionSpecs } from '../help.js'
 import { intFlag, modeFlag, numberFlag, portFlag, runUntilStopped, SIDECAR_ENV } from '../socket-command.js'
 
 export const summary = "run the lab's UDP server: answers each datagram upper-cased"
-export const usage = 'switchyard udp-server [--port 12000] [--host 0.0.0.0] [--mode upper|echo] [--max-reply-factor 2] [--rate 1000] [--burst 200]'
+export const usage = 'switchyard udp-server [--port 12000] [--host 0.0.0.0] [--mode upper|echo] [--max-reply-factor 2] [--rate 1000] [--burst 200] [--rcvbuf BYTES]'
 
 export const options = {
   port: { type: 'string', short: 'p', default: '12000', value: 'N', help: 'port to listen on; 0 picks a free one (logged)' },
@@ -15,7 +15,8 @@ export const options = {
   mode: { type: 'string', default: 'upper', value: 'MODE', help: 'upper (Unicode upper case) or echo (the text unchanged)' },
   'max-reply-factor': { type: 'string', default: '2', value: 'X', help: 'never answer with more than X times the request\'s bytes (no amplification)' },
   rate: { type: 'string', default: String(DEFAULT_RATE_LIMIT.ratePerSecond), value: 'N', help: 'datagrams per second allowed per source address (token bucket); 0 turns the limit off' },
-  burst: { type: 'string', default: String(DEFAULT_RATE_LIMIT.burst), value: 'N', help: 'datagrams a quiet source may send at once' }
+  burst: { type: 'string', default: String(DEFAULT_RATE_LIMIT.burst), value: 'N', help: 'datagrams a quiet source may send at once' },
+  rcvbuf: { type: 'string', value: 'BYTES', defaultText: 'the system\'s', help: 'kernel receive buffer (SO_RCVBUF): what overflows it is dropped unseen; Linux caps it at net.core.rmem_max (warned); the size in effect is logged' }
 } satisfies OptionSpecs
 
 export const help = formatHelp({
@@ -38,7 +39,8 @@ export async function run(argv: string[]): Promise<number> {
     mode: modeFlag(values.mode),
     maxReplyFactor: numberFlag('max-reply-factor', values['max-reply-factor'], 1),
     // --rate 0 turns the per-source limit off (a lab on a trusted network, a benchmark).
-    rateLimit: rate === 0 ? false as const : { ratePerSecond: rate, burst }
+    rateLimit: rate === 0 ? false as const : { ratePerSecond: rate, burst },
+    recvBufferSize: values.rcvbuf === undefined ? undefined : intFlag('rcvbuf', values.rcvbuf, 1, 2 ** 31 - 1)
   }
   const registry = new Registry()
   serveMetricsOverIpc(registry)
