@@ -587,7 +587,7 @@ export class HttpCache {
     const headers = res.headers as Headers
     const view = forLibrary(res.status, headers, ruleOptions(ctx.cfg))
     // A default TTL is the route's guess, never permission to share an authorized answer (RFC 9111 section 3.5).
-    const resHeaders = ctx.routed.headers.authorization === undefined ? withDefaultTtl(view.headers, ctx.cfg.default_ttl_s) : view.headers
+    const resHeaders = withDefaultStaleIfError(ctx.routed.headers.authorization === undefined ? withDefaultTtl(view.headers, ctx.cfg.default_ttl_s) : view.headers, ctx.cfg.stale_if_error_s)
     const policy = new CachePolicy(this.policyRequest(ctx.routed), { status: view.status, headers: resHeaders as CachePolicy.Headers }, POLICY_OPTIONS)
     const length = Number(first(headers['content-length']) ?? NaN)
     const storable = policy.storable() &&
@@ -618,7 +618,7 @@ export class HttpCache {
   refreshed(ctx: FillContext, res: UpstreamResponse): { stored: Stored; updated: boolean } {
     const stale = ctx.stale as Stored
     const view = forLibrary(304, res.headers as Headers, ruleOptions(ctx.cfg))
-    const h = view.headers
+    const h = view.headers['cache-control'] === undefined ? view.headers : withDefaultStaleIfError(view.headers, ctx.cfg.stale_if_error_s)
     if (h.etag === undefined && h['last-modified'] === undefined) {
       const own = stale.policy.responseHeaders() as Headers
       if (own.etag !== undefined) h.etag = own.etag
@@ -921,6 +921,24 @@ function withDefaultTtl(h: Headers, ttl: number): Headers {
   if (h.expires !== undefined || (cc !== undefined && /max-age|s-maxage|no-cache|no-store|private/i.test(cc))) return h
   // In the library's view only: the client still sees the origin's own fields (forClient()).
   return { ...h, 'cache-control': cc === undefined ? `max-age=${ttl}` : `${cc}, max-age=${ttl}`, ' sy:cache-control': (h[' sy:cache-control'] ?? null) as unknown as string }
+}
+
+/**
+ * stale_if_error_s: when the origin fails (no connection, a reset, a timeout, 500/502/503/504),
+ * a stale entry may answer for this long past its freshness, as if the origin had sent
+ * `stale-if-error` (RFC 5861): the route's configuration is the out-of-band permission RFC 9111
+ * section 4.2.4 asks for, as Traffic Server's and Squid's defaults are. Never where serving
+ * stale is forbidden (must-revalidate, proxy-revalidate, s-maxage, no-cache), never for a
+ * response without freshness or a validator, and the origin's own stale-if-error wins.
+ */
+function withDefaultStaleIfError(h: Headers, seconds: number): Headers {
+  if (seconds <= 0 || mustRevalidate(h)) return h
+  const cc = first(h['cache-control'])
+  if (cc !== undefined && /(^|[\s,])(no-cache|no-store|stale-if-error)\b/i.test(cc)) return h
+  const fresh = (cc !== undefined && /(^|[\s,])(max-age|s-maxage)\s*=/i.test(cc)) || h.expires !== undefined
+  if (!fresh && h.etag === undefined && h['last-modified'] === undefined) return h
+  // In the library's view only: the client still sees the origin's own fields (forClient()).
+  return { ...h, 'cache-control': cc === undefined ? `stale-if-error=${seconds}` : `${cc}, stale-if-error=${seconds}`, ' sy:cache-control': (h[' sy:cache-control'] ?? null) as unknown as string }
 }
 
 /** The route's cache rules, computed once per config object. */

@@ -220,6 +220,12 @@ export const RouteCache = Type.Object({
   enabled: Type.Boolean({ default: true }),
   /** TTL applied when the origin gives no freshness information (0 = do not cache then). */
   default_ttl_s: Type.Integer({ minimum: 0, default: 0 }),
+  /**
+   * When the origin fails (connection error, timeout, 500/502/503/504), serve the stale entry for
+   * up to this many seconds past its freshness, as if it said stale-if-error (RFC 5861); never
+   * for must-revalidate, proxy-revalidate, s-maxage or no-cache. 0 = only where the origin says so.
+   */
+  stale_if_error_s: Type.Integer({ minimum: 0, default: 60 }),
   max_entry_bytes: Type.Integer({ minimum: 0, default: 1048576 }),
   /** all: key on the whole query; none: ignore it; or a list of parameter names to keep. */
   query: Type.Union([StringEnum(['all', 'none'] as const), Type.Array(Type.String())], { default: 'all', description: "'all', 'none' or a list of query parameter names" }),

@@ -72,6 +72,23 @@ for (const storeName of ['memory', 'redis'] as const) {
       '/status-410': (_q, s) => raw(s, 410, [['Cache-Control', 'max-age=60']], 'gone'),
       '/heuristic-500': (_q, s) => raw(s, 500, [['Last-Modified', new Date(Date.now() - DAY).toUTCString()]], 'error page'),
       '/range': (q, s) => { lastModifiedSeen = q.headers.range as string | undefined; raw(s, 200, [['Cache-Control', 'max-age=60'], ['ETag', '"r1"']], '0123456789') },
+      // No stale-if-error from the origin: the route's stale_if_error_s (60 s by default) stands in.
+      '/sie-default': (_q, s) => {
+        if (sieDown) { s.socket?.destroy(); return }
+        raw(s, 200, [['Cache-Control', 'max-age=1'], ['Age', '5']], 'kept')
+      },
+      '/sie-default-503': (_q, s) => {
+        if (sieDown) { s.writeHead(503).end('down'); return }
+        raw(s, 200, [['Cache-Control', 'max-age=1'], ['Age', '5']], 'kept')
+      },
+      '/sie-must-revalidate': (_q, s) => {
+        if (sieDown) { s.writeHead(503).end('down'); return }
+        raw(s, 200, [['Cache-Control', 'max-age=1, must-revalidate'], ['Age', '5']], 'kept')
+      },
+      '/sie-off/x': (_q, s) => {
+        if (sieDown) { s.writeHead(503).end('down'); return }
+        raw(s, 200, [['Cache-Control', 'max-age=1'], ['Age', '5']], 'kept')
+      },
       '/sie': (_q, s) => {
         if (sieDown) { s.writeHead(503).end('down'); return }
         raw(s, 200, [['Cache-Control', 'max-age=1, stale-if-error=600'], ['Age', '5']], 'good')
@@ -93,6 +110,7 @@ pools: { o: { members: [{ url: "${o.url}" }] } }
 routes:
   - { name: share, match: { path_prefix: /set-cookie }, pool: o, cache: { enabled: true, share_set_cookie: true } }
   - { name: strip, match: { path_prefix: /strip }, pool: o, cache: { enabled: true, strip_targeted_fields: true } }
+  - { name: sie-off, match: { path_prefix: /sie-off }, pool: o, cache: { enabled: true, stale_if_error_s: 0 } }
   - { name: c, match: {}, pool: o, cache: { enabled: true } }
 `)
     t.teardown(() => proxy.close())
@@ -240,6 +258,24 @@ routes:
       t.equal(a.status, 200)
       t.equal(a.body, 'good')
       t.equal(a.headers['x-cache'], 'STALE')
+    })
+
+    await t.test('RFC 9111 section 4.2.4: stale_if_error_s is the configured permission to serve stale when the origin fails', async (t) => {
+      for (const path of ['/sie-default', '/sie-default-503', '/sie-must-revalidate', '/sie-off/x']) await get(path)
+      sieDown = true
+      try {
+        const dropped = await get('/sie-default')
+        t.equal(dropped.status, 200, 'the origin dropped the connection: the stale entry answers')
+        t.equal(dropped.body, 'kept')
+        t.equal(dropped.headers['x-cache'], 'STALE')
+        t.equal(dropped.headers['cache-control'], 'max-age=1', 'the client sees the origin\'s own Cache-Control')
+        const e503 = await get('/sie-default-503')
+        t.equal(e503.headers['x-cache'], 'STALE', 'a 503: the stale entry answers')
+        t.equal((await get('/sie-must-revalidate')).status, 503, 'must-revalidate: never stale (RFC 9111 section 5.2.2.2)')
+        t.equal((await get('/sie-off/x')).status, 503, 'stale_if_error_s: 0 turns it off')
+      } finally {
+        sieDown = false
+      }
     })
 
     await t.test('RFC 9213 section 2.1: the first valid targeted field decides over Cache-Control and Expires', async (t) => {
