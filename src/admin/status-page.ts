@@ -124,7 +124,7 @@ function renderSplits(s) {
 function renderCache(s) {
   const c = s.cache;
   if (c === null || !c.enabled) { $("cache").replaceChildren(el("p", { class: "muted" }, "no route caches")); return; }
-  const lookups = Object.entries(c.lookups).sort((a, b) => b[1] - a[1]).map(([k, v]) => k + " " + num(v, 0)).join(", ");
+  const lookups = Object.entries(c.lookups).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).map(([k, v]) => k + " " + num(v, 0)).join(", ");
   $("cache").replaceChildren(table(["Store", "Hit ratio (live)", "Hit ratio since start", "Entries", "Size", "Lookups"],
     [[c.store, pct(c.hit_ratio), pct(c.hit_ratio_total), num(c.entries, 0), bytes(c.bytes), lookups || dash]], [1, 2, 3, 4]));
 }

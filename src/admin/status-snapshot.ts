@@ -143,7 +143,10 @@ export async function takeSnapshot(rt: Runtime, registry: Registry, listenerUrls
   ])
 
   // Latency buckets by pool and member, in the histogram's bucket order.
-  const le: number[] = []
+  // The bucket bounds from the histogram itself (prom-client's upperBounds), else from its values.
+  const histogram = registry.getSingleMetric('switchyard_upstream_request_duration_seconds') as unknown as { upperBounds?: unknown } | undefined
+  const bounds = Array.isArray(histogram?.upperBounds) ? (histogram.upperBounds as unknown[]).filter((x): x is number => typeof x === 'number' && Number.isFinite(x)) : []
+  const le: number[] = [...bounds]
   const buckets = new Map<string, number[]>()
   for (const v of durations) {
     if (v.metricName?.endsWith('_bucket') !== true) continue
@@ -151,7 +154,7 @@ export async function takeSnapshot(rt: Runtime, registry: Registry, listenerUrls
     const list = buckets.get(key) ?? []
     list.push(v.value)
     buckets.set(key, list)
-    if (buckets.size === 1 && v.labels.le !== '+Inf') le.push(Number(v.labels.le))
+    if (bounds.length === 0 && buckets.size === 1 && v.labels.le !== '+Inf') le.push(Number(v.labels.le))
   }
   const empty = new Array<number>(le.length + 1).fill(0)
 

@@ -98,7 +98,8 @@ export class StatusWindow {
         let windowLatency: number[] | undefined
         const was = base?.latency.get(k)
         if (was !== undefined && was.length === latency.length) windowLatency = latency.map((v, i) => Math.max(0, v - was[i]))
-        else if (base !== undefined && was === undefined) windowLatency = [...latency]
+        // Not in the baseline, or no buckets then (nothing observed yet): everything is in the window.
+        else if (base !== undefined) windowLatency = [...latency]
         return {
           ...m,
           rps: rate(`r\u0000${k}`),
