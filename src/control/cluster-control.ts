@@ -13,6 +13,7 @@ import type { Supervisor } from '../sidecars/supervisor.js'
 import { realClock, type Clock } from '../clock.js'
 import { NO_CACHE, type AdminAnswer, type Control, type ReloadAnswer } from './control.js'
 import { MSG, type DrainRequest, type Message, type StepResult } from './cluster-protocol.js'
+import { DrainIntents } from '../admin/drain-intents.js'
 import { ReloadHistory } from '../admin/reload-history.js'
 import { configParts, type StatusSnapshot } from '../admin/status-snapshot.js'
 import { mergeSnapshots } from '../admin/status-merge.js'
@@ -71,8 +72,8 @@ export class ClusterControl implements Control {
   private stopped: Promise<void> | undefined
   /** Pending replacements of crashed workers (cleared on stop). */
   private readonly respawns = new Set<unknown>()
-  /** Members drained by hand, by pool then member name: every new worker gets them drained too. */
-  private readonly drained = new Map<string, Set<string>>()
+  /** Drain calls made by hand: every new worker drains those members before it serves. */
+  private readonly drains = new DrainIntents()
   private readonly history = new ReloadHistory()
   private readonly window = new StatusWindow()
 
@@ -127,7 +128,12 @@ export class ClusterControl implements Control {
 
   async reload(config?: Config): Promise<ReloadAnswer> {
     const answer = await this.history.record(() => this.reloader.reload(config))
-    if (answer.ok) this.forgetRemovedDrains()
+    if (answer.ok) {
+      // A drain call that landed while the workers prepared the reload is applied again.
+      this.drains.prune(this.config)
+      const intents = this.drains.all()
+      if (intents.length > 0) await Promise.all(this.withConfig().flatMap((st) => intents.map((i) => this.ask(st, MSG.drain, i satisfies DrainRequest))))
+    }
     return answer
   }
 
@@ -142,11 +148,7 @@ export class ClusterControl implements Control {
     const first = answered[0]
     if (first === undefined) return { status: 503, body: { error: 'no worker answered the drain' } }
     if (first.status !== 200) return first
-    const names = this.drained.get(pool) ?? new Set<string>()
-    if (drained) names.add(member)
-    else names.delete(member)
-    if (names.size > 0) this.drained.set(pool, names)
-    else this.drained.delete(pool)
+    this.drains.set(pool, member, drained)
     const inFlight = answered.reduce((n, r) => n + (typeof r.body.in_flight === 'number' ? r.body.in_flight : 0), 0)
     const changed = answered.some((r) => r.body.changed === true)
     return { status: 200, body: { ...first.body, changed, in_flight: inFlight, workers: answered.length, ...(answered.length < results.length ? { unanswered: results.length - answered.length } : {}) } }
@@ -188,17 +190,6 @@ export class ClusterControl implements Control {
     return this.stopped
   }
 
-  /** After a reload: members no longer in the config are no longer remembered as drained. */
-  private forgetRemovedDrains(): void {
-    for (const [pool, members] of this.drained) {
-      const cfg = this.config.pools[pool]
-      if (cfg === undefined) { this.drained.delete(pool); continue }
-      const names = new Set(cfg.members.map((m) => m.name ?? new URL(m.url).host))
-      for (const m of members) if (!names.has(m)) members.delete(m)
-      if (members.size === 0) this.drained.delete(pool)
-    }
-  }
-
   /** Workers with an app, not draining and ready. */
   private serving(): WorkerState[] {
     return [...this.workers.values()].filter((w) => w.ready && !w.draining)
@@ -231,11 +222,7 @@ export class ClusterControl implements Control {
         st.version = this.version
         this.send(st, { type: MSG.config, config: this.config, version: this.version })
         // Held by the worker's channel until its app exists, applied before it serves a request.
-        for (const [pool, members] of this.drained) {
-          for (const member of members) {
-            void this.ask(st, MSG.drain, { pool, member, drained: true } satisfies DrainRequest, 30000)
-          }
-        }
+        for (const i of this.drains.drained()) void this.ask(st, MSG.drain, i satisfies DrainRequest, 30000)
         break
       case MSG.failed:
         st.failure = m.error

@@ -5,6 +5,7 @@ import type { Runtime } from '../routing/runtime.js'
 import type { Supervisor } from '../sidecars/supervisor.js'
 import type { AdminAnswer, Control, ReloadAnswer } from './control.js'
 import type { Reloader } from './reloader.js'
+import { DrainIntents } from '../admin/drain-intents.js'
 import { setMemberDrained } from '../admin/member-drain.js'
 import { ReloadHistory } from '../admin/reload-history.js'
 import { takeSnapshot, type StatusSnapshot } from '../admin/status-snapshot.js'
@@ -27,6 +28,7 @@ export class LocalControl implements Control {
   readonly contentType: string
   private readonly history = new ReloadHistory()
   private readonly window = new StatusWindow()
+  private readonly drains = new DrainIntents()
 
   constructor(private readonly parts: LocalParts) {
     this.contentType = parts.registry.contentType
@@ -50,8 +52,15 @@ export class LocalControl implements Control {
     return this.parts.ready()
   }
 
-  reload(config?: Config): Promise<ReloadAnswer> {
-    return this.history.record(() => this.parts.reloader.reload(config))
+  async reload(config?: Config): Promise<ReloadAnswer> {
+    const answer = await this.history.record(() => this.parts.reloader.reload(config))
+    if (answer.ok) {
+      // A drain call that landed while the reload was being prepared is applied again.
+      const rt = this.parts.runtime()
+      this.drains.prune(rt.config)
+      for (const i of this.drains.all()) setMemberDrained(rt, i.pool, i.member, i.drained)
+    }
+    return answer
   }
 
   purge(request: unknown): Promise<PurgeResult> {
@@ -59,7 +68,9 @@ export class LocalControl implements Control {
   }
 
   async drain(pool: string, member: string, drained: boolean): Promise<AdminAnswer> {
-    return setMemberDrained(this.parts.runtime(), pool, member, drained)
+    const answer = setMemberDrained(this.parts.runtime(), pool, member, drained)
+    if (answer.status === 200) this.drains.set(pool, member, drained)
+    return answer
   }
 
   snapshot(): Promise<StatusSnapshot> {
