@@ -25,6 +25,8 @@ routes:
     match: { host: shop.test, path_prefix: /exp }
     split: { name: hero, variants: [{ name: old, pool: web, weight: 1 }, { name: new, pool: alt, weight: 1 }] }
   - { name: all, match: {}, pool: web }
+sidecars:
+  - { name: idle, command: ${JSON.stringify(process.execPath)}, args: ["-e", "setInterval(() => {}, 1e9)"] }
 `
 
 async function scene(t: TapTest): Promise<Scene> {
@@ -34,8 +36,9 @@ async function scene(t: TapTest): Promise<Scene> {
   const dir = mkdtempSync(join(tmpdir(), 'sy-status-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const file = join(dir, 'switchyard.yaml')
-  const proxy = await startProxy(yaml(a, b, c, 2000), { configPath: file })
+  const proxy = await startProxy(yaml(a, b, c, 2000), { configPath: file, sidecars: true })
   t.teardown(() => proxy.close())
+  await waitFor(() => proxy.app.control.sidecars().some((x) => x.state === 'running'), 10000, 'the sidecar to run')
   return { proxy, a, b, c, file }
 }
 
@@ -103,7 +106,7 @@ t.test('GET /admin/status: listeners, routes, pools and members, splits, cache, 
   ] }])
   t.match(st.cache, { enabled: true, store: 'memory', entries: 1, hit_ratio: 0.5, hit_ratio_total: 0.5, lookups: { hit: 1, miss: 1 } })
   t.ok(st.cache.bytes > 0)
-  t.same(st.sidecars, [])
+  t.match(st.sidecars, [{ name: 'idle', state: 'running', restarts: 0 }])
   t.equal(st.reloads.length, 1)
   t.match(st.reloads[0], { ok: true, summary: { rebuild: 1 }, changes: [{ path: 'pools.web.timeouts.connect_ms', class: 'rebuild' }] })
   t.ok(Date.now() - Date.parse(st.reloads[0].at) < 60000, 'the reload carries its time')
@@ -162,5 +165,5 @@ t.test('the status page rendered by headless Chromium shows pools, members, heal
 
   const reloads = sectionText(dom, 'reloads')
   t.match(reloads, /applied 1 change \(live 0, rebuild 1, restart 0\) pools\.web\.timeouts\.connect_ms rebuild 2000 -> 3000/, 'the reload and its change')
-  t.match(sectionText(dom, 'sidecars'), /none/)
+  t.match(sectionText(dom, 'sidecars'), /idle running \d+ 0 /, 'the sidecar, its state and restarts')
 })
