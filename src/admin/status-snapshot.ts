@@ -161,28 +161,25 @@ export async function takeSnapshot(rt: Runtime, registry: Registry, listenerUrls
   const pools: PoolSnapshot[] = [...rt.pools.values()].map((p) => ({
     name: p.name,
     balancer: p.balancerName,
-    panic: (p.toJSON() as { panic: boolean }).panic,
+    panic: p.panicking,
     in_flight: p.admission.inFlight,
     queued: p.admission.queued,
-    members: p.members.map((m) => {
-      const j = m.toJSON() as { healthy: boolean; ejected_for_ms: number; last_check: string | null }
-      return {
-        name: m.name,
-        url: m.origin,
-        weight: m.weight,
-        healthy: j.healthy,
-        health_check: m.checkUp ? 'up' : 'down',
-        last_check: j.last_check,
-        ejected_for_ms: j.ejected_for_ms,
-        ejections: m.ejections,
-        drained: m.drained,
-        available: m.available,
-        in_flight: m.inFlight,
-        requests: m.requests,
-        failures: m.failures,
-        latency: buckets.get(`${p.name}\u0000${m.name}`) ?? empty
-      }
-    })
+    members: p.members.map((m): MemberSnapshot => ({
+      name: m.name,
+      url: m.origin,
+      weight: m.weight,
+      healthy: m.healthy(now),
+      health_check: m.checkUp ? 'up' : 'down',
+      last_check: m.lastCheck ?? null,
+      ejected_for_ms: Math.max(0, m.ejectedUntil - now),
+      ejections: m.ejections,
+      drained: m.drained,
+      available: m.available,
+      in_flight: m.inFlight,
+      requests: m.requests,
+      failures: m.failures,
+      latency: buckets.get(`${p.name}\u0000${m.name}`) ?? empty
+    }))
   }))
 
   const assigned = new Map<string, number>()

@@ -179,6 +179,11 @@ export class Pool {
     }
   }
 
+  /** Whether the pool is in panic mode (too few healthy members: all of them are used). */
+  get panicking(): boolean {
+    return this.panic
+  }
+
   /** The member named `name` (its `name`, by default host:port). */
   member(name: string): Member | undefined {
     return this.members.find((m) => m.name === name)
