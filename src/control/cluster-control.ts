@@ -143,7 +143,13 @@ export class ClusterControl implements Control {
    */
   async drain(pool: string, member: string, drained: boolean): Promise<AdminAnswer> {
     const request: DrainRequest = { pool, member, drained }
-    const results = await Promise.all(this.withConfig().map((st) => this.ask(st, MSG.drain, request) as Promise<AdminAnswer | { ok: false; error: string }>))
+    const serving = this.withConfig()
+    // A worker still starting has its config (and the drains as they were then): its channel
+    // holds this call until its app exists. Its answer is not waited for.
+    for (const st of this.workers.values()) {
+      if (st.version >= 0 && !st.draining && !serving.includes(st)) void this.ask(st, MSG.drain, request, 60000)
+    }
+    const results = await Promise.all(serving.map((st) => this.ask(st, MSG.drain, request) as Promise<AdminAnswer | { ok: false; error: string }>))
     const answered = results.filter((r): r is AdminAnswer => typeof r === 'object' && r !== null && 'status' in r)
     const first = answered[0]
     if (first === undefined) return { status: 503, body: { error: 'no worker answered the drain' } }
