@@ -134,7 +134,7 @@ t.test('the status page rendered by headless Chromium shows pools, members, heal
 }, async (t) => {
   const s = await scene(t)
   await traffic(t, s)
-  const screenshot = join(tmpdir(), `switchyard-status-${process.pid}.png`)
+  const screenshot = join(tmpdir(), 'switchyard-status-page.png')
   const dom = await renderPage(chromium as string, `${s.proxy.adminUrl}/`, { screenshot })
   t.comment(`status page screenshot: ${screenshot}`)
   t.ok(statSync(screenshot).size > 1000, 'the screenshot was saved')
