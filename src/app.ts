@@ -124,6 +124,17 @@ async function assembleApp(config: Config, opts: AppOptions, resources: Resource
       for (const pool of runtimes.current.pools.values()) for (const m of pool.members) this.labels(pool.name, m.name).set(m.healthy(now) ? 1 : 0)
     }
   })
+  new Gauge({
+    name: 'switchyard_upstream_member_drained',
+    help: 'Whether each member is drained by hand (1: POST /admin/pools/<pool>/members/<member>/drain, no new requests) or not (0).',
+    labelNames: ['pool', 'member'],
+    registers: [registry],
+    aggregator: 'max',
+    collect() {
+      this.reset()
+      for (const pool of runtimes.current.pools.values()) for (const m of pool.members) this.labels(pool.name, m.name).set(m.drained ? 1 : 0)
+    }
+  })
   let listening = false
   let draining = false
   let checked = false
@@ -223,7 +234,7 @@ async function assembleApp(config: Config, opts: AppOptions, resources: Resource
     })()
     return stopping
   }
-  const control = new LocalControl({ registry, supervisor, runtime: current, purge: purgeCache, ready, reloader, shutdown })
+  const control = new LocalControl({ registry, supervisor, runtime: current, purge: purgeCache, ready, reloader, shutdown, listenerUrls: () => listeners.all.map((l) => l.url) })
   const admin = await buildAdminServer(control, { logger: opts.logger, host: config.admin.host, token: () => running.admin.token })
   resources.add('admin listener', () => admin.close())
 

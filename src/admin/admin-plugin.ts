@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Control } from '../control/control.js'
 import { timingSafeEqual } from 'node:crypto'
+import { STATUS_PAGE_CSP, STATUS_PAGE_HTML } from './status-page.js'
 
 export interface AdminDeps {
   /** The process's control: one app, or a cluster's workers. */
@@ -11,7 +12,24 @@ export interface AdminDeps {
   loopbackOnly: boolean
 }
 
-/** The admin listener: metrics, probes, read-only views of live state, reload and purge. */
+/** Largest body a mutating admin call reads (a purge by tags lists at most 1000 of them). */
+const ADMIN_BODY_LIMIT = 1024 * 1024
+
+/**
+ * A purge body as JSON, whatever Content-Type says (curl -d sends
+ * application/x-www-form-urlencoded): the parsed value, or the 400 answer's text.
+ */
+export function parseJsonBody(raw: unknown): { ok: true; value: unknown } | { ok: false; error: string } {
+  const text = typeof raw === 'string' ? raw : Buffer.isBuffer(raw) ? raw.toString('utf8') : ''
+  if (text.trim() === '') return { ok: false, error: 'expected a JSON body such as {"url": "http://example.com/path"}' }
+  try {
+    return { ok: true, value: JSON.parse(text) as unknown }
+  } catch (err) {
+    return { ok: false, error: `the body is not JSON (${(err as Error).message}); expected e.g. {"url": "http://example.com/path"}` }
+  }
+}
+
+/** The admin listener: metrics, probes, the status page, read-only views of live state, reload, purge and drain. */
 export async function adminPlugin(app: FastifyInstance, deps: AdminDeps): Promise<void> {
   const { control } = deps
   app.get('/metrics', async (_req, reply) => reply.header('content-type', control.contentType).send(await control.metrics()))
@@ -22,6 +40,16 @@ export async function adminPlugin(app: FastifyInstance, deps: AdminDeps): Promis
   })
   app.get('/admin/pools', async () => control.pools())
   app.get('/admin/sidecars', async () => ({ sidecars: control.sidecars() }))
+  /** Everything the status page shows, as one JSON document (rates over a recent window). */
+  app.get('/admin/status', async (_req, reply) => reply.header('cache-control', 'no-store').send(await control.status()))
+  /** The status page: a self-contained HTML page polling /admin/status. */
+  app.get('/', async (_req, reply) => reply
+    .header('content-type', 'text/html; charset=utf-8')
+    .header('cache-control', 'no-store')
+    .header('content-security-policy', STATUS_PAGE_CSP)
+    .header('x-content-type-options', 'nosniff')
+    .header('referrer-policy', 'no-referrer')
+    .send(STATUS_PAGE_HTML))
 
   /** Mutating calls: open on loopback without a token; elsewhere only with `Authorization: Bearer <admin.token>`. */
   const authorize = async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
@@ -39,20 +67,39 @@ export async function adminPlugin(app: FastifyInstance, deps: AdminDeps): Promis
     }
   }
 
-  /**
-   * Purge: {"url": "http://host/path?q"} drops that URL (every variant and partition);
-   * {"host": "h", "prefix": "/img/"} drops every stored URL of the host under the prefix.
-   * A prefix must name a path ("/" only with "all_paths": true): no pattern wipes the store.
-   */
-  app.post('/admin/cache/purge', { preHandler: authorize }, async (req, reply) => {
-    const r = await control.purge(req.body)
-    if (r.status === 404) return reply.code(404).type('text/plain').send('404 Not Found: no route has the cache enabled\n')
-    return reply.code(r.status).send(r.body)
-  })
+  // Mutating calls read their body as text whatever its Content-Type (or none): purge parses
+  // it as JSON itself, reload and drain take none.
+  await app.register(async (mutating) => {
+    mutating.removeAllContentTypeParsers()
+    mutating.addContentTypeParser('*', { parseAs: 'string', bodyLimit: ADMIN_BODY_LIMIT }, (_req, body, done) => { done(null, body) })
 
-  /** Re-reads the config file: 200 with every change and its class, 422 when it is not applied. */
-  app.post('/admin/reload', { preHandler: authorize }, async (_req, reply) => {
-    const r = await control.reload()
-    return reply.code(r.ok ? 200 : 422).send(r)
+    /**
+     * Purge: {"url": "http://host/path?q"} drops that URL (every variant and partition);
+     * {"host": "h", "prefix": "/img/"} drops every stored URL of the host under the prefix.
+     * A prefix must name a path ("/" only with "all_paths": true): no pattern wipes the store.
+     */
+    mutating.post('/admin/cache/purge', { preHandler: authorize }, async (req, reply) => {
+      const body = parseJsonBody(req.body)
+      if (!body.ok) return reply.code(400).type('text/plain').send(`400 Bad Request: ${body.error}\n`)
+      const r = await control.purge(body.value)
+      if (r.status === 404) return reply.code(404).type('text/plain').send('404 Not Found: no route has the cache enabled\n')
+      return reply.code(r.status).send(r.body)
+    })
+
+    /** Re-reads the config file: 200 with every change and its class, 422 when it is not applied. */
+    mutating.post('/admin/reload', { preHandler: authorize }, async (_req, reply) => {
+      const r = await control.reload()
+      return reply.code(r.ok ? 200 : 422).send(r)
+    })
+
+    /** Drain a member by hand (no new requests; in-flight ones finish), or put it back. */
+    const drainRoute = (drained: boolean) => async (req: FastifyRequest, reply: FastifyReply) => {
+      const { pool, member } = req.params as { pool: string; member: string }
+      const r = await control.drain(pool, member, drained)
+      if (r.status === 404) return reply.code(404).type('text/plain').send(`404 Not Found: ${String(r.body.error)}\n`)
+      return reply.code(r.status).send(r.body)
+    }
+    mutating.post('/admin/pools/:pool/members/:member/drain', { preHandler: authorize }, drainRoute(true))
+    mutating.post('/admin/pools/:pool/members/:member/undrain', { preHandler: authorize }, drainRoute(false))
   })
 }

@@ -11,8 +11,13 @@ import type { Config } from '../config/schema.js'
 import type { PurgeResult } from '../cache/purge.js'
 import type { Supervisor } from '../sidecars/supervisor.js'
 import { realClock, type Clock } from '../clock.js'
-import { NO_CACHE, type Control, type ReloadAnswer } from './control.js'
-import { MSG, type Message, type StepResult } from './cluster-protocol.js'
+import { NO_CACHE, type AdminAnswer, type Control, type ReloadAnswer } from './control.js'
+import { MSG, type DrainRequest, type Message, type StepResult } from './cluster-protocol.js'
+import { DrainIntents } from '../admin/drain-intents.js'
+import { ReloadHistory } from '../admin/reload-history.js'
+import { configParts, type StatusSnapshot } from '../admin/status-snapshot.js'
+import { mergeSnapshots } from '../admin/status-merge.js'
+import { StatusWindow } from '../admin/status-window.js'
 import { StartupError, type Resources } from './lifecycle.js'
 import { Reloader, type PreparedReload } from './reloader.js'
 
@@ -67,6 +72,10 @@ export class ClusterControl implements Control {
   private stopped: Promise<void> | undefined
   /** Pending replacements of crashed workers (cleared on stop). */
   private readonly respawns = new Set<unknown>()
+  /** Drain calls made by hand: every new worker drains those members before it serves. */
+  private readonly drains = new DrainIntents()
+  private readonly history = new ReloadHistory()
+  private readonly window = new StatusWindow()
 
   constructor(private readonly opts: ClusterOptions) {
     this.contentType = opts.registry.contentType
@@ -117,8 +126,53 @@ export class ClusterControl implements Control {
     return !this.stopping && this.everReady && this.serving().length > 0 && (this.opts.supervisor?.allSpawned() ?? true)
   }
 
-  reload(config?: Config): Promise<ReloadAnswer> {
-    return this.reloader.reload(config)
+  async reload(config?: Config): Promise<ReloadAnswer> {
+    const answer = await this.history.record(() => this.reloader.reload(config))
+    if (answer.ok) {
+      // A drain call that landed while the workers prepared the reload is applied again.
+      this.drains.prune(this.config)
+      const intents = this.drains.all()
+      if (intents.length > 0) await Promise.all(this.withConfig().flatMap((st) => intents.map((i) => this.ask(st, MSG.drain, i satisfies DrainRequest))))
+    }
+    return answer
+  }
+
+  /**
+   * Drains a member on every worker (or puts it back), and remembers it so a worker started
+   * later (a replacement) drains it before it serves.
+   */
+  async drain(pool: string, member: string, drained: boolean): Promise<AdminAnswer> {
+    const request: DrainRequest = { pool, member, drained }
+    const serving = this.withConfig()
+    // A worker still starting has its config (and the drains as they were then): its channel
+    // holds this call until its app exists. Its answer is not waited for.
+    for (const st of this.workers.values()) {
+      if (st.version >= 0 && !st.draining && !serving.includes(st)) void this.ask(st, MSG.drain, request, 60000)
+    }
+    const results = await Promise.all(serving.map((st) => this.ask(st, MSG.drain, request) as Promise<AdminAnswer | { ok: false; error: string }>))
+    const answered = results.filter((r): r is AdminAnswer => typeof r === 'object' && r !== null && 'status' in r)
+    const first = answered[0]
+    if (first === undefined) return { status: 503, body: { error: 'no worker answered the drain' } }
+    if (first.status !== 200) return first
+    this.drains.set(pool, member, drained)
+    const inFlight = answered.reduce((n, r) => n + (typeof r.body.in_flight === 'number' ? r.body.in_flight : 0), 0)
+    const changed = answered.some((r) => r.body.changed === true)
+    return { status: 200, body: { ...first.body, changed, in_flight: inFlight, workers: answered.length, ...(answered.length < results.length ? { unanswered: results.length - answered.length } : {}) } }
+  }
+
+  /** The workers' snapshots added up, with the primary's view of the config. */
+  async snapshot(): Promise<StatusSnapshot | undefined> {
+    const answers = await Promise.all(this.withConfig().map((st) => this.ask(st, MSG.status, undefined, 2000)))
+    const snapshots = answers.filter((a): a is StatusSnapshot => typeof a === 'object' && a !== null && 'pools' in a)
+    return mergeSnapshots(snapshots)
+  }
+
+  async status(): Promise<Record<string, unknown>> {
+    const snap = await this.snapshot()
+    const view = snap === undefined
+      ? { generated_at: new Date().toISOString(), window_s: null, ...configParts(this.config), pools: [], splits: [], cache: null, error: 'no worker answered' }
+      : this.window.view(snap)
+    return { mode: 'workers', workers: this.serving().length, ready: this.ready(), ...view, sidecars: this.sidecars(), reloads: this.history.list() }
   }
 
   /** Each worker purges its own store (a memory store is per worker; Redis is shared and idempotent). */
@@ -173,6 +227,8 @@ export class ClusterControl implements Control {
       case MSG.hello:
         st.version = this.version
         this.send(st, { type: MSG.config, config: this.config, version: this.version })
+        // Held by the worker's channel until its app exists, applied before it serves a request.
+        for (const i of this.drains.drained()) void this.ask(st, MSG.drain, i satisfies DrainRequest, 30000)
         break
       case MSG.failed:
         st.failure = m.error

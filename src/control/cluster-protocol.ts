@@ -21,7 +21,11 @@ export const MSG = {
   abort: 'switchyard:abort',
   apply: 'switchyard:apply',
   pools: 'switchyard:pools',
-  purge: 'switchyard:purge'
+  purge: 'switchyard:purge',
+  /** `{ pool, member, drained }`: drain a member or put it back (answered with an AdminAnswer). */
+  drain: 'switchyard:drain',
+  /** The worker's status snapshot (src/admin/status-snapshot.ts). */
+  status: 'switchyard:status'
 } as const
 
 export interface Message {
@@ -32,6 +36,13 @@ export interface Message {
   error?: string
   config?: Config
   version?: number
+}
+
+/** The payload of MSG.drain. */
+export interface DrainRequest {
+  pool: string
+  member: string
+  drained: boolean
 }
 
 /** What a worker answers to prepare/commit/abort/apply. */

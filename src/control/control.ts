@@ -1,6 +1,10 @@
 import type { Config } from '../config/schema.js'
 import type { PurgeResult } from '../cache/purge.js'
 import type { Change } from './reload-plan.js'
+import type { AdminAnswer } from '../admin/member-drain.js'
+import type { StatusSnapshot } from '../admin/status-snapshot.js'
+
+export type { AdminAnswer }
 
 /** The answer to a reload (POST /admin/reload, SIGHUP, --watch), logged the same way. */
 export type ReloadAnswer =
@@ -35,6 +39,12 @@ export interface Control {
   /** Applies `config` (already validated), or reads and validates the config file again. */
   reload(config?: Config): Promise<ReloadAnswer>
   purge(request: unknown): Promise<PurgeResult>
+  /** Drains a pool member (`drained: true`) or puts it back; 404 for an unknown pool or member. */
+  drain(pool: string, member: string, drained: boolean): Promise<AdminAnswer>
+  /** The cumulative state the status page shows (a cluster primary: its workers' sum). */
+  snapshot(): Promise<StatusSnapshot | undefined>
+  /** GET /admin/status: the snapshot with rates over a recent window, sidecars and the last reloads. */
+  status(): Promise<Record<string, unknown>>
   /** Drains and stops everything, within limits.shutdown_timeout_ms for the drain. */
   shutdown(reason: string): Promise<void>
 }

@@ -3,8 +3,13 @@ import type { Config } from '../config/schema.js'
 import type { PurgeResult } from '../cache/purge.js'
 import type { Runtime } from '../routing/runtime.js'
 import type { Supervisor } from '../sidecars/supervisor.js'
-import type { Control, ReloadAnswer } from './control.js'
+import type { AdminAnswer, Control, ReloadAnswer } from './control.js'
 import type { Reloader } from './reloader.js'
+import { DrainIntents } from '../admin/drain-intents.js'
+import { setMemberDrained } from '../admin/member-drain.js'
+import { ReloadHistory } from '../admin/reload-history.js'
+import { takeSnapshot, type StatusSnapshot } from '../admin/status-snapshot.js'
+import { StatusWindow } from '../admin/status-window.js'
 
 export interface LocalParts {
   registry: Registry
@@ -14,11 +19,16 @@ export interface LocalParts {
   ready: () => boolean
   reloader: Reloader
   shutdown: (reason: string) => Promise<void>
+  /** The proxy listeners' bound URLs, in config order (undefined before listening). */
+  listenerUrls?: () => (string | undefined)[]
 }
 
 /** Control over the app in this process (single-process mode; a worker answers the primary with it). */
 export class LocalControl implements Control {
   readonly contentType: string
+  private readonly history = new ReloadHistory()
+  private readonly window = new StatusWindow()
+  private readonly drains = new DrainIntents()
 
   constructor(private readonly parts: LocalParts) {
     this.contentType = parts.registry.contentType
@@ -42,12 +52,34 @@ export class LocalControl implements Control {
     return this.parts.ready()
   }
 
-  reload(config?: Config): Promise<ReloadAnswer> {
-    return this.parts.reloader.reload(config)
+  async reload(config?: Config): Promise<ReloadAnswer> {
+    const answer = await this.history.record(() => this.parts.reloader.reload(config))
+    if (answer.ok) {
+      // A drain call that landed while the reload was being prepared is applied again.
+      const rt = this.parts.runtime()
+      this.drains.prune(rt.config)
+      for (const i of this.drains.all()) setMemberDrained(rt, i.pool, i.member, i.drained)
+    }
+    return answer
   }
 
   purge(request: unknown): Promise<PurgeResult> {
     return this.parts.purge(request)
+  }
+
+  async drain(pool: string, member: string, drained: boolean): Promise<AdminAnswer> {
+    const answer = setMemberDrained(this.parts.runtime(), pool, member, drained)
+    if (answer.status === 200) this.drains.set(pool, member, drained)
+    return answer
+  }
+
+  snapshot(): Promise<StatusSnapshot> {
+    return takeSnapshot(this.parts.runtime(), this.parts.registry, this.parts.listenerUrls?.() ?? [])
+  }
+
+  async status(): Promise<Record<string, unknown>> {
+    const view = this.window.view(await this.snapshot())
+    return { mode: 'single', ready: this.ready(), ...view, sidecars: this.sidecars(), reloads: this.history.list() }
   }
 
   shutdown(reason: string): Promise<void> {

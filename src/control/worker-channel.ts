@@ -1,7 +1,7 @@
 import type { Logger } from 'pino'
 import type { SwitchyardApp } from '../app.js'
 import type { Config } from '../config/schema.js'
-import { MSG, freezeConfig, type Message, type StepResult } from './cluster-protocol.js'
+import { MSG, freezeConfig, type DrainRequest, type Message, type StepResult } from './cluster-protocol.js'
 import type { PreparedReload } from './reloader.js'
 
 /**
@@ -59,6 +59,14 @@ export class WorkerChannel {
         break
       case MSG.purge:
         void app.control.purge(m.payload).then(reply)
+        break
+      case MSG.drain: {
+        const d = m.payload as DrainRequest
+        void app.control.drain(d.pool, d.member, d.drained).then(reply)
+        break
+      }
+      case MSG.status:
+        void app.control.snapshot().then(reply, (err: Error) => reply({ ok: false, error: err.message }))
         break
       case MSG.prepare:
       case MSG.commit:

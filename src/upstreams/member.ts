@@ -27,6 +27,8 @@ export class Member implements Candidate {
   consecutiveFailures = 0
   ejectedUntil = 0
   ejections = 0
+  /** Drained by hand (POST /admin/pools/<pool>/members/<member>/drain): no new requests, in-flight ones finish. */
+  drained = false
 
   constructor(index: number, cfg: MemberConfig) {
     const u = new URL(cfg.url)
@@ -57,6 +59,7 @@ export class Member implements Candidate {
     this.ejectedUntil = prev.ejectedUntil
     this.ejections = prev.ejections
     this.available = prev.available
+    this.drained = prev.drained
   }
 
   toJSON(): Record<string, unknown> {
@@ -67,6 +70,7 @@ export class Member implements Candidate {
       weight: this.weight,
       available: this.available,
       healthy: this.healthy(now),
+      drained: this.drained,
       health_check: this.checkUp ? 'up' : 'down',
       last_check: this.lastCheck ?? null,
       ejected_for_ms: Math.max(0, this.ejectedUntil - now),

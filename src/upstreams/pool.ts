@@ -158,18 +158,46 @@ export class Pool {
 
   /**
    * Sets each member's `available` flag: healthy members only, unless fewer than the panic
-   * threshold are healthy, then all of them (a partly working pool beats none).
+   * threshold are healthy, then all of them (a partly working pool beats none). A drained member
+   * is never available, and the panic threshold counts only the members not drained (draining
+   * one of two healthy members is not a reason to send traffic to a failing third).
    */
   recompute(now = this.clock.now()): void {
     let healthy = 0
-    for (const m of this.members) if (m.healthy(now)) healthy++
-    const panic = healthy * 100 < this.config.panic_threshold_percent * this.members.length
-    for (const m of this.members) m.available = panic || m.healthy(now)
+    let serving = 0
+    for (const m of this.members) {
+      if (m.drained) continue
+      serving++
+      if (m.healthy(now)) healthy++
+    }
+    const panic = serving > 0 && healthy * 100 < this.config.panic_threshold_percent * serving
+    for (const m of this.members) m.available = !m.drained && (panic || m.healthy(now))
     this.eligibleNow = this.members.every((m) => m.available) ? this.members : this.members.filter((m) => m.available)
     if (panic !== this.panic) {
       this.panic = panic
-      this.onHealthEvent({ kind: 'panic', on: panic, healthy, total: this.members.length })
+      this.onHealthEvent({ kind: 'panic', on: panic, healthy, total: serving })
     }
+  }
+
+  /** Whether the pool is in panic mode (too few healthy members: all of them are used). */
+  get panicking(): boolean {
+    return this.panic
+  }
+
+  /** The member named `name` (its `name`, by default host:port). */
+  member(name: string): Member | undefined {
+    return this.members.find((m) => m.name === name)
+  }
+
+  /**
+   * Drains a member (no balancer picks it for new requests; its requests in flight finish) or
+   * puts it back. Returns whether the state changed.
+   */
+  setDrained(m: Member, drained: boolean): boolean {
+    if (m.drained === drained) return false
+    m.drained = drained
+    this.recompute()
+    return true
   }
 
   /** Stops ejection timers (the pool is being replaced or the app is closing); admission lives on in its successor. */
