@@ -67,6 +67,7 @@ t.test('start: serves, restarts a killed sidecar, drains on SIGTERM, leaves no c
   const slow = await startUpstream('slow', (_req, res) => { setTimeout(() => res.end('finished'), 400) })
   t.teardown(() => slow.close())
   const cfg = file('start.yaml', `
+workers: 1
 listen: { host: 127.0.0.1, port: ${proxyPort} }
 admin: { port: ${adminPort} }
 limits: { shutdown_timeout_ms: 5000 }
@@ -83,7 +84,7 @@ sidecars:
   t.teardown(() => { proc.child.kill('SIGKILL') })
   const proxy = `http://127.0.0.1:${proxyPort}`
   const admin = `http://127.0.0.1:${adminPort}`
-  await waitFor(async () => (await fetchText(`${proxy}/`).catch(() => ({ status: 0, body: '' }))).body.startsWith('Name: demo-1'), 10000, 'the demo backend through the proxy')
+  await waitFor(async () => (await fetchText(`${proxy}/`).catch(() => ({ status: 0, body: '' }))).body.startsWith('Name: demo-1'), 30000, 'the demo backend through the proxy')
 
   const before = JSON.parse((await fetchText(`${admin}/admin/sidecars`)).body).sidecars[0]
   t.equal(before.state, 'running')
