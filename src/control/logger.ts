@@ -80,3 +80,14 @@ export function createLogger(config: Pick<Config, 'logging'>, s: Surroundings & 
   const env = s.env ?? process.env
   return pino(opts, prettyDestination({ colorize: wantsColor(env, (s.isTTY ?? process.stdout.isTTY) === true) }))
 }
+
+/**
+ * The logger of a lab program (udp-server, tcp-server, tcp-adapter): no config file, so the
+ * format is SWITCHYARD_LOG_FORMAT's, else auto. As a sidecar its stdout is a pipe (and the
+ * supervisor sets json), so the proxy gets JSON lines it embeds as objects.
+ */
+export function createProgramLogger(name: string, s: Surroundings = {}): Logger {
+  const format = resolveLogFormat({ logging: { level: 'info', access_log: false, format: 'auto' } }, s)
+  if (format === 'json') return pino({ name })
+  return pino({ name }, prettyDestination({ colorize: wantsColor(s.env ?? process.env, (s.isTTY ?? process.stdout.isTTY) === true) }))
+}
