@@ -32,11 +32,24 @@ export function listenerProtocols(l: ListenerConfig): string[] {
   return l.h2c ? ['http/1.1', 'h2c'] : ['http/1.1']
 }
 
+const WILDCARDS = new Set(['0.0.0.0', '::', '[::]'])
+
+/**
+ * A listener on every interface is shown as such (http://0.0.0.0:8080), not as the one address
+ * Fastify picks for its own message, so both modes print the same URL.
+ */
+export function shownUrl(host: string, url: string): string {
+  // Not new URL(url).port: that is '' for the scheme's default port.
+  const m = /^([a-z]+:)\/\/.*:(\d+)\/?$/.exec(url)
+  if (!WILDCARDS.has(host) || m === null) return url
+  return `${m[1]}//${host.includes(':') ? `[${host.replace(/^\[|\]$/g, '')}]` : host}:${m[2]}`
+}
+
 /** The listeners of `listen` with the URLs they are bound to, in the same order. */
 export function boundListeners(listen: readonly ListenerConfig[], urls: readonly string[]): BoundListener[] {
   return listen.flatMap((l, i) => urls[i] === undefined ? [] : [{
     name: listenerLabel(l),
-    url: urls[i],
+    url: shownUrl(l.host, urls[i]),
     protocols: listenerProtocols(l),
     ...(l.tls === undefined && l.redirect_https !== undefined ? { redirect_https_port: l.redirect_https.port } : {})
   }])

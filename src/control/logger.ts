@@ -8,7 +8,7 @@ export const LOG_FORMAT_ENV = 'SWITCHYARD_LOG_FORMAT'
 /** The user set SWITCHYARD_LOG_FORMAT to something other than auto, json or pretty. */
 export class LogFormatError extends Error {
   constructor(value: string) {
-    super(`${LOG_FORMAT_ENV}=${JSON.stringify(value)}: expected one of: ${LOG_FORMATS.join(', ')}`)
+    super(`${LOG_FORMAT_ENV}: expected one of ${LOG_FORMATS.map((f) => JSON.stringify(f)).join(', ')}, got ${JSON.stringify(value)}`)
     this.name = 'LogFormatError'
   }
 }

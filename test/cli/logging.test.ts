@@ -226,6 +226,6 @@ routes: [{ name: r, pool: p }]
 
   const bad = await runCli(['start', '--config', pretty], { env: { SWITCHYARD_LOG_FORMAT: 'text' } })
   t.equal(bad.code, 1)
-  t.match(bad.stderr, 'switchyard: SWITCHYARD_LOG_FORMAT="text": expected one of: auto, json, pretty')
+  t.match(bad.stderr, 'switchyard: SWITCHYARD_LOG_FORMAT: expected one of "auto", "json", "pretty", got "text"')
   t.equal(bad.stdout, '', 'nothing started')
 })

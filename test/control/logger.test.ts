@@ -26,7 +26,7 @@ t.test('SWITCHYARD_LOG_FORMAT wins over the file; empty is unset; a wrong value 
   t.equal(resolveLogFormat(cfg('json'), { env: { [LOG_FORMAT_ENV]: '' }, isTTY: true }), 'json')
   t.throws(() => resolveLogFormat(cfg('auto'), { env: { [LOG_FORMAT_ENV]: 'text' }, isTTY: true }),
     new LogFormatError('text'))
-  t.match(new LogFormatError('text').message, 'SWITCHYARD_LOG_FORMAT="text": expected one of: auto, json, pretty')
+  t.match(new LogFormatError('text').message, 'SWITCHYARD_LOG_FORMAT: expected one of "auto", "json", "pretty", got "text"')
 })
 
 t.test('exportLogFormat pins the decision for forked processes', async (t) => {

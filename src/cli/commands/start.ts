@@ -9,7 +9,7 @@ import type { Control } from '../../control/control.js'
 import { LogFormatError, createLogger, exportLogFormat, resolveLogFormat } from '../../control/logger.js'
 import { parseFlags } from '../flags.js'
 import { formatHelp, type OptionSpecs } from '../help.js'
-import { boundListeners, logListening, logStarting, watchWorkerListeners } from '../startup-lines.js'
+import { boundListeners, logListening, logStarting, shownUrl, watchWorkerListeners } from '../startup-lines.js'
 
 export const summary = 'start the proxy, its admin listener and its sidecars'
 export const usage = 'switchyard start [--config FILE] [--watch]'
@@ -72,7 +72,7 @@ export async function run(argv: string[]): Promise<number> {
         const primary = await runPrimary(configPath, config, logger)
         control = primary.control
         // Usually done already: every worker listens when runPrimary returns, on its first listener at least.
-        void binds.bound.then((urls) => logListening(logger, boundListeners(config.listen, urls), primary.adminAddress))
+        void binds.bound.then((urls) => logListening(logger, boundListeners(config.listen, urls), shownUrl(config.admin.host, primary.adminAddress)))
       } catch (err) {
         binds.stop()
         throw err
@@ -80,7 +80,7 @@ export async function run(argv: string[]): Promise<number> {
     } else {
       const server = await startServer(configPath, logger, config)
       control = server.app.control
-      logListening(logger, boundListeners(config.listen, server.proxyAddresses), server.adminAddress)
+      logListening(logger, boundListeners(config.listen, server.proxyAddresses), shownUrl(config.admin.host, server.adminAddress))
     }
   } catch (err) {
     // Everything started has been stopped already; this is the one line that says why.
