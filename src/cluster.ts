@@ -27,7 +27,7 @@ export function workerCount(config: Config): number {
  * The primary, all or nothing: admin listener, sidecars, then the workers; returns once every
  * worker listens. On any failure everything started is stopped and a StartupError says why.
  */
-export async function runPrimary(configPath: string, config: Config, logger: Logger): Promise<ClusterControl> {
+export async function runPrimary(configPath: string, config: Config, logger: Logger): Promise<{ control: ClusterControl; adminAddress: string }> {
   const resources = new Resources(logger)
   const registry = new Registry()
   collectProcessMetrics(registry, 'switchyard_primary_')
@@ -45,7 +45,7 @@ export async function runPrimary(configPath: string, config: Config, logger: Log
     await supervisor.spawned()
     await control.start()
     logger.info({ workers: workerCount(config), admin: adminAddress, listen: config.listen.map((l) => `${l.host}:${l.port}`) }, 'switchyard cluster listening')
-    return control
+    return { control, adminAddress }
   } catch (err) {
     await resources.closeAll()
     throw asStartupError(err)

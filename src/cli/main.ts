@@ -1,12 +1,10 @@
 #!/usr/bin/env node
-import { readFileSync } from 'node:fs'
 import { COMMANDS } from './commands.js'
 import { UsageError } from './flags.js'
+import { packageVersion } from './version.js'
 
-/** package.json's version: this file runs as dist/src/cli/main.js, three levels below it. */
 function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version?: unknown }
-  return `switchyard ${String(pkg.version)} (node ${process.version})`
+  return `switchyard ${packageVersion()} (node ${process.version})`
 }
 
 async function help(): Promise<string> {

@@ -32,6 +32,10 @@ const Ms = (def?: number, minimum = 0) => Type.Unsafe<number>({
 })
 const Port = (def: number) => Type.Integer({ minimum: 0, maximum: 65535, default: def })
 
+/** `logging.format`; auto picks pretty on a terminal, JSON otherwise (control/logger.ts). */
+export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const
+export type LogFormat = (typeof LOG_FORMATS)[number]
+
 export const BALANCERS = ['round_robin', 'weighted', 'least_request', 'random', 'hash'] as const
 
 const ServerName = Type.String({ pattern: '^(\\*\\.)?[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$', description: 'a server name (example.com) or a wildcard (*.example.com)' })
@@ -358,6 +362,12 @@ export const ConfigSchema = Type.Object({
   trusted_proxies: Type.Array(Type.String(), { default: [] }),
   logging: Type.Object({
     level: StringEnum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info'),
+    /**
+     * How log lines are written on stdout: `json` (one JSON object a line), `pretty` (readable
+     * lines, pino-pretty), or `auto`: pretty when stdout is a terminal, else JSON. The
+     * SWITCHYARD_LOG_FORMAT environment variable, when set, wins over this.
+     */
+    format: Type.Unsafe<LogFormat>({ type: 'string', enum: [...LOG_FORMATS], default: 'auto', description: 'auto: readable lines when stdout is a terminal, else JSON; json; pretty (SWITCHYARD_LOG_FORMAT wins)' }),
     access_log: Type.Boolean({ default: false })
   }, { additionalProperties: false, default: {} }),
   // additionalProperties: without it a pool whose name misses the pattern would not be validated at all.

@@ -1,11 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { AggregatorRegistry, Counter, Gauge, type Registry } from 'prom-client'
 import type { Logger } from 'pino'
 import type { SidecarConfig } from '../config/schema.js'
 import { realClock, type Clock } from '../clock.js'
 import { METRICS_REQUEST, type MetricsMessage } from './child-metrics.js'
+import { relayOutput } from './child-output.js'
 
 /** The CLI entry a `command: switchyard` sidecar runs (this package's own compiled CLI). */
 export const CLI_ENTRY = fileURLToPath(new URL('../cli/main.js', import.meta.url))
@@ -55,7 +55,7 @@ class Sidecar {
 
 /**
  * Starts sidecar processes, restarts one that dies with exponential backoff, forwards its
- * output to our log under its name, and on stop sends SIGTERM, then SIGKILL after the grace
+ * output to our log under its name (JSON lines as objects: child-output.ts), and on stop sends SIGTERM, then SIGKILL after the grace
  * period, so no child outlives the proxy.
  */
 export class Supervisor {
@@ -153,7 +153,9 @@ export class Supervisor {
     let child: ChildProcess
     try {
       child = spawn(file, args, {
-        env: { ...process.env, ...spec.env, SWITCHYARD_SIDECAR_NAME: spec.name },
+        // Its output is a pipe to us, read line by line: a `switchyard` child logs JSON (which we
+        // embed as objects) even when our own format is pretty, unless its env says otherwise.
+        env: { ...process.env, SWITCHYARD_LOG_FORMAT: 'json', ...spec.env, SWITCHYARD_SIDECAR_NAME: spec.name },
         stdio: own ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe']
       })
     } catch (err) {
@@ -164,8 +166,7 @@ export class Supervisor {
     s.exited = new Promise((resolve) => child.once('exit', () => resolve()))
     const log = this.log.child({ sidecar: spec.name })
     for (const [stream, name] of [[child.stdout, 'stdout'], [child.stderr, 'stderr']] as const) {
-      if (stream === null) continue
-      createInterface({ input: stream, crlfDelay: Infinity }).on('line', (line) => log.info({ stream: name }, line))
+      if (stream !== null) relayOutput(stream, name, log)
     }
     child.once('spawn', () => {
       s.startedAt = this.clock.now()

@@ -6,9 +6,10 @@ import type { Config } from '../../config/schema.js'
 import { startServer } from '../../server.js'
 import { runPrimary, runWorker, workerCount } from '../../cluster.js'
 import type { Control } from '../../control/control.js'
-import { createLogger } from '../../control/logger.js'
+import { LogFormatError, createLogger, exportLogFormat, resolveLogFormat } from '../../control/logger.js'
 import { parseFlags } from '../flags.js'
 import { formatHelp, type OptionSpecs } from '../help.js'
+import { boundListeners, logListening, logStarting, shownUrl, watchWorkerListeners } from '../startup-lines.js'
 
 export const summary = 'start the proxy, its admin listener and its sidecars'
 export const usage = 'switchyard start [--config FILE] [--watch]'
@@ -27,6 +28,7 @@ export const help = formatHelp({
   options,
   env: [
     ['SWITCHYARD_CONFIG', 'the file to run when --config is not given'],
+    ['SWITCHYARD_LOG_FORMAT', 'auto, json or pretty: wins over logging.format (auto: readable lines on a terminal, JSON otherwise)'],
     ['REDIS_URL', 'the Redis of the shared cache when cache.redis.url is not set (cache.store auto or redis)'],
     ['${VAR} in the file', 'any variable the file names, e.g. the shipped upstreams.yaml\'s SWITCHYARD_WORKERS, SWITCHYARD_PORT, LOG_LEVEL, DEMO_SIDECARS']
   ],
@@ -45,16 +47,41 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`switchyard: ${err.message}\n`)
     return 1
   }
-  const logger = createLogger(config)
+  let format: 'json' | 'pretty'
+  try {
+    format = resolveLogFormat(config)
+  } catch (err) {
+    if (!(err instanceof LogFormatError)) throw err
+    process.stderr.write(`switchyard: ${err.message}\n`)
+    return 1
+  }
+  const workers = workerCount(config)
+  // Workers inherit the decision: their stdout is ours, but we decide for all (one format per terminal).
+  if (workers > 1) exportLogFormat(format)
+  const logger = createLogger(config, { format })
+  logStarting(logger, { configPath, workers, format })
   // A stop asked for during startup is carried out as soon as startup ends (else the default
   // action would kill us with our sidecars still running).
   const early = new EarlySignals(['SIGTERM', 'SIGINT', 'SIGHUP'])
   let control: Control
   try {
     // One process or a cluster primary: either way a Control, the same admin API and signals.
-    control = workerCount(config) > 1
-      ? await runPrimary(configPath, config, logger)
-      : (await startServer(configPath, logger, config)).app.control
+    if (workers > 1) {
+      const binds = watchWorkerListeners(config.listen)
+      try {
+        const primary = await runPrimary(configPath, config, logger)
+        control = primary.control
+        // Usually done already: every worker listens when runPrimary returns, on its first listener at least.
+        void binds.bound.then((urls) => logListening(logger, boundListeners(config.listen, urls), shownUrl(config.admin.host, primary.adminAddress)))
+      } catch (err) {
+        binds.stop()
+        throw err
+      }
+    } else {
+      const server = await startServer(configPath, logger, config)
+      control = server.app.control
+      logListening(logger, boundListeners(config.listen, server.proxyAddresses), shownUrl(config.admin.host, server.adminAddress))
+    }
   } catch (err) {
     // Everything started has been stopped already; this is the one line that says why.
     process.stderr.write(`switchyard: cannot start: ${(err as Error).message}\n`)

@@ -1,7 +1,7 @@
-import { pino } from 'pino'
 import { Registry } from 'prom-client'
 import { serveMetricsOverIpc } from '../../sidecars/child-metrics.js'
 import { startTcpAdapter } from '../../sockets/tcp-adapter.js'
+import { createProgramLogger } from '../../control/logger.js'
 import { parseFlags, UsageError } from '../flags.js'
 import { formatHelp, type OptionSpecs } from '../help.js'
 import { intFlag, portFlag, runUntilStopped, SIDECAR_ENV, targetFlag } from '../socket-command.js'
@@ -22,7 +22,7 @@ export const help = formatHelp({
   name: 'tcp-adapter',
   summary,
   usage,
-  description: 'An HTTP/1.1 front for the TCP server, so the proxy can route, balance and cache it. GET /upper?text=hello (or HEAD) answers 200 HELLO with Cache-Control: public, max-age=60 and an ETag; POST /upper answers the body transformed, never cached; /health answers 200 ok without calling the target. A refused or reset target gives 502, a slow one 504. Logs JSON lines (pino) on stdout; SIGTERM or SIGINT stop it.',
+  description: 'An HTTP/1.1 front for the TCP server, so the proxy can route, balance and cache it. GET /upper?text=hello (or HEAD) answers 200 HELLO with Cache-Control: public, max-age=60 and an ETag; POST /upper answers the body transformed, never cached; /health answers 200 ok without calling the target. A refused or reset target gives 502, a slow one 504. Logs on stdout: JSON lines, or readable lines on a terminal (SWITCHYARD_LOG_FORMAT: auto, json, pretty); SIGTERM or SIGINT stop it.',
   options,
   env: [SIDECAR_ENV],
   examples: ["switchyard tcp-adapter --target 127.0.0.1:12000 --port 8081 & curl 'http://127.0.0.1:8081/upper?text=hello'"]
@@ -43,7 +43,7 @@ export async function run(argv: string[]): Promise<number> {
   serveMetricsOverIpc(registry)
   let adapter
   try {
-    adapter = await startTcpAdapter({ ...opts, registry, logger: pino({ name: 'tcp-adapter' }) })
+    adapter = await startTcpAdapter({ ...opts, registry, logger: createProgramLogger('tcp-adapter') })
   } catch (err) {
     process.stderr.write(`switchyard tcp-adapter: cannot listen on ${opts.host}:${opts.port}: ${(err as Error).message}\n`)
     return 1

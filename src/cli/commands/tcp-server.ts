@@ -1,7 +1,7 @@
-import { pino } from 'pino'
 import { Registry } from 'prom-client'
 import { serveMetricsOverIpc } from '../../sidecars/child-metrics.js'
 import { DEFAULT_LINGER_MS, DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_PER_ADDRESS, startTcpServer } from '../../sockets/tcp-server.js'
+import { createProgramLogger } from '../../control/logger.js'
 import { parseFlags } from '../flags.js'
 import { formatHelp, type OptionSpecs } from '../help.js'
 import { intFlag, modeFlag, portFlag, runUntilStopped, SIDECAR_ENV } from '../socket-command.js'
@@ -25,7 +25,7 @@ export const help = formatHelp({
   name: 'tcp-server',
   summary,
   usage,
-  description: 'Every line a client sends (LF or CRLF) is answered with the line transformed and a newline, in order, with backpressure; many clients at once. A last line without newline is answered when the client half-closes or after --flush-ms of quiet (a character whose bytes are still arriving is never split). After an error line the server reads at most 64 KiB more and closes within --linger-ms; refused connections are closed as soon as their error line is written. Logs JSON lines (pino) on stdout; SIGTERM or SIGINT stop it.',
+  description: 'Every line a client sends (LF or CRLF) is answered with the line transformed and a newline, in order, with backpressure; many clients at once. A last line without newline is answered when the client half-closes or after --flush-ms of quiet (a character whose bytes are still arriving is never split). After an error line the server reads at most 64 KiB more and closes within --linger-ms; refused connections are closed as soon as their error line is written. Logs on stdout: JSON lines, or readable lines on a terminal (SWITCHYARD_LOG_FORMAT: auto, json, pretty); SIGTERM or SIGINT stop it.',
   options,
   env: [SIDECAR_ENV],
   examples: ["switchyard tcp-server --port 12000 & printf 'one\\ntwo\\n' | switchyard tcp-client --port 12000"]
@@ -48,7 +48,7 @@ export async function run(argv: string[]): Promise<number> {
   serveMetricsOverIpc(registry)
   let server
   try {
-    server = await startTcpServer({ ...opts, registry, logger: pino({ name: 'tcp-server' }) })
+    server = await startTcpServer({ ...opts, registry, logger: createProgramLogger('tcp-server') })
   } catch (err) {
     process.stderr.write(`switchyard tcp-server: cannot listen on ${opts.host}:${opts.port}: ${(err as Error).message}\n`)
     return 1

@@ -1,7 +1,7 @@
-import { pino } from 'pino'
 import { Registry } from 'prom-client'
 import { serveMetricsOverIpc } from '../../sidecars/child-metrics.js'
 import { DEFAULT_RATE_LIMIT, startUdpServer } from '../../sockets/udp-server.js'
+import { createProgramLogger } from '../../control/logger.js'
 import { parseFlags } from '../flags.js'
 import { formatHelp, type OptionSpecs } from '../help.js'
 import { intFlag, modeFlag, numberFlag, portFlag, runUntilStopped, SIDECAR_ENV } from '../socket-command.js'
@@ -23,7 +23,7 @@ export const help = formatHelp({
   name: 'udp-server',
   summary,
   usage,
-  description: 'One answer datagram per request datagram, from the port it was received on. Bytes that are not UTF-8 become U+FFFD in the answer. Logs JSON lines (pino) on stdout; SIGTERM or SIGINT stop it.',
+  description: 'One answer datagram per request datagram, from the port it was received on. Bytes that are not UTF-8 become U+FFFD in the answer. Logs on stdout: JSON lines, or readable lines on a terminal (SWITCHYARD_LOG_FORMAT: auto, json, pretty); SIGTERM or SIGINT stop it.',
   options,
   env: [SIDECAR_ENV],
   examples: ['switchyard udp-server --port 12000 & echo hello | switchyard udp-client --port 12000']
@@ -44,7 +44,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   const registry = new Registry()
   serveMetricsOverIpc(registry)
-  const logger = pino({ name: 'udp-server' })
+  const logger = createProgramLogger('udp-server')
   let server
   try {
     server = await startUdpServer({ ...opts, registry, logger })
