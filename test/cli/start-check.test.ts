@@ -137,4 +137,8 @@ routes:
   t.match(e.stderr, /empty\.yaml:1:1: workers: expected a value; remove the key to use the default 0/)
   const two = await runCli(['check', empty, empty])
   t.equal(two.code, 2, 'one FILE at most')
+  const flag = await runCli(['check', '--config', empty])
+  t.equal(flag.code, 1, '--config FILE, as start takes it')
+  t.match(flag.stderr, /empty\.yaml:1:1: workers/)
+  t.equal((await runCli(['check', '-c', empty, empty])).code, 2, 'FILE and --config together: a usage error')
 })

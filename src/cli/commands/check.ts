@@ -5,9 +5,11 @@ import { parseFlags, UsageError } from '../flags.js'
 import { formatHelp, type OptionSpecs } from '../help.js'
 
 export const summary = 'validate an upstreams.yaml without starting anything'
-export const usage = 'switchyard check [FILE]'
+export const usage = 'switchyard check [FILE | --config FILE]'
 
-export const options = {} satisfies OptionSpecs
+export const options = {
+  config: { type: 'string', short: 'c', value: 'FILE', help: 'the configuration to check, as `start --config` takes it (or give FILE)' }
+} satisfies OptionSpecs
 
 export const help = formatHelp({
   name: 'check',
@@ -24,9 +26,10 @@ export const help = formatHelp({
 })
 
 export async function run(argv: string[]): Promise<number> {
-  const { positionals } = parseFlags(argv, options, usage, true)
+  const { values, positionals } = parseFlags(argv, options, usage, true)
   if (positionals.length > 1) throw new UsageError(`expected one FILE, got ${positionals.length}`)
-  const file = positionals[0] ?? process.env.SWITCHYARD_CONFIG ?? 'upstreams.yaml'
+  if (positionals.length === 1 && values.config !== undefined) throw new UsageError('give FILE or --config FILE, not both')
+  const file = values.config ?? positionals[0] ?? process.env.SWITCHYARD_CONFIG ?? 'upstreams.yaml'
   try {
     const c = loadConfigFile(file)
     // The files the config names must be usable too: TLS certificates and keys.
