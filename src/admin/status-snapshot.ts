@@ -7,6 +7,7 @@
 import type { Registry } from 'prom-client'
 import type { Config, ListenerConfig, RouteConfig } from '../config/schema.js'
 import type { Runtime } from '../routing/runtime.js'
+import type { MemberView } from '../upstreams/member.js'
 
 export interface ListenerStatus {
   name: string
@@ -30,22 +31,7 @@ export interface RouteStatus {
   cache: boolean
 }
 
-export interface MemberSnapshot {
-  name: string
-  url: string
-  weight: number
-  healthy: boolean
-  health_check: 'up' | 'down'
-  last_check: string | null
-  ejected_for_ms: number
-  ejections: number
-  drained: boolean
-  available: boolean
-  in_flight: number
-  /** Requests sent to it since start (kept across reloads). */
-  requests: number
-  /** Failed exchanges (connect error, reset, timeout, 5xx) since start. */
-  failures: number
+export interface MemberSnapshot extends MemberView {
   /** Cumulative counts of switchyard_upstream_request_duration_seconds, one per bound of `latency_le` then +Inf. */
   latency: number[]
   /** Workers mode: how many workers run it, and how many of them see it healthy. */
@@ -165,19 +151,7 @@ export async function takeSnapshot(rt: Runtime, registry: Registry, listenerUrls
     in_flight: p.admission.inFlight,
     queued: p.admission.queued,
     members: p.members.map((m): MemberSnapshot => ({
-      name: m.name,
-      url: m.origin,
-      weight: m.weight,
-      healthy: m.healthy(now),
-      health_check: m.checkUp ? 'up' : 'down',
-      last_check: m.lastCheck ?? null,
-      ejected_for_ms: Math.max(0, m.ejectedUntil - now),
-      ejections: m.ejections,
-      drained: m.drained,
-      available: m.available,
-      in_flight: m.inFlight,
-      requests: m.requests,
-      failures: m.failures,
+      ...m.view(now),
       latency: buckets.get(`${p.name}\u0000${m.name}`) ?? empty
     }))
   }))

@@ -1,6 +1,25 @@
 import type { Candidate } from '../balancing/balancer.js'
 import type { MemberConfig } from '../config/schema.js'
 
+/** A member's state for the admin API and the status page. */
+export interface MemberView {
+  name: string
+  url: string
+  weight: number
+  available: boolean
+  healthy: boolean
+  drained: boolean
+  health_check: 'up' | 'down'
+  last_check: string | null
+  ejected_for_ms: number
+  ejections: number
+  in_flight: number
+  /** Requests sent to it since start (kept across reloads). */
+  requests: number
+  /** Failed exchanges (connect error, reset, timeout, 5xx) since start. */
+  failures: number
+}
+
 /** One upstream of a pool, with its health state and the live counters balancers and /admin/pools read. */
 export class Member implements Candidate {
   readonly index: number
@@ -62,8 +81,8 @@ export class Member implements Candidate {
     this.drained = prev.drained
   }
 
-  toJSON(): Record<string, unknown> {
-    const now = Date.now()
+  /** The member's state as /admin/pools and the status page show it. */
+  view(now = Date.now()): MemberView {
     return {
       name: this.name,
       url: this.origin,
@@ -79,5 +98,9 @@ export class Member implements Candidate {
       requests: this.requests,
       failures: this.failures
     }
+  }
+
+  toJSON(): MemberView {
+    return this.view()
   }
 }
