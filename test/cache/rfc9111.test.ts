@@ -44,6 +44,11 @@ for (const storeName of ['memory', 'redis'] as const) {
     }
     const store = storeName === 'redis' ? `{ store: redis, redis: { url: "${redis!.url}", timeout_ms: 200 } }` : '{ store: memory }'
     let lastModifiedSeen: string | undefined
+    const staleThenDown = (cc: string, down: 503 | 'drop', body = 'kept'): Route => (_q, res) => {
+      if (sieDown && down === 'drop') res.socket?.destroy()
+      else if (sieDown) res.writeHead(503).end('down')
+      else raw(res, 200, [['Cache-Control', cc], ['Age', '5']], body)
+    }
     const o = await origin(t, {
       '/two-lines': (_q, s) => raw(s, 200, [['Cache-Control', 'public'], ['Cache-Control', 'max-age=60']]),
       '/must-revalidate': (_q, s) => raw(s, 200, [['Cache-Control', 'max-age=60, must-revalidate'], ['ETag', '"m1"']]),
@@ -72,27 +77,13 @@ for (const storeName of ['memory', 'redis'] as const) {
       '/status-410': (_q, s) => raw(s, 410, [['Cache-Control', 'max-age=60']], 'gone'),
       '/heuristic-500': (_q, s) => raw(s, 500, [['Last-Modified', new Date(Date.now() - DAY).toUTCString()]], 'error page'),
       '/range': (q, s) => { lastModifiedSeen = q.headers.range as string | undefined; raw(s, 200, [['Cache-Control', 'max-age=60'], ['ETag', '"r1"']], '0123456789') },
-      // No stale-if-error from the origin: the route's stale_if_error_s (60 s by default) stands in.
-      '/sie-default': (_q, s) => {
-        if (sieDown) { s.socket?.destroy(); return }
-        raw(s, 200, [['Cache-Control', 'max-age=1'], ['Age', '5']], 'kept')
-      },
-      '/sie-default-503': (_q, s) => {
-        if (sieDown) { s.writeHead(503).end('down'); return }
-        raw(s, 200, [['Cache-Control', 'max-age=1'], ['Age', '5']], 'kept')
-      },
-      '/sie-must-revalidate': (_q, s) => {
-        if (sieDown) { s.writeHead(503).end('down'); return }
-        raw(s, 200, [['Cache-Control', 'max-age=1, must-revalidate'], ['Age', '5']], 'kept')
-      },
-      '/sie-off/x': (_q, s) => {
-        if (sieDown) { s.writeHead(503).end('down'); return }
-        raw(s, 200, [['Cache-Control', 'max-age=1'], ['Age', '5']], 'kept')
-      },
-      '/sie': (_q, s) => {
-        if (sieDown) { s.writeHead(503).end('down'); return }
-        raw(s, 200, [['Cache-Control', 'max-age=1, stale-if-error=600'], ['Age', '5']], 'good')
-      },
+      // Stale on arrival (Age beyond max-age); once `sieDown`, the origin fails with a 503 or a dropped connection.
+      // No stale-if-error from the origin on the first four: the route's stale_if_error_s (60 s by default) stands in.
+      '/sie-default': staleThenDown('max-age=1', 'drop'),
+      '/sie-default-503': staleThenDown('max-age=1', 503),
+      '/sie-must-revalidate': staleThenDown('max-age=1, must-revalidate', 503),
+      '/sie-off/x': staleThenDown('max-age=1', 503),
+      '/sie': staleThenDown('max-age=1, stale-if-error=600', 503, 'good'),
       '/cdn': (_q, s) => raw(s, 200, [['Cache-Control', 'no-store'], ['CDN-Cache-Control', 'max-age=60'], ['Expires', 'Thu, 01 Jan 1970 00:00:00 GMT']]),
       '/cdn-string-max-age': (_q, s) => raw(s, 200, [['Cache-Control', 'no-store'], ['CDN-Cache-Control', 'max-age="10000"']]),
       '/cdn-invalid': (_q, s) => raw(s, 200, [['Cache-Control', 'no-store'], ['CDN-Cache-Control', 'max-age=60, =broken']]),
