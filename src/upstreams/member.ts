@@ -13,6 +13,9 @@ export class Member implements Candidate {
   readonly hostname: string
   readonly port: number
   readonly weight: number
+  /** http for http(s):// members; tcp or udp for the members of an L4 pool. */
+  readonly protocol: 'http' | 'tcp' | 'udp'
+  /** Requests outstanding (http), or open connections (tcp) and sessions (udp). */
   inFlight = 0
   /** Whether balancers may pick it; computed by the pool from health, ejection and panic mode. */
   available = true
@@ -31,7 +34,9 @@ export class Member implements Candidate {
   constructor(index: number, cfg: MemberConfig) {
     const u = new URL(cfg.url)
     this.index = index
-    this.origin = u.origin
+    this.protocol = u.protocol === 'tcp:' ? 'tcp' : u.protocol === 'udp:' ? 'udp' : 'http'
+    // URL.origin is "null" for schemes the URL standard does not know (tcp:, udp:).
+    this.origin = this.protocol === 'http' ? u.origin : `${u.protocol}//${u.host}`
     this.id = u.origin
     this.host = u.host
     this.hostname = u.hostname.replace(/^\[|\]$/g, '')
