@@ -50,6 +50,11 @@ export class TcpProxy {
     return this.tunnels.size
   }
 
+  /** Whether it is accepting connections. */
+  get bound(): boolean {
+    return this.server.listening
+  }
+
   listen(host: string, port: number): Promise<AddressInfo> {
     return new Promise((resolve, reject) => {
       const onError = (err: Error): void => reject(err)

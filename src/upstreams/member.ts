@@ -37,7 +37,7 @@ export class Member implements Candidate {
     this.protocol = u.protocol === 'tcp:' ? 'tcp' : u.protocol === 'udp:' ? 'udp' : 'http'
     // URL.origin is "null" for schemes the URL standard does not know (tcp:, udp:).
     this.origin = this.protocol === 'http' ? u.origin : `${u.protocol}//${u.host}`
-    this.id = u.origin
+    this.id = this.origin
     this.host = u.host
     this.hostname = u.hostname.replace(/^\[|\]$/g, '')
     this.port = Number(u.port || (u.protocol === 'https:' ? 443 : 80))
