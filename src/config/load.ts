@@ -467,7 +467,7 @@ function checkL4(c: Record<string, unknown>, pools: Record<string, unknown> | un
       return
     }
     const p = protocols.get(pool)
-    if (p !== proto) issues.push({ path: ['listen', i, 'pool'], message: `a ${proto} listener needs a pool of ${proto}:// members; ${pool} is a${p === 'udp' ? '' : 'n'} ${p ?? 'http'} pool` })
+    if (p !== proto) issues.push({ path: ['listen', i, 'pool'], message: `a ${proto} listener needs a pool of ${proto}:// members; ${pool} is ${p === 'tcp' || p === 'udp' ? `a ${p}` : 'an http'} pool` })
   })
   if (http === 0 && list(c.listen).length > 0) {
     issues.push({ path: ['listen'], message: 'expected at least one http listener (protocol: http, the default) beside the tcp and udp ones' })
