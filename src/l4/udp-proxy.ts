@@ -50,6 +50,9 @@ interface Session {
   bytesIn: number
   bytesOut: number
   replied: boolean
+  /** What the client sent before the member's first reply (replayed to another member if this one refuses). */
+  unanswered: Buffer[]
+  readonly tried: Set<Member>
   lastActive: number
   closed: boolean
   readonly up: { inc(n: number): void }
@@ -157,19 +160,39 @@ export class UdpProxy {
         this.error(target.pool.name, '', 'limit')
         return
       }
-      s = this.openSession(key, rinfo, target)
+      s = this.openSession(key, rinfo, target, new Set())
       if (s === undefined) return
     }
     s.lastActive = Date.now()
     s.bytesIn += msg.length
+    if (!s.replied && s.unanswered.length < MAX_PENDING) s.unanswered.push(msg)
+    this.deliver(s, msg)
+  }
+
+  private deliver(s: Session, msg: Buffer): void {
     s.up.inc(msg.length)
     if (s.connected) s.upstream.send(msg)
     else if (s.pending.length < MAX_PENDING) s.pending.push(msg)
   }
 
-  private openSession(key: string, rinfo: RemoteInfo, target: UdpTarget): Session | undefined {
+  /**
+   * A member that refused a session before answering (ICMP port unreachable): the client's
+   * datagrams so far go to another member not tried yet, in a new session for the same client.
+   */
+  private failOver(s: Session): void {
+    const target = this.opts.target()
+    if (s.replied || target === undefined || target.pool !== s.pool || this.draining || this.closed) return
+    if (target.pool.eligible(s.tried).length === 0) return
+    const next = this.openSession(s.key, { address: s.address, port: s.port }, target, s.tried)
+    if (next === undefined) return
+    next.bytesIn = s.bytesIn
+    next.unanswered = s.unanswered
+    for (const m of s.unanswered) this.deliver(next, m)
+  }
+
+  private openSession(key: string, rinfo: Pick<RemoteInfo, 'address' | 'port'>, target: UdpTarget, tried: Set<Member>): Session | undefined {
     const { pool } = target
-    const member = pool.pick(pool.eligible(undefined), pool.balancerName === 'hash' ? rinfo.address : undefined)
+    const member = pool.pick(pool.eligible(tried), pool.balancerName === 'hash' ? rinfo.address : undefined)
     if (member === undefined) {
       this.error(pool.name, '', 'no_member')
       return undefined
@@ -187,11 +210,14 @@ export class UdpProxy {
       bytesIn: 0,
       bytesOut: 0,
       replied: false,
+      unanswered: [],
+      tried,
       lastActive: Date.now(),
       closed: false,
       up: this.opts.metrics.bytes.labels(this.opts.name, pool.name, member.name, 'upstream'),
       down: this.opts.metrics.bytes.labels(this.opts.name, pool.name, member.name, 'downstream')
     }
+    tried.add(member)
     this.sessions.set(key, s)
     this.open.inc()
     member.inFlight++
@@ -203,7 +229,9 @@ export class UdpProxy {
       pool.recordOutcome(member, true)
       this.error(pool.name, member.name, 'connect_failed')
       this.opts.log.debug({ listener: this.opts.name, pool: pool.name, member: member.name, err: err.code ?? err.message }, 'udp session ended: member unreachable')
+      const wasOpen = !s.closed
       this.end(s)
+      if (wasOpen) this.failOver(s)
     })
     upstream.on('message', (reply) => this.onReply(s, reply, target.settings.max_reply_factor))
     upstream.connect(member.port, member.hostname, () => {
@@ -218,6 +246,7 @@ export class UdpProxy {
     if (s.closed || this.socket === undefined) return
     if (!s.replied) {
       s.replied = true
+      s.unanswered = []
       s.pool.recordOutcome(s.member, false)
     }
     s.lastActive = Date.now()

@@ -107,6 +107,17 @@ t.test('no amplification: a client gets at most max_reply_factor times the bytes
   t.equal(await l4.metric('switchyard_l4_bytes_total', { listener: 'lab-udp', pool: 'lab', member: `127.0.0.1:${m.port}`, direction: 'downstream' }), 40)
 })
 
+t.test('a member that refuses (ICMP port unreachable) before answering: the datagrams go to another member', async (t) => {
+  const a = await labUdp(t)
+  const gone = await labUdp(t)
+  const deadPort = gone.port
+  await gone.close()
+  const l4 = await startL4(t, yaml([`udp://127.0.0.1:${deadPort}`, `udp://127.0.0.1:${a.port}`], { pool: '    outlier: { consecutive_failures: 0 }' }))
+  for (let i = 0; i < 4; i++) t.equal(await udpExchange(l4.port(), `retry ${i}`), `RETRY ${i}`, 'every client gets its answer')
+  t.ok(await l4.metric('switchyard_l4_errors_total', { listener: 'lab-udp', pool: 'lab', member: `127.0.0.1:${deadPort}`, reason: 'connect_failed' }) >= 1, 'the refusals are counted')
+  t.equal(await answered(a), 4)
+})
+
 t.test('udp health check: a payload that gets no reply takes the member out; new sessions go to the other', async (t) => {
   const a = await labUdp(t)
   const silent = await member(t, () => [])
