@@ -130,7 +130,7 @@ export class TcpProxy {
     const member = pool.pick(pool.eligible(tried), pool.balancerName === 'hash' ? client.remoteAddress : undefined)
     if (member === undefined) {
       this.opts.metrics.errors.labels(this.opts.name, pool.name, '', 'no_member').inc()
-      this.opts.log.warn({ listener: this.opts.name, pool: pool.name, tried: [...tried].map((m) => m.name) }, 'tcp connection closed: no member to connect to')
+      this.opts.log.warn({ pool: pool.name, tried: [...tried].map((m) => m.name) }, 'tcp connection closed: no member to connect to')
       client.destroy()
       return
     }
@@ -157,10 +157,10 @@ export class TcpProxy {
       this.opts.metrics.errors.labels(this.opts.name, pool.name, member.name, reason).inc()
       if (client.destroyed) return
       if (attempt < settings.connect_attempts) {
-        this.opts.log.debug({ listener: this.opts.name, pool: pool.name, member: member.name, detail }, 'tcp connect failed; trying another member')
+        this.opts.log.debug({ pool: pool.name, member: member.name, detail }, 'tcp connect failed; trying another member')
         this.dial(tunnel, target, tried, attempt + 1)
       } else {
-        this.opts.log.warn({ listener: this.opts.name, pool: pool.name, member: member.name, detail, attempts: attempt }, 'tcp connection closed: every connect attempt failed')
+        this.opts.log.warn({ pool: pool.name, member: member.name, detail, attempts: attempt }, 'tcp connection closed: every connect attempt failed')
         client.destroy()
       }
     }

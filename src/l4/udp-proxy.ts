@@ -94,7 +94,7 @@ export class UdpProxy {
       return await this.bind(host, port, exclusive)
     } catch (err) {
       if (!exclusive || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || port === 0) throw err
-      this.opts.log.info({ listener: this.opts.name, host, port }, 'udp listener held by another worker; this one stands by')
+      this.opts.log.info({ host, port }, 'udp listener held by another worker; this one stands by')
       this.standBy(host, port)
       return { address: host, port }
     }
@@ -105,7 +105,7 @@ export class UdpProxy {
     this.retry = setTimeout(() => {
       this.retry = undefined
       this.bind(host, port, true).then(
-        () => this.opts.log.info({ listener: this.opts.name, host, port }, 'udp listener taken over by this worker'),
+        () => this.opts.log.info({ host, port }, 'udp listener taken over by this worker'),
         () => this.standBy(host, port)
       )
     }, this.opts.standbyRetryMs ?? 1000)
@@ -120,7 +120,7 @@ export class UdpProxy {
       s.bind({ address: host, port, exclusive }, () => {
         s.off('error', onError)
         if (this.closed || this.draining) { s.close(); reject(new Error('closed')); return }
-        s.on('error', (err) => this.opts.log.warn({ listener: this.opts.name, err: err.message }, 'udp listener error'))
+        s.on('error', (err) => this.opts.log.warn({ err: err.message }, 'udp listener error'))
         s.on('message', (msg, rinfo) => this.onClientDatagram(msg, rinfo))
         this.socket = s
         this.startSweeper()
@@ -228,7 +228,7 @@ export class UdpProxy {
       member.failures++
       pool.recordOutcome(member, true)
       this.error(pool.name, member.name, 'connect_failed')
-      this.opts.log.debug({ listener: this.opts.name, pool: pool.name, member: member.name, err: err.code ?? err.message }, 'udp session ended: member unreachable')
+      this.opts.log.debug({ pool: pool.name, member: member.name, err: err.code ?? err.message }, 'udp session ended: member unreachable')
       const wasOpen = !s.closed
       this.end(s)
       if (wasOpen) this.failOver(s)
