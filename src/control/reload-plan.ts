@@ -98,7 +98,8 @@ function planPools(old: Record<string, PoolConfig>, next: Record<string, PoolCon
       out.push({ path: `${base}.members`, class: 'live', detail: 'order changed' })
     }
     // Members that stay keep their origin's connection pool: those are the ones rebuilt.
-    const kept = cfg.members.filter((m) => oldUrls.has(m.url)).map((m) => originOf(m.url))
+    // tcp:// and udp:// members have no undici pool: nothing of theirs is rebuilt.
+    const kept = cfg.members.filter((m) => oldUrls.has(m.url) && /^https?:/i.test(m.url)).map((m) => originOf(m.url))
     for (const d of leafDiff({ ...was, members: undefined }, { ...cfg, members: undefined }, base)) {
       const key = d.path.slice(base.length + 1)
       if (REBUILD_POOL_KEYS.includes(key) && kept.length > 0) {

@@ -118,6 +118,8 @@ ${ROUTES}
   const moved = parseConfig(base('a', 12200, '1m'), 'c.yaml', {})
   t.same(planReload(old, moved).map((c) => [c.path, c.class]), [['listen[1].port', 'restart']])
   t.equal(carryRestartSettings(old, moved).listen[1].port, 12100, 'the port stays until a restart')
+  const slower = parseConfig(base('a', 12100, '1m').replace('a: { members: [{ url: "tcp://127.0.0.1:12001" }] }', 'a: { members: [{ url: "tcp://127.0.0.1:12001" }], max_connections: 7 }'), 'd.yaml', {})
+  t.same(planReload(old, slower).map((c) => [c.path, c.class]), [['pools.a.max_connections', 'live']], 'an L4 pool has no connection pool to rebuild')
 })
 
 t.test('the shipped upstreams.yaml has the tcp and udp listeners over the lab servers', async (t) => {

@@ -175,3 +175,24 @@ t.test('workers mode: one process holds the udp port, another stands by and take
   await waitFor(() => standby.bound, 5000, 'the standby to take the port over')
   t.equal(await udpExchange(port, 'taken over'), 'TAKEN OVER')
 })
+
+t.test('shutdown: no new sessions while draining; an open session keeps relaying until it goes quiet', async (t) => {
+  const a = await labUdp(t)
+  const l4 = await startL4(t, `${yaml([`udp://127.0.0.1:${a.port}`])}\nlimits: { shutdown_timeout_ms: 10000 }\n`)
+  const c = await udpProbe()
+  const late = await udpProbe()
+  t.teardown(() => Promise.all([c.close(), late.close()]))
+  c.send('open', l4.port())
+  t.equal(String(await c.nth(1)), 'OPEN')
+  let stopped = false
+  const stopping = l4.proxy.app.shutdown('test').then(() => { stopped = true })
+  c.send('still here', l4.port())
+  t.equal(String(await c.nth(2)), 'STILL HERE', 'the open session still relays')
+  late.send('new', l4.port())
+  c.send('and again', l4.port())
+  t.equal(String(await c.nth(3)), 'AND AGAIN')
+  t.equal(late.received.length, 0, 'no session for a new client while draining')
+  t.notOk(stopped, 'shutdown waits for the session to go quiet')
+  await stopping
+  t.equal(late.received.length, 0)
+})
