@@ -111,6 +111,18 @@ t.test('a failed connect tries another member; the dead one is ejected after con
   t.notOk(pool?.members[0].healthy(Date.now()), 'the dead member is out')
 })
 
+t.test('tcp health check (the default for a tcp pool): a member that refuses connects is taken out before clients try it', async (t) => {
+  const a = await labTcp(t)
+  const dead = await deadPort()
+  const l4 = await startL4(t, yaml([`tcp://127.0.0.1:${dead}`, `tcp://127.0.0.1:${a.port}`], { pool: '    health_check: { interval_ms: 50, timeout_ms: 200, fall: 1, rise: 1 }\n' }))
+  const pool = l4.proxy.app.runtime().pools.get('lab')
+  t.equal(pool?.config.health_check?.type, 'tcp')
+  await waitFor(() => pool?.members[0].checkUp === false, 5000, 'the dead member to be marked down')
+  t.equal(await l4.metric('switchyard_upstream_healthy', { pool: 'lab', member: `127.0.0.1:${dead}` }), 0)
+  for (let i = 0; i < 4; i++) t.equal(await tcpExchange(l4.port(), `hc ${i}`), `HC ${i}\n`)
+  t.equal(await l4.metric('switchyard_l4_errors_total', { listener: 'lab-tcp', pool: 'lab', member: `127.0.0.1:${dead}`, reason: 'connect_failed' }), 0, 'no client connection tried the dead member')
+})
+
 t.test('when every attempt fails the client connection is closed', async (t) => {
   const d1 = await deadPort()
   const d2 = await deadPort()
