@@ -15,8 +15,20 @@ export class Member implements Candidate {
   readonly weight: number
   /** http for http(s):// members; tcp or udp for the members of an L4 pool. */
   readonly protocol: 'http' | 'tcp' | 'udp'
-  /** Requests outstanding (http), or open connections (tcp) and sessions (udp). */
-  inFlight = 0
+  /**
+   * Requests outstanding (http), or open connections (tcp) and sessions (udp). The counter is
+   * shared with this member's successor after a reload (adopt), so what started before the
+   * reload, such as a long-lived tunnel, still counts for least_request / least_connections.
+   */
+  get inFlight(): number {
+    return this.load.n
+  }
+
+  set inFlight(n: number) {
+    this.load.n = n
+  }
+
+  private load = { n: 0 }
   /** Whether balancers may pick it; computed by the pool from health, ejection and panic mode. */
   available = true
   requests = 0
@@ -52,6 +64,7 @@ export class Member implements Candidate {
 
   /** Keeps health state and counters across a config reload (same pool, same origin). */
   adopt(prev: Member): void {
+    this.load = prev.load
     this.requests = prev.requests
     this.failures = prev.failures
     this.checkUp = prev.checkUp

@@ -278,3 +278,25 @@ t.test('shutdown drains: no new connections, an open tunnel keeps working until 
   await stopping
   t.ok(stopped)
 })
+
+t.test('after a reload, tunnels opened before it still count as open connections of their member', async (t) => {
+  const a = await labTcp(t)
+  const b = await labTcp(t)
+  const members = [`tcp://127.0.0.1:${a.port}`, `tcp://127.0.0.1:${b.port}`]
+  const l4 = await startL4(t, yaml(members, { balancer: 'least_connections' }))
+  const held = []
+  for (let i = 0; i < 3; i++) {
+    const p = await tcpProbe(l4.port())
+    t.teardown(() => p.socket.destroy())
+    p.socket.write('x\n')
+    await p.waitForText('X\n')
+    held.push(p)
+  }
+  const answer = await l4.proxy.app.reload(parseConfig(yaml(members, { balancer: 'least_connections', tcp: '{ idle_timeout_ms: 1h }' }), 'reload.yaml'))
+  t.ok(answer.ok)
+  const pool = l4.proxy.app.runtime().pools.get('lab')
+  t.same(pool?.members.map((m) => m.inFlight), [a.connections, b.connections], 'the new pool counts the tunnels opened before the reload')
+  for (const p of held) p.socket.destroy()
+  await waitFor(() => pool?.members.every((m) => m.inFlight === 0) === true, 5000, 'the counts to drop as the tunnels close')
+  t.pass('closed tunnels are uncounted on the new pool')
+})
