@@ -1,6 +1,7 @@
 import { connect, createServer, type Socket } from 'node:net'
 import t from 'tap'
 import { parseConfig } from '../../src/config/load.js'
+import { lintExposition } from '../../src/metrics/exposition-lint.js'
 import { deadPort } from '../fixtures/upstream.js'
 import { tcpProbe, runCli } from '../fixtures/sockets.js'
 import { accepted, labTcp, startL4, tcpExchange, waitFor } from './l4-setup.js'
@@ -37,6 +38,7 @@ t.test('a tcp listener pipes to the lab servers, round robin across both; metric
   t.equal(await l4.metric('switchyard_l4_bytes_total', { listener: 'lab-tcp', pool: 'lab', member, direction: 'upstream' }), 'hello 0\n'.length * 2)
   t.equal(await l4.metric('switchyard_l4_bytes_total', { listener: 'lab-tcp', pool: 'lab', member, direction: 'downstream' }), 'HELLO 0\n'.length * 2)
   await waitFor(async () => (await l4.metric('switchyard_l4_connections_open', { listener: 'lab-tcp' })) === 0, 5000, 'tunnels to close')
+  t.same(lintExposition(await l4.proxy.app.registry.metrics()), [], 'the exposition passes the lint (promtool rules)')
   const pools = await l4.proxy.app.control.pools()
   t.match(JSON.stringify(pools), /tcp:\/\/127\.0\.0\.1/, '/admin/pools lists the tcp members')
 })
