@@ -34,8 +34,16 @@ export interface UdpProxyOptions {
   standbyRetryMs?: number
 }
 
-/** Datagrams held per session while its upstream socket connects. */
-const MAX_PENDING = 64
+/** Datagrams (and bytes) held per session while its upstream socket connects (a DNS lookup for a host name). */
+const MAX_PENDING = 16
+const MAX_PENDING_BYTES = 65536
+/**
+ * What a session keeps of a client's datagrams until the member's first reply, to replay them
+ * to another member if this one refuses: bounded, so silent members cannot make the proxy hold
+ * max_sessions x much (16 KiB x 10000 sessions = 160 MiB at worst).
+ */
+const MAX_UNANSWERED = 8
+const MAX_UNANSWERED_BYTES = 16384
 
 interface Session {
   readonly key: string
@@ -46,12 +54,14 @@ interface Session {
   readonly upstream: Socket
   connected: boolean
   pending: Buffer[]
+  pendingBytes: number
   /** Bytes the client sent and the bytes sent back to it, in this session. */
   bytesIn: number
   bytesOut: number
   replied: boolean
   /** What the client sent before the member's first reply (replayed to another member if this one refuses). */
   unanswered: Buffer[]
+  unansweredBytes: number
   readonly tried: Set<Member>
   lastActive: number
   closed: boolean
@@ -165,14 +175,20 @@ export class UdpProxy {
     }
     s.lastActive = Date.now()
     s.bytesIn += msg.length
-    if (!s.replied && s.unanswered.length < MAX_PENDING) s.unanswered.push(msg)
+    if (!s.replied && s.unanswered.length < MAX_UNANSWERED && s.unansweredBytes + msg.length <= MAX_UNANSWERED_BYTES) {
+      s.unanswered.push(msg)
+      s.unansweredBytes += msg.length
+    }
     this.deliver(s, msg)
   }
 
   private deliver(s: Session, msg: Buffer): void {
     s.up.inc(msg.length)
     if (s.connected) s.upstream.send(msg)
-    else if (s.pending.length < MAX_PENDING) s.pending.push(msg)
+    else if (s.pending.length < MAX_PENDING && s.pendingBytes + msg.length <= MAX_PENDING_BYTES) {
+      s.pending.push(msg)
+      s.pendingBytes += msg.length
+    }
   }
 
   /**
@@ -187,6 +203,7 @@ export class UdpProxy {
     if (next === undefined) return
     next.bytesIn = s.bytesIn
     next.unanswered = s.unanswered
+    next.unansweredBytes = s.unansweredBytes
     for (const m of s.unanswered) this.deliver(next, m)
   }
 
@@ -207,10 +224,12 @@ export class UdpProxy {
       upstream,
       connected: false,
       pending: [],
+      pendingBytes: 0,
       bytesIn: 0,
       bytesOut: 0,
       replied: false,
       unanswered: [],
+      unansweredBytes: 0,
       tried,
       lastActive: Date.now(),
       closed: false,
@@ -238,6 +257,7 @@ export class UdpProxy {
       if (s.closed) return
       s.connected = true
       for (const m of s.pending.splice(0)) upstream.send(m)
+      s.pendingBytes = 0
     })
     return s
   }
@@ -247,6 +267,7 @@ export class UdpProxy {
     if (!s.replied) {
       s.replied = true
       s.unanswered = []
+      s.unansweredBytes = 0
       s.pool.recordOutcome(s.member, false)
     }
     s.lastActive = Date.now()
