@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { runCli, spawnCli } from '../fixtures/cli.js'
 import { deadPort } from '../fixtures/upstream.js'
 import { fetchText, waitFor } from '../fixtures/proxy.js'
+import { tcpExchange, udpExchange } from './l4-setup.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'sy-l4-start-'))
 
@@ -45,6 +46,9 @@ sidecars:
     t.teardown(() => { proc.child.kill('SIGKILL') })
     const readyz = `http://127.0.0.1:${admin}/readyz`
     await waitFor(async () => (await fetchText(readyz).catch(() => ({ status: 0 }))).status === 200, 20000, 'the proxy to be ready')
+    // Ready means spawned, not yet listening: wait for the lab servers themselves.
+    for (const p of [t1, t2]) await waitFor(() => tcpExchange(p, 'up').then((r) => r === 'UP\n', () => false), 10000, `tcp server ${p}`)
+    for (const p of [u1, u2]) await waitFor(() => udpExchange(p, 'up', 500).then((r) => r === 'UP', () => false), 10000, `udp server ${p}`)
     for (let i = 0; i < 4; i++) {
       const viaTcp = await runCli(['tcp-client', '--port', String(tcp)], { stdin: `hello ${i}\n` })
       t.match(viaTcp.stdout, `HELLO ${i}`, `tcp #${i}: ${viaTcp.stderr}`)
