@@ -11,6 +11,7 @@ const REGISTRY: Record<BalancerName, () => Balancer> = {
   round_robin: () => new RoundRobinBalancer(),
   weighted: () => new WeightedBalancer(),
   least_request: () => new LeastRequestBalancer(),
+  least_connections: () => new LeastRequestBalancer(),
   random: () => new RandomBalancer(),
   hash: () => new ConsistentHashBalancer()
 }

@@ -273,6 +273,18 @@ function expandShorthands(data: Record<string, unknown>): boolean {
     data.listen = [data.listen]
     oneListener = true
   }
+  // An L4 listener's own block gets its defaults even when it is not written.
+  for (const l of list(data.listen)) {
+    if (!isMapping(l)) continue
+    if (l.protocol === 'tcp' && l.tcp === undefined) l.tcp = {}
+    if (l.protocol === 'udp' && l.udp === undefined) l.udp = {}
+  }
+  // An L4 pool's health check is a tcp connect or a udp exchange unless it says otherwise.
+  for (const pool of Object.values(isMapping(data.pools) ? data.pools : {})) {
+    if (!isMapping(pool) || !isMapping(pool.health_check) || pool.health_check.type !== undefined) continue
+    const proto = poolProtocol(pool)
+    if (proto === 'tcp' || proto === 'udp') pool.health_check.type = proto
+  }
   if (Array.isArray(data.routes)) {
     for (const r of data.routes as unknown[]) {
       if (r === null || typeof r !== 'object') continue
@@ -350,6 +362,118 @@ function validHostPattern(h: string): boolean {
 const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : [])
 const text = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined)
 
+export type PoolProtocol = 'http' | 'tcp' | 'udp'
+
+/** What a member URL's scheme makes of its pool: http(s):// -> http, tcp:// -> tcp, udp:// -> udp. */
+export function memberProtocol(url: string): PoolProtocol | undefined {
+  const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(url)?.[1]?.toLowerCase()
+  if (scheme === 'http' || scheme === 'https') return 'http'
+  if (scheme === 'tcp' || scheme === 'udp') return scheme
+  return undefined
+}
+
+/** A pool's protocol, read from its first member with a known scheme (http when there is none). */
+export function poolProtocol(pool: unknown): PoolProtocol {
+  for (const m of list(isMapping(pool) ? pool.members : undefined)) {
+    const url = isMapping(m) ? text(m.url) : undefined
+    const p = url === undefined ? undefined : memberProtocol(url)
+    if (p !== undefined) return p
+  }
+  return 'http'
+}
+
+/**
+ * HTTP-only pool settings an L4 pool must leave alone (they would silently do nothing), with
+ * their defaults (the schema has filled them in by the time references are checked).
+ */
+const HTTP_POOL_DEFAULTS: Record<string, unknown> = { host_header: 'preserve', http2: false, max_requests: 0 }
+const HTTP_ONLY_POOL_KEYS = Object.keys(HTTP_POOL_DEFAULTS)
+
+/** Checks of the L4 side: member URLs of tcp/udp pools, listeners that point at them. */
+function checkL4(c: Record<string, unknown>, pools: Record<string, unknown> | undefined, issues: ConfigIssue[]): void {
+  const protocols = new Map<string, PoolProtocol>()
+  for (const [name, pool] of Object.entries(pools ?? {})) {
+    if (!isMapping(pool)) continue
+    const proto = poolProtocol(pool)
+    protocols.set(name, proto)
+    if (proto === 'http') continue
+    list(pool.members).forEach((m, i) => {
+      const url = isMapping(m) ? text(m.url) : undefined
+      if (url === undefined || url === '') return
+      const path = ['pools', name, 'members', i, 'url']
+      if (memberProtocol(url) !== proto) {
+        issues.push({ path, message: `expected a ${proto}:// URL like the pool's first member (one pool, one protocol), got ${JSON.stringify(url)}` })
+        return
+      }
+      let u: URL | undefined
+      try { u = new URL(url) } catch { /* reported below */ }
+      if (u === undefined || u.hostname === '' || u.port === '') {
+        issues.push({ path, message: `expected ${proto}://host:port such as ${proto}://127.0.0.1:12001, got ${JSON.stringify(url)}` })
+      } else if ((u.pathname !== '/' && u.pathname !== '') || u.search !== '' || u.hash !== '' || u.username !== '') {
+        issues.push({ path, message: 'expected scheme, host and port only (no path, query or credentials)' })
+      }
+    })
+    for (const key of HTTP_ONLY_POOL_KEYS) {
+      if (pool[key] !== undefined && JSON.stringify(pool[key]) !== JSON.stringify(HTTP_POOL_DEFAULTS[key])) {
+        issues.push({ path: ['pools', name, key], message: `only used by http pools (this is a ${proto} pool)` })
+      }
+    }
+    if (isMapping(pool.hash_on) && (pool.hash_on.header !== undefined || pool.hash_on.cookie !== undefined)) {
+      issues.push({ path: ['pools', name, 'hash_on'], message: `a ${proto} pool hashes on the client address only (hash_on: {source_ip: true})` })
+    }
+    const hc = isMapping(pool.health_check) ? pool.health_check : undefined
+    if (hc !== undefined && hc.type === 'http') issues.push({ path: ['pools', name, 'health_check', 'type'], message: `expected ${proto === 'tcp' ? 'tcp' : 'udp'} for a ${proto} pool (http checks need http:// members)` })
+    if (hc !== undefined && proto === 'tcp' && hc.type === 'udp') issues.push({ path: ['pools', name, 'health_check', 'type'], message: 'expected tcp for a tcp pool' })
+    if (hc !== undefined && proto === 'udp' && hc.type === 'tcp') issues.push({ path: ['pools', name, 'health_check', 'type'], message: 'expected udp for a udp pool (a udp member accepts no connection)' })
+  }
+  for (const [name, pool] of Object.entries(pools ?? {})) {
+    if (protocols.get(name) === 'http' && isMapping(pool) && isMapping(pool.health_check) && pool.health_check.type === 'udp') {
+      issues.push({ path: ['pools', name, 'health_check', 'type'], message: 'expected http or tcp for an http pool (udp checks need udp:// members)' })
+    }
+  }
+  const l4Pool = (name: string): string => `${name} is a ${protocols.get(name) ?? ''} pool (its members are ${protocols.get(name) ?? ''}:// URLs)`
+  list(c.routes).forEach((r, i) => {
+    if (!isMapping(r)) return
+    const refs: [unknown, Path][] = [[r.pool, ['routes', i, 'pool']]]
+    if (isMapping(r.split)) list(r.split.variants).forEach((v, j) => { if (isMapping(v)) refs.push([v.pool, ['routes', i, 'split', 'variants', j, 'pool']]) })
+    for (const [ref, path] of refs) {
+      const p = typeof ref === 'string' ? protocols.get(ref) : undefined
+      if (p !== undefined && p !== 'http') issues.push({ path, message: `routes need an http pool; ${l4Pool(ref as string)}: point a protocol: ${p} listener at it instead` })
+    }
+  })
+  let http = 0
+  list(c.listen).forEach((l, i) => {
+    if (!isMapping(l)) return
+    const proto = l.protocol === undefined ? 'http' : l.protocol
+    if (proto === 'http') {
+      http++
+      for (const key of ['pool', 'tcp', 'udp']) if (l[key] !== undefined) issues.push({ path: ['listen', i, key], message: `only used by protocol: tcp or udp listeners (this one is http: it follows routes)` })
+      return
+    }
+    if (proto !== 'tcp' && proto !== 'udp') return
+    for (const key of ['tls', 'redirect_https']) if (l[key] !== undefined) issues.push({ path: ['listen', i, key], message: `only used by http listeners (this one is ${proto})` })
+    if (l.h2c === true) issues.push({ path: ['listen', i, 'h2c'], message: `only used by http listeners (this one is ${proto})` })
+    const other = proto === 'tcp' ? 'udp' : 'tcp'
+    if (l[other] !== undefined) issues.push({ path: ['listen', i, other], message: `only used by protocol: ${other} listeners (this one is ${proto})` })
+    const pool = text(l.pool)
+    if (pool === undefined) {
+      issues.push({ path: ['listen', i, 'pool'], message: `is required for a ${proto} listener (the pool it balances over)` })
+      return
+    }
+    if (pools === undefined) return
+    if (!Object.hasOwn(pools, pool)) {
+      const names = Object.keys(pools)
+      issues.push({ path: ['listen', i, 'pool'], message: `unknown pool ${JSON.stringify(pool)} (${names.length > 0 ? `known pools: ${names.join(', ')}` : 'no pools are defined'})` })
+      return
+    }
+    const p = protocols.get(pool)
+    if (p !== proto) issues.push({ path: ['listen', i, 'pool'], message: `a ${proto} listener needs a pool of ${proto}:// members; ${pool} is ${p === 'tcp' || p === 'udp' ? `a ${p}` : 'an http'} pool` })
+  })
+  if (http === 0 && list(c.listen).length > 0) {
+    issues.push({ path: ['listen'], message: 'expected at least one http listener (protocol: http, the default) beside the tcp and udp ones' })
+  }
+}
+
 /**
  * Checks the schema cannot express: references between sections, uniqueness, URL shapes. Run
  * whether or not the schema passed, so it reads the data defensively: a part of the wrong type
@@ -366,15 +490,25 @@ function checkReferences(c: Record<string, unknown>): ConfigIssue[] {
       issues.push({ path, message: `unknown pool ${JSON.stringify(name)} (${known})` })
     }
   }
+  checkL4(c, pools, issues)
   for (const [name, pool] of Object.entries(pools ?? {})) {
     if (!isMapping(pool)) continue
+    if (poolProtocol(pool) !== 'http') {
+      if (isMapping(pool.hash_on) && typeof pool.balancer === 'string' && pool.balancer !== 'hash') {
+        issues.push({ path: ['pools', name, 'hash_on'], message: `only used with balancer: hash (this pool uses ${pool.balancer})` })
+      }
+      continue
+    }
     list(pool.members).forEach((m, i) => {
       const url = isMapping(m) ? text(m.url) : undefined
       if (url === undefined || url === '') return
       let u: URL | undefined
       try { u = new URL(url) } catch { /* reported below */ }
       if (u === undefined || (u.protocol !== 'http:' && u.protocol !== 'https:') || u.hostname === '') {
-        issues.push({ path: ['pools', name, 'members', i, 'url'], message: `expected an http:// or https:// URL such as http://127.0.0.1:9001, got ${JSON.stringify(url)}` })
+        const l4 = memberProtocol(url)
+        issues.push({ path: ['pools', name, 'members', i, 'url'], message: l4 === undefined
+          ? `expected an http:// or https:// URL such as http://127.0.0.1:9001 (tcp:// or udp:// for an L4 pool), got ${JSON.stringify(url)}`
+          : `expected an http:// or https:// URL like the pool's first member (one pool, one protocol), got ${JSON.stringify(url)}` })
       } else if ((u.pathname !== '/' && u.pathname !== '') || u.search !== '' || u.hash !== '' || u.username !== '') {
         issues.push({ path: ['pools', name, 'members', i, 'url'], message: 'expected scheme, host and port only (no path, query or credentials)' })
       }

@@ -36,7 +36,9 @@ const Port = (def: number) => Type.Integer({ minimum: 0, maximum: 65535, default
 export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const
 export type LogFormat = (typeof LOG_FORMATS)[number]
 
-export const BALANCERS = ['round_robin', 'weighted', 'least_request', 'random', 'hash'] as const
+/** least_connections is least_request by another name (an L4 member's in-flight count is its open connections or sessions). */
+export const BALANCERS = ['round_robin', 'weighted', 'least_request', 'least_connections', 'random', 'hash'] as const
+export const LISTENER_PROTOCOLS = ['http', 'tcp', 'udp'] as const
 
 const ServerName = Type.String({ pattern: '^(\\*\\.)?[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$', description: 'a server name (example.com) or a wildcard (*.example.com)' })
 
@@ -69,11 +71,44 @@ const ListenerTls = Type.Object({
   hsts: Type.Optional(Hsts)
 }, { additionalProperties: false })
 
+/** A `protocol: tcp` listener's settings (load.ts gives a tcp listener `tcp: {}` so these defaults apply). */
+const ListenerTcp = Type.Object({
+  /** Time for a member to accept the connection; then the next member is tried. */
+  connect_timeout_ms: Ms(2000, 1),
+  /** A connection with no bytes either way for this long is closed (0 = never). */
+  idle_timeout_ms: Ms(600000),
+  /** Client connections open at once on this listener (0 = no cap); beyond it they are closed at once. */
+  max_connections: Type.Integer({ minimum: 0, default: 10000 }),
+  /** Members tried for one client connection when a connect fails (the first try included). */
+  connect_attempts: Type.Integer({ minimum: 1, maximum: 10, default: 3 }),
+  /** Send the client's address to the member first, in HAProxy's PROXY protocol (v1 text, v2 binary). */
+  proxy_protocol: StringEnum(['off', 'v1', 'v2'] as const, 'off')
+}, { additionalProperties: false })
+
+/** A `protocol: udp` listener's settings (load.ts gives a udp listener `udp: {}` so these defaults apply). */
+const ListenerUdp = Type.Object({
+  /** A client address with no datagram either way for this long loses its session (and upstream socket). */
+  session_idle_ms: Ms(60000, 1),
+  /** Sessions (client addresses) at once; a datagram from a new address beyond it is dropped. */
+  max_sessions: Type.Integer({ minimum: 1, default: 10000 }),
+  /**
+   * A client is never sent more than this many times the bytes its datagrams carried: replies
+   * beyond it are dropped, so the proxy cannot amplify a flood towards a spoofed source address.
+   */
+  max_reply_factor: Type.Number({ minimum: 1, maximum: 100, default: 2 })
+}, { additionalProperties: false })
+
 export const Listener = Type.Object({
   /** The label of this listener's metrics and logs (default: its host:port). */
   name: Type.Optional(Name),
   host: Type.String({ default: '0.0.0.0' }),
   port: Port(8080),
+  /** http: the HTTP pipeline (routes); tcp or udp: every connection or datagram goes to `pool`. */
+  protocol: StringEnum(LISTENER_PROTOCOLS, 'http'),
+  /** tcp and udp listeners: the pool (of tcp:// or udp:// members) they balance over. */
+  pool: Type.Optional(Type.String({ minLength: 1 })),
+  tcp: Type.Optional(ListenerTcp),
+  udp: Type.Optional(ListenerUdp),
   tls: Type.Optional(ListenerTls),
   /** Plain listeners: also accept HTTP/2 with prior knowledge (h2c), beside HTTP/1.1. */
   h2c: Type.Boolean({ default: false }),
@@ -125,6 +160,7 @@ const Limits = Type.Object({
 }, { additionalProperties: false, default: {} })
 
 const Member = Type.Object({
+  /** http://host:port or https://host:port; tcp://host:port or udp://host:port in an L4 pool. */
   url: Type.String({ minLength: 1 }),
   weight: Type.Integer({ minimum: 1, maximum: 10000, default: 1 }),
   name: Type.Optional(Name)
@@ -137,8 +173,13 @@ const HashOn = Type.Object({
 }, { additionalProperties: false })
 
 const HealthCheck = Type.Object({
-  /** http: GET `path` and expect a status in the range; tcp: a connect is enough. */
-  type: StringEnum(['http', 'tcp'] as const, 'http'),
+  /**
+   * http: GET `path` and expect a status in the range; tcp: a connect is enough; udp: send
+   * `payload` and expect any reply. Default: the pool's protocol (http for http(s):// members).
+   */
+  type: StringEnum(['http', 'tcp', 'udp'] as const, 'http'),
+  /** udp checks: the datagram sent (any reply passes). */
+  payload: Type.String({ minLength: 1, default: 'ping' }),
   path: Type.String({ pattern: '^/', default: '/health' }),
   expected_status: Type.Object({
     min: Type.Integer({ minimum: 100, maximum: 599, default: 200 }),
@@ -386,6 +427,8 @@ export type RouteCacheConfig = Static<typeof RouteCache>
 export type RouteCompressConfig = Static<typeof RouteCompress>
 export type RouteWebSocketConfig = Static<typeof RouteWebSocket>
 export type ListenerConfig = Static<typeof Listener>
+export type ListenerTcpConfig = Static<typeof ListenerTcp>
+export type ListenerUdpConfig = Static<typeof ListenerUdp>
 export type ListenerTlsConfig = Static<typeof ListenerTls>
 export type TlsCertificateConfig = Static<typeof TlsCertificate>
 export type CacheConfig = Static<typeof Cache>

@@ -6,6 +6,8 @@
  *   (a pool's tls.verify, timeouts.connect_ms, max_connections: undici fixes them at creation);
  * - restart: only a new process applies it (listeners, workers, limits the listener was built
  *   with, logging, the cache store); the running process keeps the old value and says so.
+ *   A tcp or udp listener's pool and its tcp/udp settings are live (the next connection or
+ *   session uses them; established ones keep theirs); its host, port and protocol need a restart.
  */
 import type { Config, PoolConfig, RouteConfig, SidecarConfig } from '../config/schema.js'
 
@@ -60,8 +62,13 @@ function planListeners(old: Config['listen'], next: Config['listen'], restart: (
   old.forEach((l, i) => {
     const n = next[i]
     const base = old.length === 1 ? 'listen' : `listen[${i}]`
-    const strip = (x: typeof l): unknown => ({ ...x, tls: x.tls === undefined ? undefined : { ...x.tls, certificates: undefined } })
+    const l4 = isL4Pair(l, n)
+    const strip = (x: typeof l): unknown => ({ ...x, tls: x.tls === undefined ? undefined : { ...x.tls, certificates: undefined }, ...(l4 ? { pool: undefined, tcp: undefined, udp: undefined } : {}) })
     for (const d of leafDiff(strip(l), strip(n), base)) restart(d.path, d.from, d.to)
+    if (l4) {
+      const live = (x: typeof l): unknown => ({ pool: x.pool, tcp: x.tcp, udp: x.udp })
+      for (const d of leafDiff(live(l), live(n), base)) out.push({ path: d.path, class: 'live', detail: `${show(d.from)} -> ${show(d.to)} (new ${l.protocol === 'tcp' ? 'connections' : 'sessions'}; open ones keep theirs)` })
+    }
     if (l.tls !== undefined && n.tls !== undefined && !same(l.tls.certificates, n.tls.certificates)) {
       out.push({ path: `${base}.tls.certificates`, class: 'live', detail: 'changed (new connections get the new certificates)' })
     }
@@ -91,7 +98,8 @@ function planPools(old: Record<string, PoolConfig>, next: Record<string, PoolCon
       out.push({ path: `${base}.members`, class: 'live', detail: 'order changed' })
     }
     // Members that stay keep their origin's connection pool: those are the ones rebuilt.
-    const kept = cfg.members.filter((m) => oldUrls.has(m.url)).map((m) => originOf(m.url))
+    // tcp:// and udp:// members have no undici pool: nothing of theirs is rebuilt.
+    const kept = cfg.members.filter((m) => oldUrls.has(m.url) && /^https?:/i.test(m.url)).map((m) => originOf(m.url))
     for (const d of leafDiff({ ...was, members: undefined }, { ...cfg, members: undefined }, base)) {
       const key = d.path.slice(base.length + 1)
       if (REBUILD_POOL_KEYS.includes(key) && kept.length > 0) {
@@ -146,6 +154,7 @@ export function carryRestartSettings(running: Config, next: Config): Config {
     // Certificates are live: the listeners keep their bindings and read next's certificate list.
     listen: running.listen.map((l, i) => {
       const n = next.listen[i]
+      if (n !== undefined && isL4Pair(l, n)) return { ...l, pool: n.pool, tcp: n.tcp, udp: n.udp }
       return l.tls === undefined || n?.tls === undefined ? l : { ...l, tls: { ...l.tls, certificates: n.tls.certificates } }
     }),
     admin: { ...running.admin, token: next.admin.token },
@@ -153,6 +162,11 @@ export function carryRestartSettings(running: Config, next: Config): Config {
     logging: running.logging,
     cache: running.cache
   }
+}
+
+/** Both sides are the same tcp or udp listener (same protocol): its pool and settings are live. */
+function isL4Pair(a: Config['listen'][number], b: Config['listen'][number]): boolean {
+  return a.protocol === b.protocol && (a.protocol === 'tcp' || a.protocol === 'udp') && a.host === b.host && a.port === b.port
 }
 
 /** Counts of changes by class, for log lines and answers. */

@@ -11,9 +11,12 @@ import { CertificateStore } from '../tls/certificate-store.js'
 import { createTlsMetrics, type TlsMetrics } from '../tls/tls-metrics.js'
 import { Http2Sessions, type Http2SessionMetrics } from './http2-sessions.js'
 import { listenerInfo, type ListenerInfo } from './listener-info.js'
+import { L4Listeners } from '../l4/l4-listeners.js'
 
 /** One bound (or about to be bound) proxy listener. */
 export interface ProxyListener {
+  /** Its index in `listen`. */
+  readonly index: number
   readonly config: ListenerConfig
   readonly info: ListenerInfo
   readonly fastify: FastifyInstance
@@ -25,18 +28,21 @@ export interface ProxyListener {
 }
 
 /**
- * Every proxy listener of the process (`listen`), each a Fastify instance on its own server
- * running the same pipeline: plain HTTP/1.1 (+ h2c), TLS with HTTP/2 and HTTP/1.1 by ALPN.
+ * Every proxy listener of the process (`listen`): the http ones, each a Fastify instance on its
+ * own server running the same pipeline (plain HTTP/1.1 (+ h2c), TLS with HTTP/2 and HTTP/1.1 by
+ * ALPN), and the tcp and udp ones (src/l4), which send everything to a pool.
  */
 export class ProxyListeners {
-  private constructor(readonly all: readonly ProxyListener[]) {}
+  /** `all` holds the http listeners only; `l4` the tcp and udp ones. */
+  private constructor(readonly all: readonly ProxyListener[], readonly l4: L4Listeners) {}
 
   static async create(config: Config, deps: ProxyDeps, logger: Logger, registry: Registry, configPath: string | undefined): Promise<ProxyListeners> {
     const h2metrics = createHttp2Metrics(registry)
     const tlsMetrics: TlsMetrics | undefined = config.listen.some((l) => l.tls !== undefined) ? createTlsMetrics(registry) : undefined
     const out: ProxyListener[] = []
     try {
-      for (const l of config.listen) {
+      for (const [index, l] of config.listen.entries()) {
+        if (l.protocol === 'tcp' || l.protocol === 'udp') continue
         const info = listenerInfo(l)
         const certificates = l.tls === undefined || tlsMetrics === undefined
           ? undefined
@@ -51,7 +57,7 @@ export class ProxyListeners {
           const fastify = await buildProxyServer(config, deps, logger, { config: l, info, tls: certificates, onSession: sessions.add })
           const server = listenerServer(fastify)
           certificates?.attach(server as never)
-          out.push({ config: l, info, fastify, certificates, drain: new ConnectionDrain(server, undefined, sessions), sessions, url: undefined })
+          out.push({ index, config: l, info, fastify, certificates, drain: new ConnectionDrain(server, undefined, sessions), sessions, url: undefined })
         } catch (err) {
           certificates?.close()
           throw err
@@ -61,7 +67,7 @@ export class ProxyListeners {
       for (const l of out) { l.certificates?.close(); await l.fastify.close() }
       throw err
     }
-    return new ProxyListeners(out)
+    return new ProxyListeners(out, L4Listeners.create(config, deps.runtime, registry, logger))
   }
 
   /** The first listener (the one tests and the single-listener setups talk to). */
@@ -74,26 +80,27 @@ export class ProxyListeners {
    * names the listener. `override` binds elsewhere (tests: 127.0.0.1, port 0).
    */
   async listen(override?: { host?: string; port?: number }): Promise<string[]> {
-    const urls: string[] = []
+    const urls: { index: number; url: string }[] = []
+    for (const l of this.l4.all) urls.push({ index: l.index, url: await this.l4.listen(l, override) })
     for (const l of this.all) {
       const host = override?.host ?? l.config.host
       const port = override?.port ?? l.config.port
       try {
         const addr = await l.fastify.listen({ host, port })
         l.url = l.info.scheme === 'https' ? addr.replace(/^http:/, 'https:') : addr
-        urls.push(l.url)
+        urls.push({ index: l.index, url: l.url })
       } catch (err) {
         throw new StartupError(describeListenError(err, l.config.name === undefined ? 'proxy listener' : `proxy listener ${l.config.name}`, host, port), err)
       }
     }
-    return urls
+    return urls.sort((a, b) => a.index - b.index).map((u) => u.url)
   }
 
   /** Reads every TLS listener's certificates again (a reload); a bad file keeps the old ones and throws. */
   async reloadCertificates(next: Config): Promise<void> {
     const errors: Error[] = []
-    for (const [i, l] of this.all.entries()) {
-      const tls = next.listen[i]?.tls
+    for (const l of this.all) {
+      const tls = next.listen[l.index]?.tls
       if (l.certificates === undefined || tls === undefined) continue
       try {
         await l.certificates.reload(tls)
@@ -104,18 +111,19 @@ export class ProxyListeners {
     if (errors.length > 0) throw new Error(errors.map((e) => e.message).join('; '))
   }
 
-  /** Open client connections over all listeners. */
+  /** Open client connections over all listeners (udp sessions included). */
   get open(): number {
-    return this.all.reduce((n, l) => n + l.drain.open, 0)
+    return this.all.reduce((n, l) => n + l.drain.open, 0) + this.l4.open
   }
 
-  /** The graceful stop of every listener at once (control/drain.ts). */
+  /** The graceful stop of every listener at once (control/drain.ts; tcp tunnels run to the deadline). */
   async drain(deadlineMs: number): Promise<DrainResult> {
-    const results = await Promise.all(this.all.map((l) => l.drain.drain(deadlineMs)))
+    const results = await Promise.all([...this.all.map((l) => l.drain.drain(deadlineMs)), this.l4.drain(deadlineMs)])
     return { forced: results.reduce((n, r) => n + r.forced, 0) }
   }
 
   async close(): Promise<void> {
+    await this.l4.close()
     for (const l of this.all) {
       l.certificates?.close()
       l.sessions.destroyAll()

@@ -123,6 +123,6 @@ export class RuntimeManager {
 
 function originsOf(rt: Runtime): Set<string> {
   const keep = new Set<string>()
-  for (const p of rt.pools.values()) for (const m of p.members) keep.add(m.origin)
+  for (const p of rt.pools.values()) if (p.protocol === 'http') for (const m of p.members) keep.add(m.origin)
   return keep
 }

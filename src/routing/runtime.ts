@@ -59,6 +59,8 @@ export function buildRuntime(config: Config, dispatcher: UpstreamDispatcher, pre
       pool.recompute()
       pool.resumeEjections()
     }
+    // L4 pools (tcp://, udp://) are dialled by src/l4, not through undici.
+    if (pool.protocol !== 'http') continue
     for (const m of pool.members) {
       dispatcher.ensure(m.origin, {
         connectTimeoutMs: cfg.timeouts.connect_ms,

@@ -1,4 +1,5 @@
-import { connect } from 'node:net'
+import { createSocket } from 'node:dgram'
+import { connect, isIPv6 } from 'node:net'
 import type { HealthCheckConfig } from '../config/schema.js'
 import { realClock, type Clock } from '../clock.js'
 import type { Member } from './member.js'
@@ -83,6 +84,7 @@ export class HealthChecker {
 
   private async check(m: Member): Promise<[boolean, string]> {
     if (this.cfg.type === 'tcp') return tcpCheck(m.hostname, m.port, this.cfg.timeout_ms)
+    if (this.cfg.type === 'udp') return udpCheck(m.hostname, m.port, Buffer.from(this.cfg.payload), this.cfg.timeout_ms)
     try {
       const res = await this.dispatcher.fetch(m.origin, {
         path: this.cfg.path,
@@ -109,5 +111,28 @@ function tcpCheck(host: string, port: number, timeoutMs: number): Promise<[boole
     s.setTimeout(timeoutMs, () => done(false, 'tcp timeout'))
     s.once('connect', () => done(true, 'tcp connect'))
     s.once('error', (err: NodeJS.ErrnoException) => done(false, `tcp error: ${err.code ?? err.message}`))
+  })
+}
+
+/**
+ * Sends `payload` from a fresh socket and passes on any reply. A closed port usually shows as
+ * ECONNREFUSED (the ICMP port unreachable reaches a connected UDP socket); a silent member as
+ * a timeout.
+ */
+function udpCheck(host: string, port: number, payload: Buffer, timeoutMs: number): Promise<[boolean, string]> {
+  return new Promise((resolve) => {
+    const s = createSocket(isIPv6(host) ? 'udp6' : 'udp4')
+    let settled = false
+    const done = (ok: boolean, detail: string): void => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      try { s.close() } catch { /* already closed */ }
+      resolve([ok, detail])
+    }
+    const timer = setTimeout(() => done(false, 'udp timeout'), timeoutMs)
+    s.once('message', () => done(true, 'udp reply'))
+    s.once('error', (err: NodeJS.ErrnoException) => done(false, `udp error: ${err.code ?? err.message}`))
+    s.connect(port, host, () => s.send(payload, (err) => { if (err) done(false, `udp error: ${(err as NodeJS.ErrnoException).code ?? err.message}`) }))
   })
 }

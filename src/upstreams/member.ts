@@ -32,7 +32,22 @@ export class Member implements Candidate {
   readonly hostname: string
   readonly port: number
   readonly weight: number
-  inFlight = 0
+  /** http for http(s):// members; tcp or udp for the members of an L4 pool. */
+  readonly protocol: 'http' | 'tcp' | 'udp'
+  /**
+   * Requests outstanding (http), or open connections (tcp) and sessions (udp). The counter is
+   * shared with this member's successor after a reload (adopt), so what started before the
+   * reload, such as a long-lived tunnel, still counts for least_request / least_connections.
+   */
+  get inFlight(): number {
+    return this.load.n
+  }
+
+  set inFlight(n: number) {
+    this.load.n = n
+  }
+
+  private load = { n: 0 }
   /** Whether balancers may pick it; computed by the pool from health, ejection and panic mode. */
   available = true
   requests = 0
@@ -52,8 +67,10 @@ export class Member implements Candidate {
   constructor(index: number, cfg: MemberConfig) {
     const u = new URL(cfg.url)
     this.index = index
-    this.origin = u.origin
-    this.id = u.origin
+    this.protocol = u.protocol === 'tcp:' ? 'tcp' : u.protocol === 'udp:' ? 'udp' : 'http'
+    // URL.origin is "null" for schemes the URL standard does not know (tcp:, udp:).
+    this.origin = this.protocol === 'http' ? u.origin : `${u.protocol}//${u.host}`
+    this.id = this.origin
     this.host = u.host
     this.hostname = u.hostname.replace(/^\[|\]$/g, '')
     this.port = Number(u.port || (u.protocol === 'https:' ? 443 : 80))
@@ -68,6 +85,7 @@ export class Member implements Candidate {
 
   /** Keeps health state and counters across a config reload (same pool, same origin). */
   adopt(prev: Member): void {
+    this.load = prev.load
     this.requests = prev.requests
     this.failures = prev.failures
     this.checkUp = prev.checkUp

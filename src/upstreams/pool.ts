@@ -23,6 +23,8 @@ export class Pool {
   readonly requestTimeoutMs: number
   readonly budget: RetryBudget
   readonly config: PoolConfig
+  /** http, or tcp/udp for a pool of tcp:// or udp:// members (the members of one pool share it). */
+  readonly protocol: 'http' | 'tcp' | 'udp'
   /** Called on every health transition, once per transition (logging, metrics). */
   onHealthEvent: (e: HealthEvent) => void = () => {}
   private readonly balancer: Balancer
@@ -41,6 +43,7 @@ export class Pool {
     this.name = name
     this.config = cfg
     this.members = cfg.members.map((m, i) => new Member(i, m))
+    this.protocol = this.members[0]?.protocol ?? 'http'
     this.balancerName = cfg.balancer
     this.balancer = createBalancer(cfg.balancer)
     this.preserveHost = cfg.host_header === 'preserve'

@@ -64,7 +64,7 @@ routes:
 `)
   t.match(p.join('\n'), /listen\.port: expected a number <= 65535, got 99999/)
   t.match(p.join('\n'), /listen\.hots: unknown key/)
-  t.match(p.join('\n'), /pools\.web\.balancer: expected one of "round_robin", "weighted", "least_request", "random", "hash", got "fastest"/)
+  t.match(p.join('\n'), /pools\.web\.balancer: expected one of "round_robin", "weighted", "least_request", "least_connections", "random", "hash", got "fastest"/)
   t.match(p.join('\n'), /pools\.web\.members: expected at least 1 item/)
   t.match(p.join('\n'), /routes\[0\]\.match\.path_prefix: expected a string matching \^\//)
   t.ok(p.every((l) => /^bad\.yaml:\d+:\d+: /.test(l)), 'each line carries file:line:col')
