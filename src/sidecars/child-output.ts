@@ -130,7 +130,11 @@ export function childLevel(record: Record<string, unknown>): Level {
     if (raw >= 20) return 'debug'
     return 'trace'
   }
-  if (typeof raw === 'string') return LEVEL_NAMES[raw.toLowerCase()] ?? 'info'
+  if (typeof raw === 'string') {
+    // Own keys only: "constructor" or "__proto__" from a child must not reach Object.prototype.
+    const name = raw.toLowerCase()
+    return Object.hasOwn(LEVEL_NAMES, name) ? LEVEL_NAMES[name] : 'info'
+  }
   return 'info'
 }
 
@@ -169,7 +173,14 @@ export function relayLine(log: Logger, stream: 'stdout' | 'stderr', line: string
 
 /** Relays every line of a child's stream until it ends. */
 export function relayOutput(input: Readable, stream: 'stdout' | 'stderr', log: Logger, maxBytes = MAX_LINE_BYTES): void {
-  const cutter = new LineCutter((line, truncated) => relayLine(log, stream, line, truncated), maxBytes)
+  const cutter = new LineCutter((line, truncated) => {
+    // Nothing a child prints may throw out of a stream handler (it would end the process).
+    try {
+      relayLine(log, stream, line, truncated)
+    } catch {
+      log.info({ stream }, line)
+    }
+  }, maxBytes)
   input.on('data', (chunk: Buffer) => cutter.push(chunk))
   input.once('end', () => cutter.end())
 }

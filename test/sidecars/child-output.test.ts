@@ -76,6 +76,8 @@ t.test('childLevel: pino numbers, names of other loggers, severity; info otherwi
   t.equal(childLevel({ severity: 'ERROR' }), 'error', 'Google Cloud severity')
   t.equal(childLevel({ level: 'verbose' }), 'info', 'an unknown name')
   t.equal(childLevel({ msg: 'x' }), 'info', 'no level')
+  for (const name of ['constructor', '__proto__', 'toString', 'hasOwnProperty']) t.equal(childLevel({ level: name }), 'info', `"${name}" is not a level (no prototype lookup)`)
+  t.equal(childLevel({ severity: '__proto__' }), 'info')
 })
 
 t.test('relayLine: an object is embedded with its level and msg; text stays text; a cut line is text', async (t) => {
@@ -99,6 +101,8 @@ t.test('Supervisor: a real child\'s JSON lines arrive as objects, text as text, 
   const script = [
     'console.log(JSON.stringify({ level: 30, msg: "ready", port: 7 }))',
     'console.log("plain text")',
+    // Names of Object.prototype members once crashed the relay (and the process).
+    'console.log(JSON.stringify({ level: "constructor", msg: "proto" }))',
     'console.error(JSON.stringify({ level: 50, msg: "on stderr" }))',
     'process.stdout.write("\\r\\n".padStart(3, "x"))',
     // 3 MiB without a newline, then a newline and one more line.
@@ -121,6 +125,8 @@ sidecars:
   t.match(out[0], { level: 30, msg: 'ready', stream: 'stdout', child: { level: 30, msg: 'ready', port: 7 } })
   t.match(out[1], { level: 30, msg: 'plain text', stream: 'stdout' })
   t.notOk('child' in out[1])
+  t.match(out[2], { level: 30, msg: 'proto', child: { level: 'constructor' } }, 'a level named like a prototype member is info')
+  out.splice(2, 1)
   const err = out.find((r) => r.stream === 'stderr')
   t.match(err, { level: 50, msg: 'on stderr', child: { msg: 'on stderr' } })
   const stdout = out.filter((r) => r.stream === 'stdout')
