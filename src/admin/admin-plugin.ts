@@ -29,6 +29,34 @@ export function parseJsonBody(raw: unknown): { ok: true; value: unknown } | { ok
   }
 }
 
+/**
+ * A browser request made by another site's page (CSRF): its Origin is not the admin listener
+ * itself, or Fetch Metadata says so. A page can send a form or a no-cors fetch without a
+ * preflight; curl, Prometheus and scripts send neither field.
+ */
+export function crossSite(headers: FastifyRequest['headers']): boolean {
+  const site = headers['sec-fetch-site']
+  if (site === 'cross-site' || site === 'same-site') return true
+  const origin = headers.origin
+  if (origin === undefined) return false
+  try {
+    return new URL(origin).host !== String(headers.host ?? '')
+  } catch {
+    return true
+  }
+}
+
+/**
+ * Whether a request names the admin listener by a loopback name (localhost, 127.0.0.0/8, ::1).
+ * A page that rebinds its own name to 127.0.0.1 (DNS rebinding) sends its own name as Host.
+ */
+export function loopbackHost(host: string | undefined): boolean {
+  if (host === undefined) return false
+  const name = host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.replace(/:\d+$/, '')
+  const lower = name.toLowerCase()
+  return lower === 'localhost' || lower.endsWith('.localhost') || lower === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(lower)
+}
+
 /** The admin listener: metrics, probes, the status page, read-only views of live state, reload, purge and drain. */
 export async function adminPlugin(app: FastifyInstance, deps: AdminDeps): Promise<void> {
   const { control } = deps
@@ -53,10 +81,18 @@ export async function adminPlugin(app: FastifyInstance, deps: AdminDeps): Promis
 
   /** Mutating calls: open on loopback without a token; elsewhere only with `Authorization: Bearer <admin.token>`. */
   const authorize = async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    if (crossSite(req.headers)) {
+      await reply.code(403).type('text/plain').send('403 Forbidden: a mutating admin call from another site\'s page is refused (Origin / Sec-Fetch-Site)\n')
+      return
+    }
     const configured = deps.token()
     const token = configured === undefined || configured === '' ? undefined : configured
     if (token === undefined) {
-      if (deps.loopbackOnly) return
+      if (deps.loopbackOnly && loopbackHost(req.headers.host)) return
+      if (deps.loopbackOnly) {
+        await reply.code(403).type('text/plain').send('403 Forbidden: without admin.token, mutating admin calls must name the admin listener as localhost, 127.0.0.1 or [::1] in Host\n')
+        return
+      }
       await reply.code(403).type('text/plain').send('403 Forbidden: set admin.token to use mutating admin calls on a non-loopback admin listener\n')
       return
     }

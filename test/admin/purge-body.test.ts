@@ -73,3 +73,32 @@ routes: [{ name: cached, match: {}, pool: web, cache: { enabled: true } }]
   t.equal(wrongShape.status, 400, 'JSON that is not a purge request: 400 from the purge itself')
   t.match(JSON.parse(wrongShape.body), { error: /expected \{"url"/ })
 })
+
+t.test('mutating calls from another site\'s page (CSRF) or through a rebound name are refused on a loopback admin without a token', async (t) => {
+  const up = await startUpstream('up')
+  t.teardown(() => up.close())
+  const proxy = await startProxy(`
+cache: { store: memory }
+pools: { web: { members: [{ url: "${up.url}" }] } }
+routes: [{ name: cached, match: {}, pool: web, cache: { enabled: true } }]
+`)
+  t.teardown(() => proxy.close())
+  const admin = new URL(proxy.adminUrl)
+  const body = JSON.stringify({ host: 'shop', prefix: '/', all_paths: true })
+  const drain = `${proxy.adminUrl}/admin/pools/web/members/${new URL(up.url).host}/drain`
+  const refused: [string, string, Record<string, string>][] = [
+    ['a no-cors fetch from another origin', `${proxy.adminUrl}/admin/cache/purge`, { 'content-type': 'text/plain', origin: 'https://evil.example' }],
+    ['a form posted cross-site (Fetch Metadata)', drain, { 'content-type': 'application/x-www-form-urlencoded', 'sec-fetch-site': 'cross-site' }],
+    ['an opaque origin', `${proxy.adminUrl}/admin/reload`, { origin: 'null' }],
+    ['DNS rebinding: the page\'s own name as Host', `${proxy.adminUrl}/admin/cache/purge`, { host: `evil.example:${admin.port}`, origin: `http://evil.example:${admin.port}` }]
+  ]
+  for (const [name, url, headers] of refused) {
+    const r = await rawPost(url, body, headers)
+    t.equal(r.status, 403, `${name}: ${r.body.trim()}`)
+  }
+  t.equal(JSON.parse((await fetchText(`${proxy.adminUrl}/admin/pools`)).body).pools.web.members[0].drained, false, 'nothing was drained')
+  // The same calls from curl or a script (no Origin), or from the status page itself (same origin), work.
+  t.equal((await rawPost(`${proxy.adminUrl}/admin/cache/purge`, body, { 'content-type': 'application/json' })).status, 200, 'curl')
+  t.equal((await rawPost(`${proxy.adminUrl}/admin/cache/purge`, body, { origin: `http://${admin.host}`, 'sec-fetch-site': 'same-origin' })).status, 200, 'same origin')
+  t.equal((await rawPost(`${proxy.adminUrl}/admin/cache/purge`, body, { host: `localhost:${admin.port}` })).status, 200, 'Host: localhost')
+})
