@@ -1,4 +1,5 @@
 import type { ReloadAnswer } from '../control/control.js'
+import { withoutCredentials } from '../control/reload-plan.js'
 
 /** How many reload answers the control keeps for GET /admin/status and the status page. */
 export const RELOADS_KEPT = 10
@@ -37,7 +38,7 @@ export class ReloadHistory {
       summary,
       changes: changes.slice(0, CHANGES_KEPT).map((c) => ({ path: c.path, class: c.class, detail: c.detail })),
       more_changes: Math.max(0, changes.length - CHANGES_KEPT),
-      error: answer.ok ? null : answer.error,
+      error: answer.ok ? null : withoutCredentials(answer.error),
       started: answer.ok ? answer.started : [],
       stopped: answer.ok ? answer.stopped : [],
       rebuilt: answer.ok ? answer.rebuilt : [],

@@ -45,7 +45,7 @@ export function planReload(old: Config, next: Config): Change[] {
   out.push(...planPools(old.pools, next.pools))
   out.push(...planRoutes(old.routes, next.routes))
   out.push(...planSidecars(old.sidecars, next.sidecars))
-  return out
+  return out.map(redacted)
 }
 
 /**
@@ -197,8 +197,28 @@ function same(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b)
 }
 
+/**
+ * A value as a change's detail shows it. Details reach logs, the reload answer and the
+ * unauthenticated status page: a URL's credentials (a Redis password) are never shown.
+ */
 function show(v: unknown): string {
-  return v === undefined ? '(unset)' : JSON.stringify(v)
+  return v === undefined ? '(unset)' : JSON.stringify(v, (_k, x: unknown) => typeof x === 'string' ? withoutCredentials(x) : x)
+}
+
+/** `redis://:secret@host` -> `redis://***@host`. */
+export function withoutCredentials(s: string): string {
+  return s.replace(/([a-z][a-z0-9+.-]*:\/\/)[^/@\s"]*@/gi, '$1***@')
+}
+
+/** Leaves whose values are secrets by nature (a header a route requires may be a shared key). */
+const SECRET_PATH = /(\.headers(\.|\[|$)|\.env(\.|\[|$)|(token|password|secret)$)/i
+
+function redacted(c: Change): Change {
+  const path = withoutCredentials(c.path)
+  if (path !== c.path) c = { ...c, path }
+  // admin.token's detail never shows the value.
+  if (c.path === 'admin.token' || !SECRET_PATH.test(c.path)) return c
+  return { ...c, detail: c.class === 'restart' ? 'changed (value not shown): needs a restart' : 'changed (value not shown)' }
 }
 
 function originOf(url: string): string {

@@ -138,3 +138,17 @@ t.test('carryRestartSettings keeps what needs a restart, so the next plan report
   t.equal(carried.limits.headers_timeout_ms, running.limits.headers_timeout_ms, 'a restart limit is kept')
   t.same(byPath(planReload(carried, next)), { 'listen.port': 'restart', 'limits.headers_timeout_ms': 'restart' }, 'reported again on the next reload')
 })
+
+t.test('secrets never reach a change\'s detail: URL credentials, route header values, sidecar env, the admin token', async (t) => {
+  const withSecrets = (pw: string, key: string): string => `${base}cache: { store: redis, redis: { url: "redis://:${pw}@10.0.0.9:6379" } }
+admin: { port: 9901, token: "${key}-token" }
+`.replace('admin: { port: 9901 }\n', '').replace('{ name: api, match: { path_prefix: /api }, pool: api }', `{ name: api, match: { path_prefix: /api, headers: { x-api-key: "${key}" } }, pool: api }`)
+    .replace('args: [whoami, --port, "9001"] }', `args: [whoami, --port, "9001"], env: { API_KEY: "${key}" } }`)
+  const changes = planReload(cfg(withSecrets('oldpw', 'oldkey')), cfg(withSecrets('newpw', 'newkey')))
+  const text = JSON.stringify(changes)
+  for (const secret of ['oldpw', 'newpw', 'oldkey', 'newkey']) t.notMatch(text, secret, `${secret} is not shown`)
+  t.match(byPath(changes), { 'cache.redis.url': 'restart', 'admin.token': 'live' })
+  t.match(changes.find((c) => c.path === 'cache.redis.url')?.detail, /redis:\/\/\*\*\*@10\.0\.0\.9:6379/, 'the URL without its credentials')
+  t.ok(changes.some((c) => /headers/.test(c.path) && c.detail === 'changed (value not shown)'), 'a route header value')
+  t.ok(changes.some((c) => c.path === 'sidecars[one]'), 'a sidecar env change is listed (by name, without its value)')
+})
