@@ -142,9 +142,10 @@ t.test('runtime stage: production files only, non-root, exec-form entrypoint, po
   t.equal(env.get('SWITCHYARD_ADMIN_HOST'), '0.0.0.0', 'the admin listener is reachable from outside the container')
   t.equal(env.get('NODE_ENV'), 'production')
   const config = parseConfig(readFileSync(join(root, 'upstreams.yaml'), 'utf8'), 'upstreams.yaml', { ...Object.fromEntries(env) })
-  const ports = [...config.listen.map((l) => l.port), config.admin.port].sort()
+  // Listeners bound to loopback (the lab's L4 listeners on 127.0.0.1) are not reachable from outside a container anyway.
+  const ports = [...config.listen.filter((l) => !/^(127\.|::1$|localhost$)/.test(l.host)).map((l) => l.port), config.admin.port].sort()
   const exposed = all(runtime, 'EXPOSE').flatMap((e) => e.args.split(' ').map((p) => Number(p.replace(/\/tcp$/, '')))).sort()
-  t.same(exposed, ports, 'EXPOSE lists every port the shipped upstreams.yaml listens on')
+  t.same(exposed, ports, 'EXPOSE lists every port the shipped upstreams.yaml listens on beyond loopback')
   t.equal(config.admin.host, '0.0.0.0')
 })
 
