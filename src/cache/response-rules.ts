@@ -278,7 +278,8 @@ export function parseSfDictionary(value: string): Directive[] | undefined {
     const key = (eq < 0 ? item : item.slice(0, eq)).trim()
     if (!SF_KEY.test(key)) return undefined
     let d: Directive | undefined
-    if (eq < 0) d = { name: key, value: undefined }
+    // A bare key is the boolean true: no value for a directive that takes an integer (RFC 9213 section 2.1).
+    if (eq < 0) d = INTEGER_DIRECTIVES.has(key) ? undefined : { name: key, value: undefined }
     else {
       const v = item.slice(eq + 1).trim()
       if (/^-?\d{1,15}$/.test(v)) d = { name: key, value: v }

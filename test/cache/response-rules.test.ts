@@ -37,6 +37,7 @@ t.test('Structured Fields dictionaries (RFC 8941) for targeted fields (RFC 9213)
   t.same(parseSfDictionary('max-age=10, max-age=20'), [{ name: 'max-age', value: '20' }], 'the last of a repeated key wins')
   t.same(parseSfDictionary('no-cache="a, b"'), [{ name: 'no-cache', value: 'a, b' }])
   t.same(parseSfDictionary('max-age="10000", s-maxage=1.5, public'), [{ name: 'public', value: undefined }], 'freshness directives of another type than integer are ignored (RFC 9213 section 2.1)')
+  t.same(parseSfDictionary('max-age, stale-if-error=?1, no-store'), [{ name: 'no-store', value: undefined }], 'a bare (boolean) freshness directive is ignored too')
   for (const bad of ['Max-Age=60', 'max-age=60,', '=1', 'max-age=6 0', 'a="open']) t.equal(parseSfDictionary(bad), undefined, `invalid: ${bad}`)
 })
 

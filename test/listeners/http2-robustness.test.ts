@@ -135,3 +135,24 @@ t.test('HTTP/2: a stream whose body never comes, or trickles past request_timeou
   t.equal((await h2Request(s, '/after')).status, 200, 'the session serves on')
   t.equal(reached, 1, 'neither slow body held a member request (only /after reached it)')
 })
+
+t.test('HTTP/2: 102 Processing and 103 Early Hints from the member reach the client before the answer', async (t) => {
+  const up = await startUpstream('o', (_req, res) => {
+    res.writeProcessing()
+    res.writeEarlyHints({ link: '</a.css>; rel=preload; as=style' })
+    setTimeout(() => res.end('done'), 20)
+  })
+  const proxy = await startProxy(`listen: { host: 127.0.0.1, port: 0, h2c: true }\n${pool(up.url)}`)
+  t.teardown(async () => { await proxy.close(); await up.close() })
+  const s = await h2Connect(proxy.url)
+  t.teardown(() => s.close())
+  const interim: { status: number; link?: string }[] = []
+  const final = await new Promise<number>((resolve, reject) => {
+    const req = s.request({ ':path': '/hints' })
+    req.on('headers', (h) => interim.push({ status: Number(h[':status']), link: h.link as string | undefined }))
+    req.on('response', (h) => { req.resume(); req.on('end', () => resolve(Number(h[':status']))) })
+    req.on('error', reject)
+  })
+  t.equal(final, 200)
+  t.same(interim, [{ status: 102, link: undefined }, { status: 103, link: '</a.css>; rel=preload; as=style' }], 'both interim answers, in order')
+})
