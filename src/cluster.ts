@@ -73,6 +73,9 @@ export async function runWorker(): Promise<WorkerHandle> {
     // Let the primary's AggregatorRegistry read this worker's registry.
     new AggregatorRegistry()
     AggregatorRegistry.setRegistries([app.registry])
+    // The primary's messages (drains by hand above all) apply before the first request: a
+    // replacement worker must not serve a drained member while its listeners are being bound.
+    channel.serve(app, logger)
     await app.listeners.listen()
   } catch (err) {
     const e = asStartupError(err)
@@ -82,7 +85,6 @@ export async function runWorker(): Promise<WorkerHandle> {
   }
   const running = app
   running.setReady(true)
-  channel.serve(running, logger)
   void running.checked().then(() => channel.send({ type: MSG.ready }))
   let closing: Promise<void> | undefined
   let finished!: () => void
