@@ -85,7 +85,7 @@ function renderHeader(s) {
 }
 function renderListeners(s) {
   $("listeners").replaceChildren(table(["Name", "Address", "Protocol", "TLS", "HTTP/2"],
-    s.listeners.map((l) => [l.name, el("code", {}, l.address), l.protocol + (l.redirect_https !== null ? " (redirects to https:" + l.redirect_https + ")" : ""), l.tls ? "yes" : "no", l.http2 === null ? "no" : l.http2])));
+    s.listeners.map((l) => [l.name, el("code", {}, l.address), l.protocol + (l.pool !== undefined ? " to pool " + l.pool : "") + (l.redirect_https !== null ? " (redirects to https:" + l.redirect_https + ")" : ""), l.tls ? "yes" : "no", l.http2 === null ? "no" : l.http2])));
 }
 function renderRoutes(s) {
   $("routes").replaceChildren(table(["Route", "Host", "Path", "Methods", "Pool / split", "Cache"],

@@ -13,7 +13,9 @@ export interface ListenerStatus {
   name: string
   /** Where it listens: the bound URL once listening, else host:port from the config. */
   address: string
-  protocol: 'http' | 'https'
+  /** http or https; tcp or udp for an L4 listener (then `pool` names what it balances over). */
+  protocol: 'http' | 'https' | 'tcp' | 'udp'
+  pool?: string
   tls: boolean
   /** HTTP/2: "h2" offered by ALPN on TLS, "h2c" with prior knowledge on plain, else null. */
   http2: 'h2' | 'h2c' | null
@@ -90,7 +92,8 @@ export function listenerStatus(l: ListenerConfig, url: string | undefined): List
   return {
     name: l.name ?? hostPort,
     address: url ?? hostPort,
-    protocol: tls ? 'https' : 'http',
+    protocol: l.protocol === 'tcp' || l.protocol === 'udp' ? l.protocol : tls ? 'https' : 'http',
+    ...(l.protocol === 'tcp' || l.protocol === 'udp' ? { pool: l.pool } : {}),
     tls,
     http2: tls ? (l.tls?.alpn.includes('h2') === true ? 'h2' : null) : (l.h2c ? 'h2c' : null),
     redirect_https: !tls && l.redirect_https !== undefined ? l.redirect_https.port : null
