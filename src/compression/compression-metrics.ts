@@ -15,6 +15,9 @@ export interface CompressingRoute {
  * them over by route name).
  */
 export function createCompressionMetrics(registry: Registry, routes: () => readonly CompressingRoute[]): void {
+  const eachCompressing = (fn: (route: string, c: NonNullable<CompressingRoute['compress']>) => void): void => {
+    for (const r of routes()) if (r.compress !== undefined) fn(r.name, r.compress)
+  }
   new Counter({
     name: 'switchyard_compression_responses_total',
     help: 'Answers sent compressed, by route and content coding (streamed through a compressor, or replayed from a compressed copy in the cache).',
@@ -22,11 +25,7 @@ export function createCompressionMetrics(registry: Registry, routes: () => reado
     registers: [registry],
     collect() {
       this.reset()
-      for (const r of routes()) {
-        const c = r.compress
-        if (c === undefined) continue
-        for (const e of c.encodings) this.labels(r.name, e).inc(c.counters.responses[e])
-      }
+      eachCompressing((route, c) => { for (const e of c.encodings) this.labels(route, e).inc(c.counters.responses[e]) })
     }
   })
   new Counter({
@@ -36,12 +35,10 @@ export function createCompressionMetrics(registry: Registry, routes: () => reado
     registers: [registry],
     collect() {
       this.reset()
-      for (const r of routes()) {
-        const c = r.compress
-        if (c === undefined) continue
-        this.labels(r.name, 'in').inc(c.counters.bytesIn)
-        this.labels(r.name, 'out').inc(c.counters.bytesOut)
-      }
+      eachCompressing((route, c) => {
+        this.labels(route, 'in').inc(c.counters.bytesIn)
+        this.labels(route, 'out').inc(c.counters.bytesOut)
+      })
     }
   })
 }

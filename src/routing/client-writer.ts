@@ -171,7 +171,7 @@ export class ClientWriter {
    */
   earlyHints(headers: Record<string, string | string[] | undefined>): void {
     const res = this.res
-    if (res.headersSent || this.gone || (this.req.httpVersionMajor === 1 && this.req.httpVersionMinor === 0) || headers.link === undefined) return
+    if (!this.interimAllowed() || headers.link === undefined) return
     const hints: Record<string, string | string[]> = {}
     for (const [k, v] of Object.entries(this.headersFrom(headers))) {
       if (v !== undefined && k !== 'via' && k !== 'x-request-id' && k !== 'content-length' && k !== 'set-cookie') hints[k] = typeof v === 'number' ? String(v) : v
@@ -183,10 +183,15 @@ export class ClientWriter {
     }
   }
 
+  /** A 1xx may still go out: before the head, and never to an HTTP/1.0 client (RFC 9110 section 15.2). */
+  private interimAllowed(): boolean {
+    return !this.res.headersSent && !this.gone && !(this.req.httpVersionMajor === 1 && this.req.httpVersionMinor === 0)
+  }
+
   /** Relays a 102 Processing (RFC 2518 section 10.1), as a proxy forwards 1xx answers (RFC 9110 section 15.2). */
   processing(): void {
     const res = this.res as ServerResponse & { stream?: { additionalHeaders?(h: Record<string, number>): void } }
-    if (res.headersSent || this.gone || (this.req.httpVersionMajor === 1 && this.req.httpVersionMinor === 0)) return
+    if (!this.interimAllowed()) return
     try {
       if (typeof res.writeProcessing === 'function') res.writeProcessing()
       else res.stream?.additionalHeaders?.({ ':status': 102 })

@@ -301,50 +301,38 @@ routes:
   })
 }
 
-t.test('RFC 8297: a 103 Early Hints is relayed before the answer, and not stored', HTTP1_ONLY, async (t) => {
-  const up = await startUpstream('hints', (_req, res) => {
-    res.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' })
-    res.writeHead(200, { 'cache-control': 'max-age=60' }).end('page')
-  })
-  const proxy = await startProxy(`
+// A proxy forwards 1xx answers it did not ask for (RFC 9110 section 15.2); they are never stored.
+const INTERIM: [string, string, (res: ServerResponse) => void, RegExp][] = [
+  ['RFC 8297: a 103 Early Hints is relayed before the answer, and not stored', '103',
+    (res) => res.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' }),
+    /^HTTP\/1\.1 103 Early Hints\r\nLink: <\/style\.css>; rel=preload; as=style\r\n\r\nHTTP\/1\.1 200 OK\r\n/],
+  ['RFC 9110 section 15.2: a 102 Processing is forwarded (a proxy MUST forward 1xx it did not ask for), never stored', '102',
+    (res) => res.writeProcessing(),
+    /^HTTP\/1\.1 102 Processing\r\n\r\nHTTP\/1\.1 200 OK\r\n/]
+]
+for (const [name, code, interim, relayed] of INTERIM) {
+  t.test(name, HTTP1_ONLY, async (t) => {
+    const up = await startUpstream('interim', (_req, res) => {
+      interim(res)
+      setTimeout(() => res.writeHead(200, { 'cache-control': 'max-age=60' }).end('page'), 20)
+    })
+    const proxy = await startProxy(`
 pools: { o: { members: [{ url: "${up.url}" }] } }
 routes:
   - { name: c, match: { path_prefix: /c }, pool: o, cache: { enabled: true } }
   - { name: p, match: {}, pool: o }
 `)
-  t.teardown(async () => { await proxy.close(); await up.close() })
-  for (const path of ['/p', '/c']) {
-    const r = await sendRaw(proxy.url, `GET ${path} HTTP/1.1\r\nHost: a.test\r\n\r\n`, { idleMs: 500 })
-    t.match(r.text, /^HTTP\/1\.1 103 Early Hints\r\nLink: <\/style\.css>; rel=preload; as=style\r\n/, `${path}: the 103 comes first`)
-    t.match(r.text, /\r\n\r\nHTTP\/1\.1 200 OK\r\n/, `${path}: then the answer`)
-  }
-  const hit = await sendRaw(proxy.url, 'GET /c HTTP/1.1\r\nHost: a.test\r\n\r\n', { idleMs: 500 })
-  t.match(hit.text, /^HTTP\/1\.1 200 OK/, 'a hit has no 103: hints are never stored')
-  const old = await sendRaw(proxy.url, 'GET /p HTTP/1.0\r\nHost: a.test\r\n\r\n', { idleMs: 500 })
-  t.match(old.text, /^HTTP\/1\.1 200 OK/, 'never a 1xx to an HTTP/1.0 client (RFC 9110 section 15.2)')
-})
-
-t.test('RFC 9110 section 15.2: a 102 Processing is forwarded (a proxy MUST forward 1xx it did not ask for), never stored', HTTP1_ONLY, async (t) => {
-  const up = await startUpstream('slow', (_req, res) => {
-    res.writeProcessing()
-    setTimeout(() => res.writeHead(200, { 'cache-control': 'max-age=60' }).end('done'), 20)
+    t.teardown(async () => { await proxy.close(); await up.close() })
+    for (const path of ['/p', '/c']) {
+      const r = await sendRaw(proxy.url, `GET ${path} HTTP/1.1\r\nHost: a.test\r\n\r\n`, { idleMs: 500 })
+      t.match(r.text, relayed, `${path}: the ${code} comes first, then the answer`)
+    }
+    const hit = await sendRaw(proxy.url, 'GET /c HTTP/1.1\r\nHost: a.test\r\n\r\n', { idleMs: 500 })
+    t.match(hit.text, /^HTTP\/1\.1 200 OK/, `a hit has no ${code}: it is never stored`)
+    const old = await sendRaw(proxy.url, 'GET /p HTTP/1.0\r\nHost: a.test\r\n\r\n', { idleMs: 500 })
+    t.match(old.text, /^HTTP\/1\.1 200 OK/, 'never a 1xx to an HTTP/1.0 client (RFC 9110 section 15.2)')
   })
-  const proxy = await startProxy(`
-pools: { o: { members: [{ url: "${up.url}" }] } }
-routes:
-  - { name: c, match: { path_prefix: /c }, pool: o, cache: { enabled: true } }
-  - { name: p, match: {}, pool: o }
-`)
-  t.teardown(async () => { await proxy.close(); await up.close() })
-  for (const path of ['/p', '/c']) {
-    const r = await sendRaw(proxy.url, `GET ${path} HTTP/1.1\r\nHost: a.test\r\n\r\n`, { idleMs: 500 })
-    t.match(r.text, /^HTTP\/1\.1 102 Processing\r\n\r\nHTTP\/1\.1 200 OK\r\n/, `${path}: the 102, then the answer`)
-  }
-  const hit = await sendRaw(proxy.url, 'GET /c HTTP/1.1\r\nHost: a.test\r\n\r\n', { idleMs: 500 })
-  t.match(hit.text, /^HTTP\/1\.1 200 OK/, 'a hit has no 102')
-  const old = await sendRaw(proxy.url, 'GET /p HTTP/1.0\r\nHost: a.test\r\n\r\n', { idleMs: 500 })
-  t.match(old.text, /^HTTP\/1\.1 200 OK/, 'never a 1xx to an HTTP/1.0 client')
-})
+}
 
 t.test('Redis down: no "stored" claim; collapsed requests are counted as collapsed, not hits', async (t) => {
   const redis = await startRedis()

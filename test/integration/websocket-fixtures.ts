@@ -117,26 +117,36 @@ export function rawRequest(url: string, bytes: string | Buffer): Promise<RawHead
   const { port, hostname } = new URL(url)
   return new Promise((resolve, reject) => {
     const socket = connect(Number(port), hostname)
-    let got: Buffer = Buffer.alloc(0)
-    const onData = (d: Buffer): void => {
-      got = Buffer.concat([got, d])
-      const end = got.indexOf('\r\n\r\n')
-      if (end < 0) return
-      socket.off('data', onData)
-      socket.pause()
-      const head = got.subarray(0, end).toString('latin1')
+    const seen = readHead(socket, (head, rest) => {
       const fields: Record<string, string> = {}
       for (const line of head.split('\r\n').slice(1)) {
         const i = line.indexOf(':')
         fields[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim()
       }
-      resolve({ socket, status: Number(head.slice(9, 12)), head, fields, rest: got.subarray(end + 4) })
-    }
-    socket.on('data', onData)
+      resolve({ socket, status: Number(head.slice(9, 12)), head, fields, rest })
+    })
     socket.once('error', reject)
-    socket.once('close', () => reject(new Error(`closed before a response head: ${got.toString('latin1')}`)))
+    socket.once('close', () => reject(new Error(`closed before a response head: ${seen().toString('latin1')}`)))
     socket.write(bytes)
   })
+}
+
+/**
+ * Reads `socket` until a whole head (up to the blank line) arrived, then pauses it and calls
+ * `done` with the head as text and the bytes after it. Returns what was read so far.
+ */
+function readHead(socket: Socket, done: (head: string, rest: Buffer) => void): () => Buffer {
+  let got: Buffer = Buffer.alloc(0)
+  const onData = (d: Buffer): void => {
+    got = Buffer.concat([got, d])
+    const end = got.indexOf('\r\n\r\n')
+    if (end < 0) return
+    socket.off('data', onData)
+    socket.pause()
+    done(got.subarray(0, end).toString('latin1'), got.subarray(end + 4))
+  }
+  socket.on('data', onData)
+  return () => got
 }
 
 /** Reads from a socket until `n` bytes arrived (counting `first`), or it ends. */
@@ -206,18 +216,10 @@ export async function startRawMember(onRequest: (socket: Socket, head: string, r
     sockets.add(socket)
     socket.on('close', () => sockets.delete(socket))
     socket.on('error', () => socket.destroy())
-    let got: Buffer = Buffer.alloc(0)
-    const onData = (d: Buffer): void => {
-      got = Buffer.concat([got, d])
-      const end = got.indexOf('\r\n\r\n')
-      if (end < 0) return
-      socket.off('data', onData)
-      socket.pause()
-      const head = got.subarray(0, end).toString('latin1')
+    readHead(socket, (head, rest) => {
       heads.push(head)
-      onRequest(socket, head, got.subarray(end + 4))
-    }
-    socket.on('data', onData)
+      onRequest(socket, head, rest)
+    })
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   return {
