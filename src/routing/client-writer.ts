@@ -27,6 +27,15 @@ export class ClientWriter {
   /** Facts for metrics and the access log: who answered, and what the cache did. */
   member: string | undefined = undefined
   cacheStatus: string | undefined = undefined
+  /** Access log: who the request authenticated as (forward proxy Proxy-Authorization, route Basic or JWT subject). */
+  user: string | undefined = undefined
+  /** Access log: the firewall's decision, e.g. "allow", "deny:<rule>", "rate_limited:<rule>" (undefined: no rules ran). */
+  firewall: string | undefined = undefined
+  /** Access log: the forward proxy sent this request anonymously (no Via, X-Forwarded-For, Forwarded). */
+  anonymous = false
+  /** Access log: bytes of the client's request body read, and upstream time in ms (time to the member's response head). */
+  bytesIn = 0
+  upstreamMs: number | undefined = undefined
   /** The exchange feeding this answer, stopped if the client goes away first. */
   flow: Flow | undefined = undefined
   private stall: NodeJS.Timeout | undefined
