@@ -26,6 +26,7 @@ import { buildAdminServer } from './control/admin-server.js'
 import { Resources } from './control/lifecycle.js'
 import { LocalControl } from './control/local-control.js'
 import { Reloader, type PreparedReload } from './control/reloader.js'
+import { createFirewallResources } from './security/firewall-context.js'
 
 export interface AppOptions {
   logger: Logger
@@ -97,8 +98,12 @@ async function assembleApp(config: Config, opts: AppOptions, resources: Resource
   const metrics = createProxyMetrics(registry)
   const dispatcher = new UpstreamDispatcher()
   resources.add('upstream connection pools', () => dispatcher.close())
-  const runtimes = new RuntimeManager(config, dispatcher, metrics, opts.logger, opts.clock)
+  // Access rules and rate limits (security/): the Redis of shared limits opens only when a rule needs it.
+  const firewall = createFirewallResources(registry, opts.logger.child({ component: 'firewall' }), () => running.firewall.error_log_interval_ms)
+  resources.add('rate limit redis', () => firewall.close())
+  const runtimes = new RuntimeManager(config, dispatcher, metrics, opts.logger, opts.clock, firewall.context)
   resources.add('health checks', () => runtimes.close())
+  if (!await firewall.ready(2000)) opts.logger.warn('rate limit Redis not reachable yet; shared rate limits let requests through until it is')
   createCompressionMetrics(registry, () => runtimes.current.routes)
   const current = (): Runtime => runtimes.current
   new Gauge({

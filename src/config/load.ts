@@ -136,6 +136,12 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
       if (typeof c.key === 'string') c.key = resolvePath(dirname(file), c.key)
     }
   }
+  // JWKS files too (security/jwt-check.ts reads them on every load and reload).
+  for (const rules of [data.access, ...list(data.routes).map((r) => (isMapping(r) ? r.access : undefined))]) {
+    for (const rule of list(rules)) {
+      if (isMapping(rule) && isMapping(rule.jwt) && typeof rule.jwt.jwks_file === 'string') rule.jwt.jwks_file = resolvePath(dirname(file), rule.jwt.jwks_file)
+    }
+  }
   // An empty value has no text of its own: point at its key.
   for (const i of empty) Object.assign(i, locate(keyAt(doc, i.path)?.range?.[0] ?? nodeAt(doc, i.path)?.range?.[0]))
   const references = unlist(checkReferences(data))
@@ -592,10 +598,76 @@ function checkReferences(c: Record<string, unknown>): ConfigIssue[] {
     if (sidecarNames.has(sname)) issues.push({ path: ['sidecars', i, 'name'], message: `duplicate sidecar name ${JSON.stringify(sname)}` })
     sidecarNames.add(sname)
   })
+  checkAccessRules(c.access, ['access'], issues)
+  list(c.routes).forEach((r, i) => { if (isMapping(r)) checkAccessRules(r.access, ['routes', i, 'access'], issues) })
   list(c.trusted_proxies).forEach((cidr, i) => {
     if (typeof cidr === 'string' && parseCidr(cidr) === undefined) issues.push({ path: ['trusted_proxies', i], message: `expected an IP address or CIDR such as 10.0.0.0/8, got ${JSON.stringify(cidr)}` })
   })
   return issues
+}
+
+/** Access rules (security/firewall.ts): one action each, unique names, CIDRs, patterns, JWT key source. */
+function checkAccessRules(rules: unknown, at: Path, issues: ConfigIssue[]): void {
+  const names = new Map<string, number>()
+  list(rules).forEach((rule, i) => {
+    if (!isMapping(rule)) return
+    const path = [...at, i]
+    const name = text(rule.name)
+    if (name !== undefined) {
+      const prev = names.get(name)
+      if (prev !== undefined) issues.push({ path: [...path, 'name'], message: `duplicate rule name ${JSON.stringify(name)} (also ${formatPath([...at, prev])})` })
+      names.set(name, i)
+    }
+    const actions = ['action', 'basic', 'jwt', 'rate_limit'].filter((k) => rule[k] !== undefined)
+    if (actions.length !== 1) issues.push({ path, message: `expected exactly one of action (allow or deny), basic, jwt or rate_limit${actions.length > 1 ? ` (found ${actions.join(', ')})` : ''}` })
+    for (const key of ['when', 'unless']) {
+      const cond = rule[key]
+      if (!isMapping(cond)) continue
+      list(cond.cidrs).forEach((cidr, j) => {
+        if (typeof cidr === 'string' && parseCidr(cidr) === undefined) issues.push({ path: [...path, key, 'cidrs', j], message: `expected an IP address or CIDR such as 10.0.0.0/8, got ${JSON.stringify(cidr)}` })
+      })
+      list(cond.paths).forEach((p, j) => {
+        if (typeof p !== 'string') return
+        if (p.startsWith('~')) {
+          const bad = regexError(p.slice(1))
+          if (bad !== undefined) issues.push({ path: [...path, key, 'paths', j], message: `expected a regular expression after "~": ${bad}` })
+        } else if (!p.startsWith('/')) {
+          issues.push({ path: [...path, key, 'paths', j], message: `expected a path prefix starting with "/" or a regular expression after "~", got ${JSON.stringify(p)}` })
+        }
+      })
+      if (isMapping(cond.headers)) {
+        for (const [field, hc] of Object.entries(cond.headers)) {
+          if (!isMapping(hc)) continue
+          const set = ['present', 'equals', 'matches'].filter((k) => hc[k] !== undefined)
+          if (set.length !== 1) issues.push({ path: [...path, key, 'headers', field], message: 'expected exactly one of present, equals or matches' })
+          if (typeof hc.matches === 'string') {
+            const bad = regexError(hc.matches)
+            if (bad !== undefined) issues.push({ path: [...path, key, 'headers', field, 'matches'], message: `expected a regular expression: ${bad}` })
+          }
+        }
+      }
+    }
+    const jwt = rule.jwt
+    if (isMapping(jwt)) {
+      const hasSecret = jwt.secret !== undefined
+      const hasJwks = jwt.jwks_file !== undefined
+      if (hasSecret === hasJwks) issues.push({ path: [...path, 'jwt'], message: 'expected exactly one of secret (HS256) or jwks_file (RS256, ES256)' })
+      for (const alg of list(jwt.algorithms)) {
+        if (typeof alg !== 'string') continue
+        if (hasSecret && alg !== 'HS256') issues.push({ path: [...path, 'jwt', 'algorithms'], message: `${alg} needs jwks_file (a secret verifies HS256 only)` })
+        if (hasJwks && alg === 'HS256') issues.push({ path: [...path, 'jwt', 'algorithms'], message: 'HS256 needs secret (a JWKS file holds public keys)' })
+      }
+    }
+  })
+}
+
+function regexError(source: string): string | undefined {
+  try {
+    new RegExp(source)
+    return undefined
+  } catch (err) {
+    return (err as Error).message
+  }
 }
 
 export function parseCidr(s: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } | undefined {

@@ -337,6 +337,105 @@ const Retries = Type.Object({
   buffer_body_bytes: Type.Integer({ minimum: 0, default: 65536 })
 }, { additionalProperties: false, default: {} })
 
+/** A header field name (RFC 9110 section 5.1 token). */
+const FieldName = Type.String({ pattern: '^[!#$%&\'*+.^_`|~0-9A-Za-z-]+$', description: 'a header field name' })
+
+/** One header condition of an access rule: exactly one of present, equals, matches (load.ts checks). */
+const HeaderCondition = Type.Object({
+  present: Type.Optional(Type.Boolean()),
+  equals: Type.Optional(Type.String()),
+  /** A JavaScript regular expression, tested against the field value (several lines joined with ", "). */
+  matches: Type.Optional(Type.String({ minLength: 1 }))
+}, { additionalProperties: false })
+
+/** What an access rule looks at; every condition given must hold (none given: every request). */
+export const AccessConditions = Type.Object({
+  /** Client addresses or CIDRs, checked on the client address after trusted_proxies. */
+  cidrs: Type.Optional(Type.Array(Type.String(), { minItems: 1 })),
+  methods: Type.Optional(Type.Array(Type.String({ pattern: '^[A-Z]+$' }), { minItems: 1 })),
+  /** Normalised request paths (no query): a prefix ("/admin/"), or a regular expression after "~" ("~^/api/v[0-9]+/"). */
+  paths: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })),
+  headers: Type.Optional(Type.Record(FieldName, HeaderCondition)),
+  /** The user an earlier basic or jwt rule authenticated (Basic user name, JWT sub) is one of these. */
+  users: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }))
+}, { additionalProperties: false })
+
+/** `scrypt$N$r$p$<salt base64>$<hash base64>` (security/password-hash.ts). */
+export const SCRYPT_HASH_PATTERN = '^scrypt\\$[0-9]+\\$[0-9]+\\$[0-9]+\\$[A-Za-z0-9+/]+={0,2}\\$[A-Za-z0-9+/]+={0,2}$'
+
+const BasicAuth = Type.Object({
+  /** RFC 7617 section 2: the protection space named in WWW-Authenticate. */
+  realm: Type.String({ default: 'switchyard', pattern: '^[^"\\\\]*$' }),
+  /** User name -> scrypt hash (`switchyard hash-password`-style `scrypt$N$r$p$salt$hash`). */
+  users: Type.Record(Type.String({ pattern: '^[^:]+$' }), Type.String({ pattern: SCRYPT_HASH_PATTERN, description: 'an scrypt hash: scrypt$N$r$p$<salt base64>$<hash base64>' }))
+}, { additionalProperties: false })
+
+export const JWT_ALGORITHMS = ['HS256', 'RS256', 'ES256'] as const
+
+const Jwt = Type.Object({
+  realm: Type.String({ default: 'switchyard', pattern: '^[^"\\\\]*$' }),
+  /** HS256 shared secret (use ${ENV} interpolation); RFC 7518 section 3.2: at least 256 bits. */
+  secret: Type.Optional(Type.String({ minLength: 32 })),
+  /** RS256/ES256 public keys: a JWKS file (RFC 7517 section 5), relative to the config file, read again on reload. */
+  jwks_file: Type.Optional(Type.String({ minLength: 1 })),
+  /** Algorithms accepted (default: HS256 with secret, RS256 and ES256 with jwks_file). */
+  algorithms: Type.Optional(Type.Array(StringEnum(JWT_ALGORITHMS), { minItems: 1 })),
+  issuer: Type.Optional(Type.Union([Type.String(), Type.Array(Type.String(), { minItems: 1 })])),
+  audience: Type.Optional(Type.Union([Type.String(), Type.Array(Type.String(), { minItems: 1 })])),
+  /** Claims that must be present (any value). */
+  required_claims: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
+  /**
+   * Claims that must have a value: equal to the string, or one of the list; an array claim or a
+   * space-separated string claim (OAuth `scope`, RFC 8693 section 4.2) must contain it.
+   * A valid token without them gets 403 (RFC 6750 section 3.1 insufficient_scope).
+   */
+  claims: Type.Optional(Type.Record(Type.String({ minLength: 1 }), Type.Union([Type.String(), Type.Array(Type.String(), { minItems: 1 })]))),
+  /** Leeway for exp, nbf and iat. */
+  clock_tolerance_s: Type.Integer({ minimum: 0, maximum: 3600, default: 30 })
+}, { additionalProperties: false })
+
+export const RATE_LIMIT_PERIODS = ['second', 'minute', 'hour'] as const
+
+const RateLimit = Type.Object({
+  /** Requests admitted per period. */
+  requests: Type.Integer({ minimum: 1 }),
+  per: StringEnum(RATE_LIMIT_PERIODS, 'second'),
+  /** Extra requests a key may spend at once beyond the rate; they come back over burst/requests periods. */
+  burst: Type.Integer({ minimum: 0, default: 0 }),
+  /** Count per value of this header (an API key); without it, or when a request lacks it, per client address. */
+  key_header: Type.Optional(FieldName),
+  /** local: this process; redis: shared by every instance on the same Redis (firewall.redis). */
+  store: StringEnum(['local', 'redis'] as const, 'local')
+}, { additionalProperties: false })
+
+/**
+ * One access rule. Applies when `when` holds (default: always) and `unless` does not (default:
+ * never); does exactly one of: `action` allow (admit now, skip later rules) or deny (403),
+ * `basic` or `jwt` (require credentials: 401 without), `rate_limit` (429 beyond it).
+ */
+export const AccessRule = Type.Object({
+  name: Type.Optional(Name),
+  when: Type.Optional(AccessConditions),
+  unless: Type.Optional(AccessConditions),
+  action: Type.Optional(StringEnum(['allow', 'deny'] as const)),
+  basic: Type.Optional(BasicAuth),
+  jwt: Type.Optional(Jwt),
+  rate_limit: Type.Optional(RateLimit)
+}, { additionalProperties: false })
+
+/** Shared settings of the application firewall (access rules live on routes and at the top level). */
+const Firewall = Type.Object({
+  /** Redis for `store: redis` rate limits; default: cache.redis.url, then REDIS_URL. */
+  redis: Type.Object({
+    url: Type.Optional(Type.String()),
+    timeout_ms: Ms(100)
+  }, { additionalProperties: false, default: {} }),
+  /** Namespace of the rate-limit keys in Redis; no braces (a Redis Cluster hash tag). */
+  key_prefix: Type.String({ default: 'switchyard:ratelimit:', pattern: '^[^{}]*$' }),
+  /** Redis errors of rate limits are logged at most once per this interval (all are counted). */
+  error_log_interval_ms: Ms(60000, 1000)
+}, { additionalProperties: false, default: {} })
+
 const Route = Type.Object({
   name: Name,
   match: Match,
@@ -348,7 +447,9 @@ const Route = Type.Object({
   timeout_ms: Ms(0),
   cache: Type.Optional(RouteCache),
   compress: Type.Optional(RouteCompress),
-  websocket: RouteWebSocket
+  websocket: RouteWebSocket,
+  /** Access rules (security/firewall.ts), checked after the top-level `access` rules. */
+  access: Type.Array(AccessRule, { default: [] })
 }, { additionalProperties: false })
 
 const Cache = Type.Object({
@@ -401,6 +502,9 @@ export const ConfigSchema = Type.Object({
   admin: Admin,
   limits: Limits,
   trusted_proxies: Type.Array(Type.String(), { default: [] }),
+  /** Access rules checked on every route, before the route's own. */
+  access: Type.Array(AccessRule, { default: [] }),
+  firewall: Firewall,
   logging: Type.Object({
     level: StringEnum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info'),
     /**
@@ -426,6 +530,9 @@ export type SplitConfig = Static<typeof Split>
 export type RouteCacheConfig = Static<typeof RouteCache>
 export type RouteCompressConfig = Static<typeof RouteCompress>
 export type RouteWebSocketConfig = Static<typeof RouteWebSocket>
+export type AccessRuleConfig = Static<typeof AccessRule>
+export type AccessConditionsConfig = Static<typeof AccessConditions>
+export type FirewallConfig = Static<typeof Firewall>
 export type ListenerConfig = Static<typeof Listener>
 export type ListenerTcpConfig = Static<typeof ListenerTcp>
 export type ListenerUdpConfig = Static<typeof ListenerUdp>

@@ -17,6 +17,8 @@ export type TunnelResult =
   | 'client_gone'
   /** The listener is draining (shutdown): 503 with Connection: close, so the client reconnects elsewhere. */
   | 'draining'
+  /** An access rule refused the upgrade (401, 403 or 429, security/firewall.ts). */
+  | 'denied'
 
 /** Why an open tunnel closed (switchyard_websocket_tunnels_closed_total). */
 export type TunnelCloseReason = 'client_closed' | 'upstream_closed' | 'client_error' | 'upstream_error' | 'idle_timeout' | 'shutdown'
@@ -42,7 +44,7 @@ export function createTunnelMetrics(registry: Registry, bytes: TunnelByteSource)
   })
   const total = new Counter({
     name: 'switchyard_websocket_tunnels_total',
-    help: 'WebSocket upgrade requests by route, pool and result (opened, refused_by_member, error, limit, disabled, client_gone).',
+    help: 'WebSocket upgrade requests by route, pool and result (opened, refused_by_member, error, limit, disabled, client_gone, draining, denied).',
     labelNames: ['route', 'pool', 'result'] as const,
     registers: [registry]
   })

@@ -15,6 +15,7 @@ import type { Runtime } from './runtime.js'
 import { forwardRequest } from './upstream-request.js'
 import type { TunnelRegistry } from './tunnel-registry.js'
 import { createUpgradeListener } from './upgrade.js'
+import { screen } from '../security/firewall-gate.js'
 import { httpsLocation, type ListenerInfo } from '../listeners/listener-info.js'
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2'
 
@@ -170,7 +171,21 @@ export async function proxyPlugin(app: FastifyInstance, deps: ProxyDeps): Promis
     res.once('close', onResponseClose)
     deps.metrics.hot.inFlight.get(routed.route.name).inc()
     if (routed.split !== undefined) deps.metrics.splitAssignments.labels(routed.split.name, routed.split.variant, routed.split.source).inc()
+    // Access rules (security/firewall.ts) run before the body is read and before the cache.
+    const fw = routed.route.firewall
+    if (fw !== undefined) {
+      screen(fw, routed, writer, () => admit(rt, routed, writer, request), (err) => {
+        request.log.error({ err }, 'access check failed')
+        writer.error(EDGE_ERRORS.internal)
+      })
+      return
+    }
+    admit(rt, routed, writer, request)
+  }
 
+  /** The admitted request: its body (read or streamed), then the cache or the forward. */
+  const admit = (rt: Runtime, routed: RoutedRequest, writer: ClientWriter, request: FastifyRequest): void => {
+    const raw = request.raw
     try {
       if (routed.bodyLength === 0 || BODYLESS.has(routed.method)) {
         proxy(rt, routed, null, writer)

@@ -6,6 +6,7 @@ import { HealthChecker } from '../upstreams/health-checker.js'
 import type { UpstreamDispatcher } from '../upstreams/dispatcher.js'
 import type { Clock } from '../clock.js'
 import { buildRuntime, type Runtime } from './runtime.js'
+import type { FirewallContext } from '../security/firewall.js'
 
 /** A runtime built for a config but not live yet: commit() swaps it in, abort() drops it. */
 export interface PreparedRuntime {
@@ -26,8 +27,8 @@ export class RuntimeManager {
   private pending: PreparedRuntime | undefined
   private closed = false
 
-  constructor(config: Config, private readonly dispatcher: UpstreamDispatcher, private readonly metrics: ProxyMetrics, private readonly log: Logger, private readonly clock?: Clock) {
-    this.rt = buildRuntime(config, dispatcher)
+  constructor(config: Config, private readonly dispatcher: UpstreamDispatcher, private readonly metrics: ProxyMetrics, private readonly log: Logger, private readonly clock?: Clock, private readonly firewall?: FirewallContext) {
+    this.rt = buildRuntime(config, dispatcher, undefined, firewall)
     dispatcher.commit()
     this.activate(this.rt)
     this.initialChecks = Promise.all(this.checkers.map((c) => c.firstRound)).then(() => undefined)
@@ -48,7 +49,7 @@ export class RuntimeManager {
    */
   prepare(config: Config): PreparedRuntime {
     if (this.pending !== undefined) throw new Error('a reload is already being applied')
-    const runtime = buildRuntime(config, this.dispatcher, this.rt)
+    const runtime = buildRuntime(config, this.dispatcher, this.rt, this.firewall)
     const done = (): void => { if (this.pending === prepared) this.pending = undefined }
     const prepared: PreparedRuntime = {
       runtime,

@@ -6,6 +6,7 @@ import { Pool } from '../upstreams/pool.js'
 import { compileCompressPolicy, type CompressPolicy } from '../compression/compress-policy.js'
 import type { UpstreamDispatcher } from '../upstreams/dispatcher.js'
 import { RouteTable } from './route-table.js'
+import { compileFirewalls, type FirewallContext, type RouteFirewall } from '../security/firewall.js'
 
 /** A route turned into runtime objects: where it sends traffic and its per-route limits. */
 export interface RouteRuntime {
@@ -22,6 +23,8 @@ export interface RouteRuntime {
   readonly retryOn: ReadonlySet<number>
   readonly retryMethods: ReadonlySet<string>
   readonly timeoutMs: number
+  /** The access rules (global, then the route's), compiled; undefined when there are none. */
+  readonly firewall: RouteFirewall | undefined
   /**
    * Every pool name of the config: a successful unsafe request invalidates its URL's copy in
    * each (split variants store a URL once per pool, and routes may split one URL by method).
@@ -43,9 +46,12 @@ export interface Runtime {
 
 /**
  * Builds the runtime for a config. With `previous` (a reload), members that stayed in the same
- * pool with the same origin keep their health state and counters.
+ * pool with the same origin keep their health state and counters. `firewall` is what access
+ * rules need (metrics, rate limiters); a config with rules is refused without it.
  */
-export function buildRuntime(config: Config, dispatcher: UpstreamDispatcher, previous?: Runtime): Runtime {
+export function buildRuntime(config: Config, dispatcher: UpstreamDispatcher, previous?: Runtime, firewall?: FirewallContext): Runtime {
+  // First: a JWKS file that cannot be read refuses the config before anything is built.
+  const firewalls = compileFirewalls(config, firewall)
   const pools = new Map<string, Pool>()
   for (const [name, cfg] of Object.entries(config.pools)) {
     const old = previous?.pools.get(name)
@@ -86,6 +92,7 @@ export function buildRuntime(config: Config, dispatcher: UpstreamDispatcher, pre
     retryOn: new Set(r.retries.on_status),
     retryMethods: new Set(r.retries.methods),
     timeoutMs: r.timeout_ms,
+    firewall: firewalls.get(r.name),
     invalidates: poolNames
   }))
   const table = new RouteTable(config.routes.map((r, i) => ({ config: r, value: routes[i] })))

@@ -38,6 +38,7 @@ import { Tunnel } from './tunnel.js'
 import type { TunnelRegistry } from './tunnel-registry.js'
 import { Handshake, hasToken, type HandshakeResult } from './upgrade-exchange.js'
 import { serveWithoutUpgrade } from './without-upgrade.js'
+import type { FirewallDecision } from '../security/firewall.js'
 
 /** What the upgrade listener needs (a subset of the proxy plugin's deps). */
 export interface UpgradeDeps {
@@ -122,6 +123,9 @@ function handle(server: object, deps: UpgradeDeps, log: UpgradeLog, req: Incomin
 /** One WebSocket upgrade request, from routing to its 101 (then the tunnel) or its answer. */
 class Upgrade {
   private handshake: Handshake | undefined
+  /** For the access log: the firewall's decision and who authenticated (as ClientWriter has them). */
+  firewall: string | undefined = undefined
+  user: string | undefined = undefined
   private reserved = false
   private ended = false
   private readonly onClientClose = (): void => this.clientGone()
@@ -143,6 +147,55 @@ class Upgrade {
     const route = routed.route.name
     deps.metrics.hot.inFlight.get(route).inc()
     if (routed.split !== undefined) deps.metrics.splitAssignments.labels(routed.split.name, routed.split.variant, routed.split.source).inc()
+    // The route's access rules, as for any request (security/firewall.ts), before any slot or member.
+    const fw = routed.route.firewall
+    if (fw !== undefined) {
+      const d = fw.check(routed)
+      if (!(d instanceof Promise)) {
+        if (this.screened(d)) this.admitted()
+        return
+      }
+      this.socket.on('close', this.onClientClose)
+      d.then((x) => {
+        this.socket.off('close', this.onClientClose)
+        if (!this.ended && this.screened(x)) this.admitted()
+      }, (err: unknown) => {
+        this.socket.off('close', this.onClientClose)
+        if (this.ended) return
+        this.log.info({ reqId: routed.id, route, err: (err as Error).message }, 'access check failed')
+        this.answerError(EDGE_ERRORS.internal, undefined)
+        this.done(500, 'error', undefined)
+      })
+      return
+    }
+    this.admitted()
+  }
+
+  /** Notes the firewall's decision; answers a refusal. True when the upgrade may go on. */
+  private screened(d: FirewallDecision): boolean {
+    this.firewall = d.label
+    this.user = d.user
+    if (d.admit) return true
+    const hsts = this.deps.listener?.hsts
+    writeHead(this.socket, d.status, {
+      'content-type': 'text/plain; charset=utf-8',
+      'content-length': Buffer.byteLength(d.body),
+      date: new Date().toUTCString(),
+      via: `1.1 ${VIA}`,
+      'x-request-id': this.routed.id,
+      ...d.headers,
+      ...(hsts === undefined ? undefined : { 'strict-transport-security': hsts }),
+      connection: 'close'
+    })
+    endAndLinger(this.socket, d.body)
+    this.done(d.status, 'denied', undefined)
+    return false
+  }
+
+  /** Past the access rules: the drain check, a tunnel slot, then the handshake with a member. */
+  private admitted(): void {
+    const { deps, routed } = this
+    const route = routed.route.name
     // Draining: a tunnel opened now would only be cut at the drain deadline. The client is told
     // to reconnect (Connection: close), which takes it to a listener that is not stopping.
     if (isDraining(this.listener)) {
@@ -235,7 +288,7 @@ class Upgrade {
     metrics.hot.inFlight.get(r.route.name).dec()
     tunnels.metrics.total.get(r.route.name, pool, result).inc()
     if (this.deps.accessLog) {
-      this.log.info({ reqId: r.id, method: 'GET', path: r.path, route: r.route.name, pool, member: member?.name, upgrade: 'websocket', code, ms: Math.round(seconds * 1e4) / 10, client: r.clientIp }, 'access')
+      this.log.info({ reqId: r.id, method: 'GET', path: r.path, route: r.route.name, pool, member: member?.name, upgrade: 'websocket', code, ms: Math.round(seconds * 1e4) / 10, client: r.clientIp, user: this.user, firewall: this.firewall }, 'access')
     }
   }
 
