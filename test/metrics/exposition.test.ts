@@ -2,7 +2,7 @@
  * Everything the admin /metrics serves passes `promtool check metrics` (when promtool is
  * installed) and our own exposition lint (always): a real proxy with every feature that adds
  * metric families (cache, split, TLS listener, h2c listener, WebSocket route, compression,
- * a reload), with the lab's TCP server and TCP adapter as sidecars whose metrics the supervisor
+ * access rules and a rate limit, a reload), with the lab's TCP server and TCP adapter as sidecars whose metrics the supervisor
  * merges in, after traffic through each.
  */
 import t from 'tap'
@@ -25,6 +25,7 @@ const EXPECTED = [
   'switchyard_requests_total', 'switchyard_request_duration_seconds', 'switchyard_split_assignments_total',
   'switchyard_cache_lookups_total', 'switchyard_cache_entries', 'switchyard_tls_handshakes_total', 'switchyard_tls_certificate_expiry_timestamp_seconds',
   'switchyard_http2_sessions_total', 'switchyard_websocket_tunnels_total', 'switchyard_websocket_bytes_total', 'switchyard_compression_responses_total',
+  'switchyard_access_denials_total', 'switchyard_rate_limited_total',
   'switchyard_sidecar_up', 'switchyard_socket_messages_total',
   'switchyard_tcp_adapter_requests_total', 'switchyard_tcp_adapter_target_connections', 'switchyard_tcp_adapter_target_connections_opened_total'
 ]
@@ -66,6 +67,12 @@ routes:
   - { name: packed, match: { path_prefix: /packed }, pool: pa, compress: true }
   - { name: chat, match: { path_prefix: /chat }, pool: sockets }
   - { name: upper, match: { path_prefix: /upper }, pool: upper }
+  - name: guarded
+    match: { path_prefix: /guarded }
+    pool: pa
+    access:
+      - { name: need-key, unless: { headers: { x-key: { present: true } } }, action: deny }
+      - { name: hourly, rate_limit: { requests: 1, per: hour } }
   - name: ab
     match: { path_prefix: / }
     split: { name: hero, variants: [{ name: old, pool: pa, weight: 1 }, { name: new, pool: pb, weight: 1 }] }
@@ -83,6 +90,8 @@ sidecars:
   for (let i = 0; i < 2; i++) t.equal((await fetchText(`${plain}/cached/x`)).status, 200)
   t.equal((await fetchText(`${plain}/packed`, { headers: { 'accept-encoding': 'gzip' } })).headers['content-encoding'], 'gzip')
   t.equal((await fetchText(`${plain}/ab`)).status, 200)
+  t.equal((await fetchText(`${plain}/guarded`)).status, 403)
+  t.same([(await fetchText(`${plain}/guarded`, { headers: { 'x-key': '1' } })).status, (await fetchText(`${plain}/guarded`, { headers: { 'x-key': '1' } })).status], [200, 429])
   t.equal((await fetchText(`${plain}/nowhere`, { method: 'TRACE' })).status > 0, true)
   t.equal((await h2Request(h2c, '/ab')).status, 200, 'h2c')
   t.equal((await h2Request(secure, '/ab')).status, 200, 'TLS with ALPN h2')

@@ -1,0 +1,92 @@
+/**
+ * The firewall's pure parts: scrypt hashes (format, verification, malformed input), the
+ * throttled error log (at most one line per interval, with the count it held back), and the
+ * config checks of access rules (each problem named with its path).
+ */
+import t from 'tap'
+import { ConfigError, parseConfig } from '../../src/config/load.js'
+import { hashPassword, parseHash, verifyPassword } from '../../src/security/password-hash.js'
+import { ThrottledLog } from '../../src/security/rate-limit.js'
+
+t.test('scrypt password hashes', async (t) => {
+  const stored = await hashPassword('correct horse', { N: 1024 })
+  t.match(stored, /^scrypt\$1024\$8\$1\$[A-Za-z0-9+/]+=*\$[A-Za-z0-9+/]+=*$/)
+  t.equal(await verifyPassword('correct horse', stored), true)
+  t.equal(await verifyPassword('correct horsE', stored), false)
+  t.equal(await verifyPassword('', stored), false)
+  // Two hashes of one password differ (random salt) and both verify.
+  const again = await hashPassword('correct horse', { N: 1024 })
+  t.not(again, stored)
+  t.equal(await verifyPassword('correct horse', again), true)
+  // Malformed: wrong scheme, N not a power of two, too much memory, short salt.
+  const [, , , , salt, hash] = stored.split('$')
+  for (const bad of ['bcrypt$1024$8$1$' + salt + '$' + hash, `scrypt$1000$8$1$${salt}$${hash}`, `scrypt$1048576$1024$1$${salt}$${hash}`, `scrypt$1024$8$1$AAAA$${hash}`, 'scrypt$1024$8$1']) {
+    t.equal(parseHash(bad), undefined, bad)
+    t.equal(await verifyPassword('correct horse', bad), false)
+  }
+})
+
+t.test('the throttled log writes at most one line per interval', async (t) => {
+  let now = 0
+  const lines: { fields: Record<string, unknown>; msg: string }[] = []
+  const log = new ThrottledLog(() => 60000, (fields, msg) => lines.push({ fields: fields as Record<string, unknown>, msg }), () => now)
+  log.report({ rule: 'r' }, 'down')
+  for (let i = 0; i < 5; i++) { now += 1000; log.report({ rule: 'r' }, 'down') }
+  t.equal(lines.length, 1)
+  t.equal(lines[0].fields.suppressed, 0)
+  now = 61000
+  log.report({ rule: 'r' }, 'down')
+  t.equal(lines.length, 2)
+  t.equal(lines[1].fields.suppressed, 5, 'the next line says how many were held back')
+})
+
+t.test('access rules are checked with the config, every problem named', async (t) => {
+  const yaml = `
+listen: { host: 127.0.0.1, port: 0 }
+access:
+  - { name: a, action: deny, rate_limit: { requests: 1 } }
+  - { name: a, when: { cidrs: [10.0.0.0/33] }, action: deny }
+pools:
+  web: { members: [{ url: "http://127.0.0.1:9" }] }
+routes:
+  - name: r
+    match: { path_prefix: / }
+    pool: web
+    access:
+      - { when: { paths: ["~([a-z"] }, action: deny }
+      - { when: { paths: [admin] }, action: deny }
+      - { when: { headers: { x-a: { present: true, equals: "1" } } }, action: deny }
+      - { jwt: { secret: "0123456789abcdef0123456789abcdef", jwks_file: k.json } }
+      - { jwt: { jwks_file: k.json, algorithms: [HS256] } }
+      - { basic: { users: { alice: "plain-text" } } }
+      - {}
+`
+  let err: unknown
+  try { parseConfig(yaml, 'fw.yaml', {}) } catch (e) { err = e }
+  t.ok(err instanceof ConfigError)
+  const text = (err as Error).message
+  t.match(text, /access\[0\]: expected exactly one of action \(allow or deny\), basic, jwt or rate_limit \(found action, rate_limit\)/)
+  t.match(text, /access\[1\]\.name: duplicate rule name "a" \(also access\[0\]\)/)
+  t.match(text, /access\[1\]\.when\.cidrs\[0\]: expected an IP address or CIDR/)
+  t.match(text, /routes\[0\]\.access\[0\]\.when\.paths\[0\]: expected a regular expression after "~"/)
+  t.match(text, /routes\[0\]\.access\[1\]\.when\.paths\[0\]: expected a path prefix starting with "\/"/)
+  t.match(text, /routes\[0\]\.access\[2\]\.when\.headers\.x-a: expected exactly one of present, equals or matches/)
+  t.match(text, /routes\[0\]\.access\[3\]\.jwt: expected exactly one of secret \(HS256\) or jwks_file/)
+  t.match(text, /routes\[0\]\.access\[4\]\.jwt\.algorithms: HS256 needs secret/)
+  t.match(text, /routes\[0\]\.access\[5\]\.basic\.users\.alice: .*scrypt/)
+  t.match(text, /routes\[0\]\.access\[6\]: expected exactly one of action/)
+})
+
+t.test('a JWKS file path is relative to the config file', async (t) => {
+  const c = parseConfig(`
+listen: { host: 127.0.0.1, port: 0 }
+pools:
+  web: { members: [{ url: "http://127.0.0.1:9" }] }
+routes:
+  - name: r
+    match: { path_prefix: / }
+    pool: web
+    access: [{ jwt: { jwks_file: keys/jwks.json } }]
+`, '/etc/switchyard/upstreams.yaml', {})
+  t.equal(c.routes[0].access[0].jwt?.jwks_file, '/etc/switchyard/keys/jwks.json')
+})
