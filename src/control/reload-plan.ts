@@ -1,7 +1,7 @@
 /**
  * What a reload changes, and how each change takes effect (pure: no I/O, no Fastify):
  * - live: the next runtime has it (routes, pools, members, balancers, health checks, outlier,
- *   splits, retries, cache rules, trusted proxies, sidecars, the admin token);
+ *   splits, retries, cache rules, trusted proxies, access rules, sidecars, the admin token);
  * - rebuild: the origin's undici connection pool is replaced, the old one finishes its requests
  *   (a pool's tls.verify, timeouts.connect_ms, max_connections: undici fixes them at creation);
  * - restart: only a new process applies it (listeners, workers, limits the listener was built
@@ -42,6 +42,13 @@ export function planReload(old: Config, next: Config): Change[] {
   for (const d of leafDiff(old.logging, next.logging, 'logging')) restart(d.path, d.from, d.to)
   for (const d of leafDiff(old.cache, next.cache, 'cache')) restart(d.path, d.from, d.to)
   if (!same(old.trusted_proxies, next.trusted_proxies)) out.push({ path: 'trusted_proxies', class: 'live', detail: `${show(old.trusted_proxies)} -> ${show(next.trusted_proxies)}` })
+  // Access rules are compiled into the next runtime (security/firewall.ts); the rate-limit Redis
+  // connection is opened once, so its URL and timeout need a restart.
+  for (const d of leafDiff(old.access, next.access, 'access')) out.push({ path: d.path, class: 'live', detail: `${show(d.from)} -> ${show(d.to)}` })
+  for (const d of leafDiff(old.firewall, next.firewall, 'firewall')) {
+    if (d.path.startsWith('firewall.redis')) restart(d.path, d.from, d.to)
+    else out.push({ path: d.path, class: 'live', detail: `${show(d.from)} -> ${show(d.to)}` })
+  }
   out.push(...planPools(old.pools, next.pools))
   out.push(...planRoutes(old.routes, next.routes))
   out.push(...planSidecars(old.sidecars, next.sidecars))
@@ -210,8 +217,11 @@ export function withoutCredentials(s: string): string {
   return s.replace(/([a-z][a-z0-9+.-]*:\/\/)[^/@\s"]*@/gi, '$1***@')
 }
 
-/** Leaves whose values are secrets by nature (a header a route requires may be a shared key). */
-const SECRET_PATH = /(\.headers(\.|\[|$)|\.env(\.|\[|$)|(token|password|secret)$)/i
+/**
+ * Leaves whose values are secrets by nature (a header a route requires may be a shared key;
+ * access rules hold JWT secrets, password hashes and required header values).
+ */
+const SECRET_PATH = /(\.headers(\.|\[|$)|\.env(\.|\[|$)|(^|\.)access(\.|\[|$)|(token|password|secret)$)/i
 
 function redacted(c: Change): Change {
   const path = withoutCredentials(c.path)

@@ -7,6 +7,7 @@ import t from 'tap'
 import { ConfigError, parseConfig } from '../../src/config/load.js'
 import { hashPassword, parseHash, verifyPassword } from '../../src/security/password-hash.js'
 import { ThrottledLog } from '../../src/security/rate-limit.js'
+import { planReload } from '../../src/control/reload-plan.js'
 
 t.test('scrypt password hashes', async (t) => {
   const stored = await hashPassword('correct horse', { N: 1024 })
@@ -89,4 +90,20 @@ routes:
     access: [{ jwt: { jwks_file: keys/jwks.json } }]
 `, '/etc/switchyard/upstreams.yaml', {})
   t.equal(c.routes[0].access[0].jwt?.jwks_file, '/etc/switchyard/keys/jwks.json')
+})
+
+t.test('a reload that changes access rules is live and never shows their values', async (t) => {
+  const base = (access: string, routeAccess: string): string => `
+listen: { host: 127.0.0.1, port: 0 }
+access: ${access}
+pools:
+  web: { members: [{ url: "http://127.0.0.1:9" }] }
+routes:
+  - { name: r, match: { path_prefix: / }, pool: web, access: ${routeAccess} }
+`
+  const old = parseConfig(base('[]', '[{ jwt: { secret: "old-secret-0123456789abcdef0123456789" } }]'), 'a.yaml', {})
+  const next = parseConfig(base('[{ unless: { headers: { x-key: { equals: "shared-key" } } }, action: deny }]', '[{ jwt: { secret: "new-secret-0123456789abcdef0123456789" } }]'), 'a.yaml', {})
+  const changes = planReload(old, next)
+  t.same(changes.map((c) => [c.path, c.class]), [['access', 'live'], ['routes[r].access', 'live']])
+  t.notMatch(JSON.stringify(changes), /secret-|shared-key/)
 })
