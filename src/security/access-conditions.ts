@@ -1,12 +1,11 @@
 /**
  * The conditions of an access rule (`when` / `unless`), compiled once per config load into one
- * predicate: CIDRs (a BlockList), methods (a Set), path prefixes and regular expressions, header
+ * predicate: CIDRs (cidr-set.ts), methods (a Set), path prefixes and regular expressions, header
  * checks. Pure: no I/O.
  */
 import type { IncomingHttpHeaders } from 'node:http'
-import { BlockList } from 'node:net'
 import type { AccessConditionsConfig } from '../config/schema.js'
-import { parseCidr } from '../config/load.js'
+import { CidrSet } from './cidr-set.js'
 
 /** What the firewall reads of a request (RoutedRequest has all of it). */
 export interface FirewallRequest {
@@ -31,12 +30,9 @@ export function fieldValue(headers: IncomingHttpHeaders, name: string): string |
 export function compileConditions(c: AccessConditionsConfig): Condition {
   const checks: Condition[] = []
   if (c.cidrs !== undefined) {
-    const list = new BlockList()
-    for (const s of c.cidrs) {
-      const p = parseCidr(s)
-      if (p !== undefined) list.addSubnet(p.address, p.prefix, p.family)
-    }
-    checks.push((req) => req.clientIp !== '' && list.check(req.clientIp, req.clientIp.includes(':') ? 'ipv6' : 'ipv4'))
+    const set = new CidrSet()
+    for (const s of c.cidrs) set.add(s)
+    checks.push((req) => set.has(req.clientIp))
   }
   if (c.methods !== undefined) {
     const methods = new Set(c.methods)

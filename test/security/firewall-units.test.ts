@@ -4,7 +4,9 @@
  * config checks of access rules (each problem named with its path).
  */
 import t from 'tap'
-import { ConfigError, parseConfig } from '../../src/config/load.js'
+import { BlockList } from 'node:net'
+import { ConfigError, parseCidr, parseConfig } from '../../src/config/load.js'
+import { CidrSet } from '../../src/security/cidr-set.js'
 import { hashPassword, parseHash, verifyPassword } from '../../src/security/password-hash.js'
 import { ThrottledLog } from '../../src/security/rate-limit.js'
 import { planReload } from '../../src/control/reload-plan.js'
@@ -106,4 +108,26 @@ routes:
   const changes = planReload(old, next)
   t.same(changes.map((c) => [c.path, c.class]), [['access', 'live'], ['routes[r].access', 'live']])
   t.notMatch(JSON.stringify(changes), /secret-|shared-key/)
+})
+
+t.test('CidrSet agrees with node:net BlockList', async (t) => {
+  const ranges = ['10.0.0.0/8', '192.168.1.0/24', '203.0.113.7', '0.0.0.0/1', '2001:db8::/32', 'fe80::/10', '::1/128', '2001:db8:1:2:3:4:5:6/127', '64:ff9b::/96']
+  const set = new CidrSet()
+  const list = new BlockList()
+  for (const r of ranges) {
+    t.equal(set.add(r), true, r)
+    const p = parseCidr(r)!
+    list.addSubnet(p.address, p.prefix, p.family)
+  }
+  t.equal(set.add('10.0.0.0/33'), false)
+  t.equal(set.add('not-an-ip'), false)
+  const probes = ['10.1.2.3', '11.0.0.1', '192.168.1.255', '192.168.2.1', '203.0.113.7', '203.0.113.8', '127.0.0.1', '128.0.0.1', '0.0.0.0', '255.255.255.255',
+    '2001:db8::1', '2001:db9::1', 'fe80::1%eth0', 'febf:ffff::1', 'fec0::1', '::1', '::2', '2001:db8:1:2:3:4:5:7', '2001:db8:1:2:3:4:5:8', '64:ff9b::192.0.2.33', '64:ff9c::1', '1::']
+  for (const ip of probes) {
+    const family = ip.includes(':') ? 'ipv6' : 'ipv4'
+    t.equal(set.has(ip), list.check(ip.replace(/%.*$/, ''), family), ip)
+  }
+  // Unlike BlockList, families never mix: the request edge has already unwrapped IPv4-mapped peers.
+  t.equal(set.has('::ffff:10.0.0.1'), false)
+  for (const bad of ['', '1.2.3', '1.2.3.4.5', '256.1.1.1', '1..2.3', '1:2:3', '1::2::3', 'g::1', '1.2.3.4 ']) t.equal(set.has(bad), false, JSON.stringify(bad))
 })
