@@ -8,7 +8,10 @@ import { BlockList } from 'node:net'
 import { ConfigError, parseCidr, parseConfig } from '../../src/config/load.js'
 import { CidrSet } from '../../src/security/cidr-set.js'
 import { hashPassword, parseHash, verifyPassword } from '../../src/security/password-hash.js'
-import { ThrottledLog } from '../../src/security/rate-limit.js'
+import { Registry } from 'prom-client'
+import { LimiterRegistry, ThrottledLog } from '../../src/security/rate-limit.js'
+import { compileFirewalls } from '../../src/security/firewall.js'
+import { createFirewallMetrics } from '../../src/security/firewall-metrics.js'
 import { planReload } from '../../src/control/reload-plan.js'
 
 t.test('scrypt password hashes', async (t) => {
@@ -130,4 +133,44 @@ t.test('CidrSet agrees with node:net BlockList', async (t) => {
   // Unlike BlockList, families never mix: the request edge has already unwrapped IPv4-mapped peers.
   t.equal(set.has('::ffff:10.0.0.1'), false)
   for (const bad of ['', '1.2.3', '1.2.3.4.5', '256.1.1.1', '1..2.3', '1:2:3', '1::2::3', 'g::1', '1.2.3.4 ']) t.equal(set.has(bad), false, JSON.stringify(bad))
+})
+
+t.test('rules that need no I/O decide synchronously; routes without rules have no firewall', async (t) => {
+  const c = parseConfig(`
+listen: { host: 127.0.0.1, port: 0 }
+pools:
+  web: { members: [{ url: "http://127.0.0.1:9" }] }
+routes:
+  - name: sync
+    match: { path_prefix: /s }
+    pool: web
+    access:
+      - { unless: { cidrs: [127.0.0.0/8] }, action: deny }
+      - { when: { methods: [DELETE] }, action: deny }
+      - { when: { paths: ["~\\\\.bak$"] }, action: deny }
+  - name: limited
+    match: { path_prefix: /l }
+    pool: web
+    access:
+      - { when: { methods: [POST] }, rate_limit: { requests: 1 } }
+  - name: none
+    match: { path_prefix: / }
+    pool: web
+`, 'u.yaml', {})
+  const ctx = { metrics: createFirewallMetrics(new Registry()), limiters: new LimiterRegistry(), storeErrors: new ThrottledLog(() => 1000, () => {}), redis: () => { throw new Error('no Redis here') } }
+  const fws = compileFirewalls(c, ctx)
+  t.equal(fws.has('none'), false)
+  const req = { method: 'GET', path: '/s/x', headers: {}, clientIp: '127.0.0.1' }
+  const allowed = fws.get('sync')!.check(req)
+  t.notOk(allowed instanceof Promise)
+  t.match(allowed, { admit: true, label: 'allow' })
+  const denied = fws.get('sync')!.check({ ...req, clientIp: '10.0.0.1' })
+  t.notOk(denied instanceof Promise)
+  t.match(denied, { admit: false, status: 403, label: 'deny:sync.access[0]' })
+  // A rate limit that does not apply (GET) costs no Promise either; one that applies does.
+  t.notOk(fws.get('limited')!.check(req) instanceof Promise)
+  const post = fws.get('limited')!.check({ ...req, method: 'POST' })
+  t.ok(post instanceof Promise)
+  t.match(await post, { admit: true })
+  t.match(await fws.get('limited')!.check({ ...req, method: 'POST' }), { admit: false, status: 429, label: 'rate_limited:limited.access[0]' })
 })
