@@ -49,7 +49,8 @@ export class JwtCheck {
 
   /** The challenge of a 401 or 403 with an error code (RFC 6750 section 3.1). */
   errorChallenge(error: 'invalid_token' | 'insufficient_scope', description: string): string {
-    return `Bearer realm="${this.realm}", error="${error}", error_description="${description}"`
+    // RFC 6750 section 3: error_description is visible ASCII without quotes and backslashes.
+    return `Bearer realm="${this.realm}", error="${error}", error_description="${description.replace(/[^\x20\x21\x23-\x5b\x5d-\x7e]/g, '')}"`
   }
 
   check(headers: IncomingHttpHeaders): JwtOutcome | Promise<JwtOutcome> {
@@ -90,6 +91,7 @@ function describe(err: unknown): string {
     case 'ERR_JWT_CLAIM_VALIDATION_FAILED': return `claim ${String((err as { claim?: string }).claim ?? '')} is not valid`
     case 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED': return 'signature verification failed'
     case 'ERR_JWKS_NO_MATCHING_KEY': return 'no key matches the token'
+    case 'ERR_JWKS_MULTIPLE_MATCHING_KEYS': return 'several keys match the token (give it a kid)'
     case 'ERR_JOSE_ALG_NOT_ALLOWED': return 'the token algorithm is not accepted'
     default: return 'the token is malformed'
   }
