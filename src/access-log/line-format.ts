@@ -70,7 +70,10 @@ function extended(r: AccessRecord, redact: ReadonlySet<string>): string {
   return s
 }
 
-const str = (s: string | undefined): string => (s === undefined ? 'null' : JSON.stringify(s))
+// eslint-disable-next-line no-control-regex -- what JSON.stringify would escape (RFC 8259 section 7, and lone surrogates)
+const JSON_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/
+/** A JSON string; most values need no escaping, and a regex test is cheaper than JSON.stringify. */
+const str = (s: string | undefined): string => (s === undefined ? 'null' : JSON_ESCAPE.test(s) ? JSON.stringify(s) : `"${s}"`)
 
 function json(r: AccessRecord, clock: TimeText, redact: ReadonlySet<string>): string {
   const h = r.requestHeaders
@@ -83,7 +86,7 @@ function json(r: AccessRecord, clock: TimeText, redact: ReadonlySet<string>): st
       for (const name of c.request) {
         const v = capturedValue(name, h?.[name], redact)
         if (v === undefined) continue
-        s += `${first ? '' : ','}${JSON.stringify(name)}:${JSON.stringify(v)}`
+        s += `${first ? '' : ','}"${name}":${str(v)}`
         first = false
       }
       s += '}'
@@ -94,7 +97,7 @@ function json(r: AccessRecord, clock: TimeText, redact: ReadonlySet<string>): st
       for (const name of c.response) {
         const v = capturedValue(name, r.responseHeaders?.[name], redact)
         if (v === undefined) continue
-        s += `${first ? '' : ','}${JSON.stringify(name)}:${JSON.stringify(v)}`
+        s += `${first ? '' : ','}"${name}":${str(v)}`
         first = false
       }
       s += '}'

@@ -1,51 +1,16 @@
 /**
  * logrotate's dance against a real `switchyard start`: the file is renamed, SIGUSR1 makes the
  * proxy open a new one by the old name; lines after the signal land in the new file, none in
- * the renamed one; SIGTERM flushes the last lines before the process exits. With workers, the
- * primary passes the signal on and every worker reopens.
+ * the renamed one; SIGTERM flushes the last lines before the process exits. The shipped
+ * logrotate file does the same when logrotate runs it. Workers: reopen-workers.test.ts.
  */
 import t from 'tap'
-import { existsSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { spawnSync } from 'node:child_process'
+import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
-import { alive, spawnCli } from '../fixtures/cli.js'
-import { fetchOnce, fetchText, waitFor } from '../fixtures/proxy.js'
-import { deadPort, startUpstream } from '../fixtures/upstream.js'
-
-const read = (path: string): string[] => existsSync(path) ? readFileSync(path, 'utf8').split('\n').filter((l) => l !== '') : []
-
-async function startCli(t: { teardown(fn: () => unknown): void }, workers: number): Promise<{ dir: string; log: string; proxy: string; pid: number; lines: string[]; stderr: () => string; stop: () => Promise<number | null> }> {
-  const up = await startUpstream('up')
-  t.teardown(() => up.close())
-  const [proxyPort, adminPort] = [await deadPort(), await deadPort()]
-  const dir = mkdtempSync(join(tmpdir(), 'sy-reopen-'))
-  const file = join(dir, 'upstreams.yaml')
-  writeFileSync(file, `
-workers: ${workers}
-listen: { host: 127.0.0.1, port: ${proxyPort} }
-admin: { host: 127.0.0.1, port: ${adminPort} }
-logging: { access_log: { enabled: true, format: combined, path: logs/access.log } }
-pools: { web: { members: [{ url: "${up.url}" }] } }
-routes: [{ name: all, match: {}, pool: web }]
-`)
-  const proc = spawnCli(['start', '--config', file], { SWITCHYARD_LOG_FORMAT: 'json' })
-  const pid = proc.child.pid as number
-  let exited: number | null | undefined
-  const done = proc.exited.then((e) => { exited = e.code; return e.code })
-  const stop = async (): Promise<number | null> => {
-    if (exited === undefined && alive(pid)) process.kill(pid, 'SIGTERM')
-    const timer = setTimeout(() => proc.child.kill('SIGKILL'), 10000)
-    const code = await done
-    clearTimeout(timer)
-    return code
-  }
-  t.teardown(stop)
-  await waitFor(async () => (await fetchText(`http://127.0.0.1:${adminPort}/readyz`).catch(() => ({ status: 0 }))).status === 200, 20000, 'the proxy to be ready')
-  // The path is relative to the config file's folder, which the proxy created.
-  return { dir, log: join(dir, 'logs', 'access.log'), proxy: `http://127.0.0.1:${proxyPort}`, pid, lines: proc.lines, stderr: proc.stderr, stop }
-}
-
-const reopened = (lines: string[]): number => lines.filter((l) => l.includes('"access log reopened"')).length
+import { fetchOnce, waitFor } from '../fixtures/proxy.js'
+import { read, reopened, startCli } from './cli-proxy.js'
 
 t.test('one process: rename, SIGUSR1, new lines in a new file; SIGTERM flushes the last ones', async (t) => {
   const p = await startCli(t, 1)
@@ -66,16 +31,28 @@ t.test('one process: rename, SIGUSR1, new lines in a new file; SIGTERM flushes t
   t.match(read(p.log).at(-1), /"GET \/last HTTP\/1\.1" 200/, 'the last request is in the file after SIGTERM')
 })
 
-t.test('workers: 2: SIGUSR1 to the primary reopens the file in every worker', async (t) => {
-  const p = await startCli(t, 2)
-  // New connections are dealt to the workers in turn (cluster's round robin): both write.
-  for (let i = 0; i < 6; i++) t.equal((await fetchOnce(`${p.proxy}/before/${i}`)).status, 200)
-  await waitFor(() => read(p.log).length === 6, 5000, 'six lines in the file')
-  renameSync(p.log, `${p.log}.1`)
-  process.kill(p.pid, 'SIGUSR1')
-  await waitFor(() => reopened(p.lines) === 2, 5000, 'both workers to say they reopened')
-  for (let i = 0; i < 8; i++) t.equal((await fetchOnce(`${p.proxy}/after/${i}`)).status, 200)
-  await waitFor(() => read(p.log).length === 8, 5000, 'eight lines in the new file')
-  t.equal(read(`${p.log}.1`).length, 6, 'no worker still writes to the rotated file')
-  t.equal(await p.stop(), 0)
+const hasLogrotate = spawnSync('logrotate', ['--version']).status === 0
+const NO_LOGROTATE = hasLogrotate ? {} : { skip: 'logrotate is not installed' }
+
+t.test('deploy/logrotate/switchyard, run by logrotate itself, rotates a running proxy\'s file', NO_LOGROTATE, async (t) => {
+  const p = await startCli(t, 1)
+  for (let i = 0; i < 2; i++) t.equal((await fetchOnce(`${p.proxy}/before/${i}`)).status, 200)
+  await waitFor(() => read(p.log).length === 2, 5000, 'two lines in the file')
+  // The shipped file with this test's path, and the pid from here instead of from systemd.
+  const shipped = readFileSync(fileURLToPath(new URL('../../../deploy/logrotate/switchyard', import.meta.url)), 'utf8')
+  const conf = shipped
+    .replace(/^\/var\/log\/switchyard\/access\.log \{$/m, `${p.log} {`)
+    .replace(/\$\(systemctl show [^)]*\)/, String(p.pid))
+  t.not(conf, shipped)
+  const confFile = join(p.dir, 'logrotate.conf')
+  writeFileSync(confFile, conf)
+  const r = spawnSync('logrotate', ['--force', '--state', join(p.dir, 'logrotate.state'), confFile], { encoding: 'utf8' })
+  t.equal(r.status, 0, `logrotate ran: ${r.stderr}`)
+  const rotated = readdirSync(join(p.dir, 'logs')).filter((f) => f.startsWith('access.log-'))
+  t.equal(rotated.length, 1, `one rotated file (dateext): ${rotated.join(', ')}`)
+  t.equal(read(join(p.dir, 'logs', rotated[0])).length, 2, 'the old lines went with it, uncompressed (delaycompress)')
+  await waitFor(() => reopened(p.lines) === 1, 5000, 'the postrotate signal to reach the proxy')
+  t.equal((await fetchOnce(`${p.proxy}/after`)).status, 200)
+  await waitFor(() => read(p.log).length === 1, 5000, 'one line in the new file')
+  t.match(read(p.log)[0], /"GET \/after HTTP\/1\.1" 200/)
 })
