@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import { fetchOnce, fetchText, startProxy, waitFor } from '../fixtures/proxy.js'
 import { startUpstream, type Handler } from '../fixtures/upstream.js'
 import { closed, openWs, roundTrip, startWsUpstream } from '../integration/websocket-fixtures.js'
+import { h2Request } from '../fixtures/h2.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'sy-access-'))
 let files = 0
@@ -195,6 +196,30 @@ routes: [{ name: ws, match: {}, pool: p }]
   // A masked 11-byte frame up (6 + 11) plus the close frame; the same unmasked down (2 + 11).
   t.ok((rec.bytes_in as number) >= 17, `client -> member bytes: ${String(rec.bytes_in)}`)
   t.ok((rec.bytes_out as number) >= 13, `member -> client bytes: ${String(rec.bytes_out)}`)
+})
+
+t.test('HTTP/2: protocol, bytes in, and bytes out as sent (compressed)', async (t) => {
+  const text = 'switchyard '.repeat(500)
+  const up = await startUpstream('u', (req, res) => {
+    req.resume()
+    req.on('end', () => { res.writeHead(200, { 'content-type': 'text/plain' }); res.end(text) })
+  })
+  const file = newFile()
+  const proxy = await startProxy(`
+listen: { host: 127.0.0.1, port: 0, h2c: true }
+logging: { access_log: { enabled: true, path: "${file}" } }
+pools: { p: { members: [{ url: "${up.url}" }] } }
+routes: [{ name: r, match: {}, pool: p, compress: true }]
+`)
+  t.teardown(async () => { await proxy.close(); await up.close() })
+  const plain = await h2Request(proxy.url, '/h2', { method: 'POST', body: 'x'.repeat(300) })
+  t.equal(plain.body, text)
+  const gz = await h2Request(proxy.url, '/h2gz', { headers: { 'accept-encoding': 'gzip' } })
+  t.equal(gz.headers['content-encoding'], 'gzip')
+  const [a, b] = await records(file, 2)
+  t.match(a, { protocol: 'HTTP/2.0', method: 'POST', target: '/h2', bytes_in: 300, bytes_out: text.length, status: 200 })
+  t.match(b, { protocol: 'HTTP/2.0', target: '/h2gz', status: 200 })
+  t.ok((b.bytes_out as number) > 0 && (b.bytes_out as number) < text.length / 4, `the compressed body's size, not the member's: ${String(b.bytes_out)}`)
 })
 
 t.test('closing the app writes every queued line first', async (t) => {
