@@ -152,6 +152,9 @@ export class AccessLog {
    */
   write(fill: (r: AccessRecord) => void): void {
     const r = this.record
+    // Nothing of the previous line carries over into a field the caller leaves unset.
+    Object.assign(r, EMPTY)
+    r.time = Date.now()
     r.capture = this.capture
     fill(r)
     this.emit(r)
@@ -191,6 +194,8 @@ export function createAccessLog(cfg: AccessLogConfig, log?: AccessLogLog): Acces
   holder.log = new AccessLog(cfg, sink, log)
   return holder.log
 }
+
+const EMPTY: Readonly<AccessRecord> = Object.freeze(emptyRecord())
 
 function peerAddress(raw: IncomingMessage): string {
   const ip = raw.socket?.remoteAddress ?? ''

@@ -4,6 +4,7 @@ import { emptyRecord, type AccessRecord } from '../../src/access-log/access-reco
 import { createLineFormatter, textField } from '../../src/access-log/line-format.js'
 import { compileRouteAccessLog, globalCapture } from '../../src/access-log/header-capture.js'
 import { parseConfig } from '../../src/config/load.js'
+import { AccessLog } from '../../src/access-log/access-log.js'
 
 const REDACT = new Set(['authorization', 'cookie', 'set-cookie', 'proxy-authorization'])
 // 2026-12-03T09:30:19.007Z
@@ -90,4 +91,15 @@ t.test('capture lists: a route adds to the global lists (lower case, once each);
   t.same(shared, { request: ['x-a'], response: [] })
   t.same(compileRouteAccessLog(cfg.logging.access_log, cfg.routes[0].access_log, shared), { enabled: true, capture: { request: ['x-a', 'x-b'], response: ['etag'] } })
   t.equal(compileRouteAccessLog(cfg.logging.access_log, undefined, shared), undefined)
+})
+
+t.test('AccessLog.write: a caller-filled line (the forward proxy\'s tunnels) starts from an empty record', async (t) => {
+  const lines: string[] = []
+  const log = new AccessLog(parseConfig('logging: { access_log: { enabled: true } }\npools: { p: { members: [{ url: "http://127.0.0.1:1" }] } }\nroutes: [{ name: r, match: {}, pool: p }]\n', 'test.yaml').logging.access_log, { write: (l) => lines.push(l), reopen: () => undefined, close: async () => undefined })
+  log.write((r) => { r.method = 'CONNECT'; r.target = 'a.test:443'; r.status = 200; r.route = 'fwd'; r.user = 'alice' })
+  log.write((r) => { r.method = 'CONNECT'; r.target = 'b.test:443'; r.status = 403 })
+  const [a, b] = lines.map((l) => JSON.parse(l) as Record<string, unknown>)
+  t.match(a, { method: 'CONNECT', target: 'a.test:443', route: 'fwd', user: 'alice', status: 200 })
+  t.match(b, { target: 'b.test:443', status: 403, route: null, user: null })
+  t.type(b.time, 'string')
 })
