@@ -10,6 +10,7 @@ import { fetchOnce, fetchText, startProxy, waitFor } from '../fixtures/proxy.js'
 import { startUpstream, type Handler } from '../fixtures/upstream.js'
 import { closed, openWs, roundTrip, startWsUpstream } from '../integration/websocket-fixtures.js'
 import { h2Request } from '../fixtures/h2.js'
+import { rawExchange, statusOf } from '../fixtures/raw.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'sy-access-'))
 let files = 0
@@ -238,6 +239,22 @@ routes: [{ name: r, match: {}, pool: p }]
   t.comment(`close took ${Math.round(performance.now() - t0)} ms`)
   // Read at once, no polling: close() resolved only after the sink wrote its buffer.
   t.equal(read(file).length, n, 'every line is in the file when close() resolves')
+})
+
+t.test('answers written outside the pipeline are logged too: CONNECT refused with 405', async (t) => {
+  const up = await startUpstream('u', handler)
+  const file = newFile()
+  const proxy = await startProxy(`
+logging: { access_log: { enabled: true, format: combined, path: "${file}" } }
+pools: { p: { members: [{ url: "${up.url}" }] } }
+routes: [{ name: r, match: {}, pool: p }]
+`)
+  t.teardown(async () => { await proxy.close(); await up.close() })
+  const answer = await rawExchange(proxy.url, 'CONNECT example.test:443 HTTP/1.1\r\nHost: example.test:443\r\nUser-Agent: tunnel/1\r\n\r\n')
+  t.equal(statusOf(answer), 405)
+  const [line] = await lines(file, 1)
+  t.match(line, /^127\.0\.0\.1 - - \[[^\]]+\] "CONNECT example\.test:443 HTTP\/1\.1" 405 \d+ "-" "tunnel\/1"$/)
+  t.equal(up.hits, 0)
 })
 
 t.test('off: no file, nothing written', async (t) => {
