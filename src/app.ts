@@ -27,6 +27,7 @@ import { Resources } from './control/lifecycle.js'
 import { LocalControl } from './control/local-control.js'
 import { Reloader, type PreparedReload } from './control/reloader.js'
 import { createFirewallResources } from './security/firewall-context.js'
+import { createAccessLog } from './access-log/access-log.js'
 
 export interface AppOptions {
   logger: Logger
@@ -76,6 +77,8 @@ export interface SwitchyardApp {
   shutdown(reason: string): Promise<void>
   /** Closes everything now (no drain). */
   close(): Promise<void>
+  /** Opens the access log file again by name (SIGUSR1, after logrotate moved it). */
+  reopenLogs(): void
 }
 
 /**
@@ -96,6 +99,9 @@ export async function buildApp(config: Config, opts: AppOptions): Promise<Switch
 async function assembleApp(config: Config, opts: AppOptions, resources: Resources): Promise<SwitchyardApp> {
   const registry = new Registry()
   const metrics = createProxyMetrics(registry)
+  // Opened first, so it closes last: lines of requests that finish while draining are flushed.
+  const accessLog = createAccessLog(config.logging.access_log, opts.logger)
+  resources.add('access log', () => accessLog?.close())
   const dispatcher = new UpstreamDispatcher()
   resources.add('upstream connection pools', () => dispatcher.close())
   // Access rules and rate limits (security/): the Redis of shared limits opens only when a rule needs it.
@@ -150,7 +156,7 @@ async function assembleApp(config: Config, opts: AppOptions, resources: Resource
       opts.logger.warn({ pool: name }, 'TLS certificate verification is OFF for this pool (tls.verify: false): anyone on the path can impersonate its members')
     }
   }
-  const proxyDeps: ProxyDeps = { runtime: current, metrics, dispatcher, cache: undefined, accessLog: config.logging.access_log, tunnels: new TunnelRegistry(registry) }
+  const proxyDeps: ProxyDeps = { runtime: current, metrics, dispatcher, cache: undefined, accessLog, tunnels: new TunnelRegistry(registry) }
   // The cache store exists only once a route caches (no Redis connection otherwise); a reload
   // that enables caching on a route creates it then.
   let cache: HttpCache | undefined
@@ -262,6 +268,9 @@ async function assembleApp(config: Config, opts: AppOptions, resources: Resource
     async close() {
       draining = true
       await resources.closeAll()
+    },
+    reopenLogs() {
+      accessLog?.reopen()
     }
   }
 }

@@ -4,6 +4,7 @@
  * fans reloads, purges and pool views out to them; the primary also runs the sidecars and the
  * admin listener. Workers get the validated config from the primary over IPC.
  */
+import cluster from 'node:cluster'
 import { availableParallelism } from 'node:os'
 import { AggregatorRegistry, Registry } from 'prom-client'
 import { collectProcessMetrics } from './metrics/proxy-metrics.js'
@@ -57,6 +58,8 @@ export interface WorkerHandle {
   shutdown(reason: string): Promise<void>
   /** Settles once the worker has shut down, whatever asked it to. */
   done: Promise<void>
+  /** Opens this worker's access log file again (SIGUSR1, forwarded by the primary). */
+  reopenLogs(): void
 }
 
 /**
@@ -99,5 +102,15 @@ export async function runWorker(): Promise<WorkerHandle> {
   }
   // The primary is gone: stop too (no orphaned workers).
   process.once('disconnect', () => { void shutdown('the primary is gone') })
-  return { shutdown, done }
+  return { shutdown, done, reopenLogs: () => running.reopenLogs() }
+}
+
+/**
+ * SIGUSR1 in the primary (logrotate's postrotate): every worker reopens its access log. Sent on
+ * as a signal, not over IPC, so `kill -USR1 <worker>` does the same for one worker.
+ */
+export function forwardLogReopen(): void {
+  for (const w of Object.values(cluster.workers ?? {})) {
+    if (w !== undefined && !w.isDead()) w.process.kill('SIGUSR1')
+  }
 }

@@ -695,6 +695,7 @@ class CacheSink implements ResponseSink {
       }
       if (writer !== undefined) {
         writer.member = res.member.name
+        writer.upstreamMs = res.upstreamMs
         cache.count(ctx.routed, 'revalidated')
         cache.sendStored(ctx.routed, writer, updated, updated.policy.responseHeaders() as Headers, 'REVALIDATED', `hit; fwd=stale; fwd-status=304${matched ? '' : '; detail=mismatched-validator'}`)
       }
@@ -718,6 +719,7 @@ class CacheSink implements ResponseSink {
     }
     cache.count(ctx.routed, 'miss')
     writer.member = res.member.name
+    writer.upstreamMs = res.upstreamMs
     writer.cacheStatus = ctx.xcache
     const h = writer.headersFrom(res.headers as Headers)
     for (const name of ruleOptions(ctx.cfg).strip) delete h[name]

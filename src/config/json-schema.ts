@@ -4,7 +4,8 @@
  * besides is what the loader accepts before that schema sees the data:
  * - `${VAR}` and `${VAR:-default}` in any value (interpolation comes first);
  * - scalars as the loader coerces them (`port: "8080"`, `args: [--port, 12000]`);
- * - the shorthands `listen: {...}` (one listener), a route's `compress: true` and `websocket: false`;
+ * - the shorthands `listen: {...}` (one listener), a route's `compress: true`, `websocket: false`
+ *   and `access_log: false`, and `logging.access_log: true`;
  * - keys with a default may be left out (TypeBox lists every non-optional key as required).
  */
 import { ConfigSchema } from './schema.js'
@@ -101,6 +102,9 @@ export function configJsonSchema(): SchemaNode {
   const route = (props.routes.items as SchemaNode).properties as Record<string, SchemaNode>
   route.compress = orBoolean(route.compress, 'true: compress with the default settings; false: do not')
   route.websocket = orBoolean(route.websocket, 'false: refuse WebSocket upgrades on this route; true: the default settings')
+  route.access_log = orBoolean(route.access_log, 'false: no access log lines for this route; true: the default settings')
+  const logging = props.logging.properties as Record<string, SchemaNode>
+  logging.access_log = orBoolean(logging.access_log, 'true: the access log on with the default settings (JSON lines on stdout); false: off')
   return {
     $schema: 'http://json-schema.org/draft-07/schema#',
     $id: SCHEMA_ID,

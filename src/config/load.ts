@@ -142,6 +142,9 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
       if (isMapping(rule) && isMapping(rule.jwt) && typeof rule.jwt.jwks_file === 'string') rule.jwt.jwks_file = resolvePath(dirname(file), rule.jwt.jwks_file)
     }
   }
+  // So is the access log file (an absolute path is kept as it is).
+  const accessLog = isMapping(data.logging) && isMapping(data.logging.access_log) ? data.logging.access_log : undefined
+  if (accessLog !== undefined && typeof accessLog.path === 'string' && accessLog.path !== '') accessLog.path = resolvePath(dirname(file), accessLog.path)
   // An empty value has no text of its own: point at its key.
   for (const i of empty) Object.assign(i, locate(keyAt(doc, i.path)?.range?.[0] ?? nodeAt(doc, i.path)?.range?.[0]))
   const references = unlist(checkReferences(data))
@@ -291,12 +294,15 @@ function expandShorthands(data: Record<string, unknown>): boolean {
     const proto = poolProtocol(pool)
     if (proto === 'tcp' || proto === 'udp') pool.health_check.type = proto
   }
+  // `logging.access_log: true` (the setting's first form, a boolean) is the log on with the defaults.
+  if (isMapping(data.logging) && typeof data.logging.access_log === 'boolean') data.logging.access_log = { enabled: data.logging.access_log }
   if (Array.isArray(data.routes)) {
     for (const r of data.routes as unknown[]) {
       if (r === null || typeof r !== 'object') continue
       const route = r as Record<string, unknown>
       if (typeof route.compress === 'boolean') route.compress = { enabled: route.compress }
       if (typeof route.websocket === 'boolean') route.websocket = { enabled: route.websocket }
+      if (typeof route.access_log === 'boolean') route.access_log = { enabled: route.access_log }
     }
   }
   return oneListener

@@ -36,6 +36,41 @@ const Port = (def: number) => Type.Integer({ minimum: 0, maximum: 65535, default
 export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const
 export type LogFormat = (typeof LOG_FORMATS)[number]
 
+/**
+ * `logging.access_log.format`: nginx/Apache `combined` exactly (for log analysers), `extended`
+ * (combined, then key="value" fields as an nginx custom log_format appends them), or `json`
+ * (one object a line). See src/access-log/.
+ */
+export const ACCESS_LOG_FORMATS = ['combined', 'extended', 'json'] as const
+export type AccessLogFormat = (typeof ACCESS_LOG_FORMATS)[number]
+/** Header values never written to the access log (replaced with "[redacted]") unless `redact` says otherwise. */
+export const DEFAULT_REDACT = ['authorization', 'proxy-authorization', 'cookie', 'set-cookie'] as const
+
+const HeaderName = Type.String({ pattern: '^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$', description: 'a header field name' })
+/** Header fields copied into the access log, by name (case-insensitive). */
+const AccessLogHeaders = Type.Object({
+  request: Type.Array(HeaderName, { default: [] }),
+  response: Type.Array(HeaderName, { default: [] })
+}, { additionalProperties: false, default: {} })
+
+/** `logging.access_log` (`access_log: true` is read as `{enabled: true}`). */
+const AccessLog = Type.Object({
+  enabled: Type.Boolean({ default: false }),
+  format: StringEnum(ACCESS_LOG_FORMATS, 'json'),
+  /** A file (appended to, reopened on SIGUSR1 for logrotate); null or absent: stdout. */
+  path: Type.Optional(Type.Union([Type.String({ minLength: 1 }), Type.Null()])),
+  /** Captured on every route (a route's own list adds to these). */
+  headers: AccessLogHeaders,
+  /** Captured headers whose values are written as "[redacted]". */
+  redact: Type.Array(HeaderName, { default: [...DEFAULT_REDACT] })
+}, { additionalProperties: false, default: {} })
+
+/** A route's access log: off for this route, or more headers captured. */
+const RouteAccessLog = Type.Object({
+  enabled: Type.Boolean({ default: true }),
+  headers: AccessLogHeaders
+}, { additionalProperties: false })
+
 /** least_connections is least_request by another name (an L4 member's in-flight count is its open connections or sessions). */
 export const BALANCERS = ['round_robin', 'weighted', 'least_request', 'least_connections', 'random', 'hash'] as const
 export const LISTENER_PROTOCOLS = ['http', 'tcp', 'udp'] as const
@@ -449,7 +484,8 @@ const Route = Type.Object({
   compress: Type.Optional(RouteCompress),
   websocket: RouteWebSocket,
   /** Access rules (security/firewall.ts), checked after the top-level `access` rules. */
-  access: Type.Array(AccessRule, { default: [] })
+  access: Type.Array(AccessRule, { default: [] }),
+  access_log: Type.Optional(RouteAccessLog)
 }, { additionalProperties: false })
 
 const Cache = Type.Object({
@@ -513,7 +549,7 @@ export const ConfigSchema = Type.Object({
      * SWITCHYARD_LOG_FORMAT environment variable, when set, wins over this.
      */
     format: Type.Unsafe<LogFormat>({ type: 'string', enum: [...LOG_FORMATS], default: 'auto', description: 'auto: readable lines when stdout is a terminal, else JSON; json; pretty (SWITCHYARD_LOG_FORMAT wins)' }),
-    access_log: Type.Boolean({ default: false })
+    access_log: AccessLog
   }, { additionalProperties: false, default: {} }),
   // additionalProperties: without it a pool whose name misses the pattern would not be validated at all.
   pools: Type.Record(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$' }), Pool, { additionalProperties: false }),
@@ -529,6 +565,8 @@ export type RouteConfig = Static<typeof Route>
 export type SplitConfig = Static<typeof Split>
 export type RouteCacheConfig = Static<typeof RouteCache>
 export type RouteCompressConfig = Static<typeof RouteCompress>
+export type AccessLogConfig = Static<typeof AccessLog>
+export type RouteAccessLogConfig = Static<typeof RouteAccessLog>
 export type RouteWebSocketConfig = Static<typeof RouteWebSocket>
 export type AccessRuleConfig = Static<typeof AccessRule>
 export type AccessConditionsConfig = Static<typeof AccessConditions>

@@ -13,6 +13,9 @@ export class LogFormatError extends Error {
   }
 }
 
+/** What the process logger reads of the config (the access log is access-log/'s). */
+type LoggingConfig = { logging: Pick<Config['logging'], 'level' | 'format'> }
+
 interface Surroundings {
   env?: NodeJS.ProcessEnv
   /** Whether stdout is a terminal (default: process.stdout.isTTY). */
@@ -24,7 +27,7 @@ interface Surroundings {
  * `logging.format`; `auto` becomes pretty on a terminal, JSON otherwise (a pipe, a file, a log
  * collector). Throws LogFormatError for a value the environment got wrong.
  */
-export function resolveLogFormat(config: Pick<Config, 'logging'>, s: Surroundings = {}): 'json' | 'pretty' {
+export function resolveLogFormat(config: LoggingConfig, s: Surroundings = {}): 'json' | 'pretty' {
   const env = s.env ?? process.env
   const fromEnv = env[LOG_FORMAT_ENV]
   let format: LogFormat = config.logging.format
@@ -73,7 +76,7 @@ export function prettyDestination(opts: { fd?: number; colorize: boolean }): Des
  * The process's logger on stdout, at the config's level, in the format resolveLogFormat
  * decides. JSON is pino's own path, unchanged (no per-line work beyond pino's).
  */
-export function createLogger(config: Pick<Config, 'logging'>, s: Surroundings & { format?: 'json' | 'pretty' } = {}): Logger {
+export function createLogger(config: LoggingConfig, s: Surroundings & { format?: 'json' | 'pretty' } = {}): Logger {
   const opts: LoggerOptions = { level: config.logging.level, base: { service: 'switchyard' } }
   const format = s.format ?? resolveLogFormat(config, s)
   if (format === 'json') return pino(opts)
@@ -87,7 +90,7 @@ export function createLogger(config: Pick<Config, 'logging'>, s: Surroundings & 
  * supervisor sets json), so the proxy gets JSON lines it embeds as objects.
  */
 export function createProgramLogger(name: string, s: Surroundings = {}): Logger {
-  const format = resolveLogFormat({ logging: { level: 'info', access_log: false, format: 'auto' } }, s)
+  const format = resolveLogFormat({ logging: { level: 'info', format: 'auto' } }, s)
   if (format === 'json') return pino({ name })
   return pino({ name }, prettyDestination({ colorize: wantsColor(s.env ?? process.env, (s.isTTY ?? process.stdout.isTTY) === true) }))
 }

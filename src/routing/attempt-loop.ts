@@ -60,6 +60,8 @@ export interface UpstreamResponse {
   readonly statusMessage: string | undefined
   readonly headers: IncomingHttpHeaders
   readonly member: Member
+  /** Milliseconds from this try's dispatch to the member's response head (the access log's upstream_ms). */
+  readonly upstreamMs: number
 }
 
 /** Flow control the sink may use once the answer started. */
@@ -320,7 +322,8 @@ export class AttemptLoop implements Flow {
       return this.fail(UPSTREAM_ERRORS.protocol, a)
     }
     a.status = status
-    this.deps.metrics.hot.upstreamDuration.get(this.pool.name, a.member.name).observe((performance.now() - a.sentAt) / 1000)
+    const upstreamMs = performance.now() - a.sentAt
+    this.deps.metrics.hot.upstreamDuration.get(this.pool.name, a.member.name).observe(upstreamMs / 1000)
     if (status >= 500 && this.req.routed.route.retryOn.has(status)) {
       this.remember(a)
       const next = this.retryTargets(false)
@@ -331,7 +334,7 @@ export class AttemptLoop implements Flow {
       }
     }
     a.started = true
-    this.sink.onResponseStart({ status, statusMessage, headers, member: a.member }, this)
+    this.sink.onResponseStart({ status, statusMessage, headers, member: a.member, upstreamMs }, this)
   }
 
   onData(a: Attempt, controller: Dispatcher.DispatchController, chunk: Buffer): void {

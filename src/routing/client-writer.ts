@@ -36,6 +36,10 @@ export class ClientWriter {
   /** Access log: bytes of the client's request body read, and upstream time in ms (time to the member's response head). */
   bytesIn = 0
   upstreamMs: number | undefined = undefined
+  /** Access log: body bytes handed to the client's connection or stream (after compression), as nginx's $body_bytes_sent. */
+  bytesOut = 0
+  /** Access log: the fields of the answer's head (header capture reads them; Node keeps no copy of writeHead's object). */
+  responseHeaders: OutgoingHttpHeaders | undefined = undefined
   /** The exchange feeding this answer, stopped if the client goes away first. */
   flow: Flow | undefined = undefined
   private stall: NodeJS.Timeout | undefined
@@ -153,6 +157,7 @@ export class ClientWriter {
     } else if (!this.req.complete && hasBody(this.req)) {
       headers.connection = 'close'
     }
+    this.responseHeaders = headers
     try {
       if (statusMessage === undefined) res.writeHead(status, headers)
       else res.writeHead(status, statusMessage, headers)
@@ -225,6 +230,7 @@ export class ClientWriter {
       this.encoderFull = true
       return false
     }
+    this.bytesOut += chunk.length
     if (this.res.write(chunk)) return true
     this.armStall()
     return false
@@ -248,7 +254,10 @@ export class ClientWriter {
     }
     clearTimeout(this.stall)
     this.unlisten()
-    if (!this.gone) this.res.end(body)
+    if (this.gone) return
+    // Node drops a body given for a HEAD answer: none was sent.
+    if (body !== undefined && this.req.method !== 'HEAD') this.bytesOut += body.length
+    this.res.end(body)
   }
 
   /** A stored answer already in `coding` (the cache's compressed copy): sent as it is, and counted. */
@@ -348,6 +357,7 @@ export class ClientWriter {
         else c.chunks.push(out)
       }
       if (this.gone) return
+      this.bytesOut += out.length
       if (!this.res.write(out)) {
         enc.pause()
         this.armStall()

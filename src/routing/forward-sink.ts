@@ -20,6 +20,7 @@ export class ForwardSink implements ResponseSink {
   onResponseStart(res: UpstreamResponse, flow: Flow): void {
     const w = this.writer
     w.member = res.member.name
+    w.upstreamMs = res.upstreamMs
     const h = w.headersFrom(res.headers as Record<string, string | string[] | undefined>)
     if (this.extra !== undefined) Object.assign(h, this.extra)
     if (!w.head(res.status, h, res.statusMessage)) {

@@ -18,6 +18,7 @@ import { createUpgradeListener } from './upgrade.js'
 import { screen } from '../security/firewall-gate.js'
 import { httpsLocation, type ListenerInfo } from '../listeners/listener-info.js'
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2'
+import type { AccessLog } from '../access-log/access-log.js'
 
 export interface ProxyDeps {
   /** The live runtime; read once per request so a reload swaps it atomically. */
@@ -25,7 +26,8 @@ export interface ProxyDeps {
   metrics: ProxyMetrics
   dispatcher: UpstreamDispatcher
   cache: HttpCache | undefined
-  accessLog: boolean
+  /** The access log (access-log/); undefined when logging.access_log is off. */
+  accessLog: AccessLog | undefined
   /** Open WebSocket tunnels, shared by every listener (upgrade.ts). */
   tunnels: TunnelRegistry
   /** The listener this pipeline serves (each listener registers the plugin with its own). */
@@ -44,6 +46,8 @@ interface Tracked {
   readonly request: FastifyRequest
   readonly routed: RoutedRequest | undefined
   readonly writer: ClientWriter
+  /** performance.now() when the request arrived. */
+  readonly start: number
 }
 const kTracked = Symbol('switchyard.tracked')
 type TrackedResponse = ServerResponse & { [kTracked]?: Tracked }
@@ -63,7 +67,7 @@ function onResponseClose(this: TrackedResponse): void {
   // An HTTP/2 stream the client reset also reads as finished: its reset code tells.
   const finished = this.writableFinished && ((this as unknown as Http2ServerResponse).stream?.rstCode ?? 0) === 0
   const code = finished ? String(this.statusCode) : '499'
-  const seconds = (performance.now() - (routed?.start ?? 0)) / 1000
+  const seconds = (performance.now() - t.start) / 1000
   metrics.hot.requests.get(routeName, poolName, methodLabel(t.request.method), code).inc()
   if (routed !== undefined) {
     metrics.hot.requestDuration.get(routeName, poolName).observe(seconds)
@@ -75,9 +79,7 @@ function onResponseClose(this: TrackedResponse): void {
     // Its timers (the stall limit) and compressor go with it.
     t.writer.cut()
   }
-  if (t.deps.accessLog) {
-    t.request.log.info({ reqId: t.request.id, method: t.request.method, path: routed?.path, route: routed?.route.name, pool: poolName, member: t.writer.member, cache: t.writer.cacheStatus, code, ms: Math.round(seconds * 1e4) / 10, client: routed?.clientIp }, 'access')
-  }
+  t.deps.accessLog?.request(t.request.raw, t.writer, routed, t.request.id, finished ? this.statusCode : 499, t.start)
 }
 
 /**
@@ -97,8 +99,9 @@ export async function proxyPlugin(app: FastifyInstance, deps: ProxyDeps): Promis
     metrics: deps.metrics
   }
   // CONNECT never reaches a route (Node emits it on the server): refuse it rather than hang up.
-  app.server.on('connect', (_req, socket) => {
+  app.server.on('connect', (req: IncomingMessage, socket) => {
     const body = errorBody(EDGE_ERRORS.method_not_allowed, 'CONNECT is not proxied')
+    deps.accessLog?.own(req, undefined, EDGE_ERRORS.method_not_allowed.status, Buffer.byteLength(body), 0)
     socket.end(`HTTP/1.1 405 Method Not Allowed\r\nAllow: ${EDGE_ERRORS.method_not_allowed.headers?.allow ?? ''}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
   })
   // Upgrade requests: WebSocket tunnels; any other is served without its Upgrade (upgrade.ts).
@@ -115,7 +118,9 @@ export async function proxyPlugin(app: FastifyInstance, deps: ProxyDeps): Promis
       reply.raw.destroy()
       return
     }
-    return reply.code(e.status).headers({ 'content-type': 'text/plain; charset=utf-8', 'x-request-id': request.id, ...e.headers }).send(errorBody(e))
+    const body = errorBody(e)
+    deps.accessLog?.own(request.raw, request.id, e.status, Buffer.byteLength(body), reply.elapsedTime)
+    return reply.code(e.status).headers({ 'content-type': 'text/plain; charset=utf-8', 'x-request-id': request.id, ...e.headers }).send(body)
   })
   // Never parse bodies: every content type passes through as the raw stream.
   app.removeAllContentTypeParsers()
@@ -132,9 +137,10 @@ export async function proxyPlugin(app: FastifyInstance, deps: ProxyDeps): Promis
       return
     }
     const listener = deps.listener
+    const start = performance.now()
     if (listener !== undefined) {
       if (listener.redirect !== undefined && !(raw.url ?? '').startsWith(ACME_CHALLENGE)) {
-        redirectToHttps(raw, res, request.id, listener.redirect, deps)
+        redirectToHttps(raw, res, request.id, listener.redirect, deps, start)
         return
       }
       if (listener.hsts !== undefined) res.setHeader('strict-transport-security', listener.hsts)
@@ -155,11 +161,11 @@ export async function proxyPlugin(app: FastifyInstance, deps: ProxyDeps): Promis
       endStream: h2 ? (raw as unknown as Http2ServerRequest).stream.endAfterHeaders : undefined,
       maxHeaderBytes: h2 ? rt.config.limits.max_header_bytes : undefined,
       id: request.id,
-      start: performance.now()
+      start
     }, rt)
     if (!edge.ok) {
       const writer = new ClientWriter(res, raw, request.id, undefined, 30000)
-      res[kTracked] = { deps, request, routed: undefined, writer }
+      res[kTracked] = { deps, request, routed: undefined, writer, start }
       res.once('close', onResponseClose)
       deps.metrics.unrouted.labels(edge.error.name).inc()
       answerEdgeError(raw, writer, edge.error, edge.detail)
@@ -167,7 +173,7 @@ export async function proxyPlugin(app: FastifyInstance, deps: ProxyDeps): Promis
     }
     const routed = edge.routed
     const writer = new ClientWriter(res, raw, request.id, routed.split, routed.pool.requestTimeoutMs, routed.route.compress)
-    res[kTracked] = { deps, request, routed, writer }
+    res[kTracked] = { deps, request, routed, writer, start }
     res.once('close', onResponseClose)
     deps.metrics.hot.inFlight.get(routed.route.name).inc()
     if (routed.split !== undefined) deps.metrics.splitAssignments.labels(routed.split.name, routed.split.variant, routed.split.source).inc()
@@ -197,7 +203,7 @@ export async function proxyPlugin(app: FastifyInstance, deps: ProxyDeps): Promis
         maxBytes: routed.route.maxBodyBytes,
         betweenReadsMs: limits.client_body_timeout_ms,
         deadline: limits.request_timeout_ms > 0 ? routed.start + limits.request_timeout_ms : 0
-      }).then((body) => proxy(rt, routed, body, writer), (err: unknown) => {
+      }, writer).then((body) => proxy(rt, routed, body, writer), (err: unknown) => {
         const e = err instanceof ClientBodyError ? err.proxyError : EDGE_ERRORS.bad_request
         deps.metrics.unrouted.labels(e.name).inc()
         request.log.info({ route: routed.route.name, reason: e.name }, 'request body refused')
@@ -236,7 +242,9 @@ export async function proxyPlugin(app: FastifyInstance, deps: ProxyDeps): Promis
     // Only reached for methods Fastify does not route (e.g. an unknown extension method).
     const e = EDGE_ERRORS.not_implemented
     deps.metrics.unrouted.labels(e.name).inc()
-    return reply.code(e.status).headers({ 'content-type': 'text/plain; charset=utf-8', connection: 'close', 'x-request-id': request.id }).send(errorBody(e, `method ${request.method} is not supported`))
+    const body = errorBody(e, `method ${request.method} is not supported`)
+    deps.accessLog?.own(request.raw, request.id, e.status, Buffer.byteLength(body), reply.elapsedTime)
+    return reply.code(e.status).headers({ 'content-type': 'text/plain; charset=utf-8', connection: 'close', 'x-request-id': request.id }).send(body)
   })
 }
 
@@ -245,8 +253,10 @@ export async function proxyPlugin(app: FastifyInstance, deps: ProxyDeps): Promis
  * over https (nginx's `return 308 https://$host$request_uri`), except ACME HTTP-01 challenges,
  * which must be answered over plain HTTP (RFC 8555 section 8.3): those are routed as usual.
  */
-function redirectToHttps(raw: IncomingMessage, res: ServerResponse, id: string, to: NonNullable<ListenerInfo['redirect']>, deps: ProxyDeps): void {
+function redirectToHttps(raw: IncomingMessage, res: ServerResponse, id: string, to: NonNullable<ListenerInfo['redirect']>, deps: ProxyDeps, start: number): void {
   const writer = new ClientWriter(res, raw, id, undefined, 30000)
+  const accessLog = deps.accessLog
+  if (accessLog !== undefined) res.once('close', () => accessLog.request(raw, writer, undefined, id, res.writableFinished ? res.statusCode : 499, start))
   const host = raw.httpVersionMajor === 2 ? (raw.headers[':authority'] as string | undefined) ?? raw.headers.host : raw.headers.host
   const location = httpsLocation(host, raw.url ?? '/', to.port)
   deps.metrics.unrouted.labels(location === undefined ? EDGE_ERRORS.bad_host.name : 'redirect_https').inc()

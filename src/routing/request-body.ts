@@ -22,7 +22,7 @@ export interface BodyLimits {
  * cannot hold a member's connection. Resolves a Buffer (whole) or a Readable (streaming);
  * rejects with a ClientBodyError carrying the answer for the client.
  */
-export function readRequestBody(raw: IncomingMessage, declaredLength: number, limits: BodyLimits): Promise<Buffer | Readable> {
+export function readRequestBody(raw: IncomingMessage, declaredLength: number, limits: BodyLimits, counter?: { bytesIn: number }): Promise<Buffer | Readable> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = []
     let size = 0
@@ -43,6 +43,8 @@ export function readRequestBody(raw: IncomingMessage, declaredLength: number, li
     }
     const onData = (c: Buffer): void => {
       size += c.length
+      // The access log's bytes_in (ClientWriter.bytesIn): what was read, also of a refused body.
+      if (counter !== undefined) counter.bytesIn = size
       if (size > limits.maxBytes) {
         fail(new ClientBodyError(EDGE_ERRORS.body_too_large, `request body exceeds ${limits.maxBytes} bytes`))
         return

@@ -7,6 +7,7 @@ import { compileCompressPolicy, type CompressPolicy } from '../compression/compr
 import type { UpstreamDispatcher } from '../upstreams/dispatcher.js'
 import { RouteTable } from './route-table.js'
 import { compileFirewalls, type FirewallContext, type RouteFirewall } from '../security/firewall.js'
+import { compileRouteAccessLog, globalCapture, type RouteAccessLog } from '../access-log/header-capture.js'
 
 /** A route turned into runtime objects: where it sends traffic and its per-route limits. */
 export interface RouteRuntime {
@@ -19,6 +20,8 @@ export interface RouteRuntime {
   readonly compress: CompressPolicy | undefined
   /** WebSocket tunnels (upgrade.ts). */
   readonly websocket: RouteWebSocketConfig
+  /** The route's `access_log` block compiled; undefined: logged with the global settings. */
+  readonly accessLog: RouteAccessLog | undefined
   readonly retries: RetriesConfig
   readonly retryOn: ReadonlySet<number>
   readonly retryMethods: ReadonlySet<string>
@@ -80,6 +83,7 @@ export function buildRuntime(config: Config, dispatcher: UpstreamDispatcher, pre
   const poolNames = [...pools.keys()]
   // A route keeps its compression counters across a reload (they are metrics: never reset by one).
   const counters = new Map(previous?.routes.map((r) => [r.name, r.compress?.counters]) ?? [])
+  const capture = globalCapture(config.logging.access_log)
   const routes = config.routes.map((r): RouteRuntime => ({
     name: r.name,
     pool: r.pool === undefined ? undefined : poolOf(r.pool),
@@ -88,6 +92,7 @@ export function buildRuntime(config: Config, dispatcher: UpstreamDispatcher, pre
     cache: r.cache,
     compress: compileCompressPolicy(r.compress, counters.get(r.name)),
     websocket: r.websocket,
+    accessLog: compileRouteAccessLog(config.logging.access_log, r.access_log, capture),
     retries: r.retries,
     retryOn: new Set(r.retries.on_status),
     retryMethods: new Set(r.retries.methods),

@@ -36,6 +36,7 @@ import { routeRequest, type RoutedRequest } from './request-edge.js'
 import type { Runtime } from './runtime.js'
 import { Tunnel } from './tunnel.js'
 import type { TunnelRegistry } from './tunnel-registry.js'
+import type { AccessLog } from '../access-log/access-log.js'
 import { Handshake, hasToken, type HandshakeResult } from './upgrade-exchange.js'
 import { serveWithoutUpgrade } from './without-upgrade.js'
 import type { FirewallDecision } from '../security/firewall.js'
@@ -45,7 +46,8 @@ export interface UpgradeDeps {
   runtime: () => Runtime
   metrics: ProxyMetrics
   tunnels: TunnelRegistry
-  accessLog: boolean
+  /** Undefined when logging.access_log is off. */
+  accessLog: AccessLog | undefined
   /** The listener's redirect_https and HSTS (listener-info.ts). */
   listener?: ListenerInfo
 }
@@ -117,7 +119,7 @@ function handle(server: object, deps: UpgradeDeps, log: UpgradeLog, req: Incomin
     handBack(server, req, socket, head)
     return
   }
-  new Upgrade(deps, log, server, routed, socket, head, ws, !rt.config.limits.underscores_in_headers).run()
+  new Upgrade(deps, log, server, routed, req.url ?? '/', socket, head, ws, !rt.config.limits.underscores_in_headers).run()
 }
 
 /** One WebSocket upgrade request, from routing to its 101 (then the tunnel) or its answer. */
@@ -128,6 +130,10 @@ class Upgrade {
   user: string | undefined = undefined
   private reserved = false
   private ended = false
+  /** Body bytes of an answer the proxy wrote itself (the access log's bytes_out). */
+  private sent = 0
+  /** The fields sent to the client (header capture). */
+  private answered: OutgoingHttpHeaders | undefined
   private readonly onClientClose = (): void => this.clientGone()
 
   constructor(
@@ -135,6 +141,8 @@ class Upgrade {
     private readonly log: UpgradeLog,
     private readonly listener: object,
     private readonly routed: RoutedRequest,
+    /** The request target as sent (the access log's). */
+    private readonly target: string,
     private readonly socket: Duplex,
     /** Bytes the client sent after its request head (frames sent early). */
     private readonly head: Buffer,
@@ -287,15 +295,15 @@ class Upgrade {
     metrics.hot.requestDuration.get(r.route.name, pool).observe(seconds)
     metrics.hot.inFlight.get(r.route.name).dec()
     tunnels.metrics.total.get(r.route.name, pool, result).inc()
-    if (this.deps.accessLog) {
-      this.log.info({ reqId: r.id, method: 'GET', path: r.path, route: r.route.name, pool, member: member?.name, upgrade: 'websocket', code, ms: Math.round(seconds * 1e4) / 10, client: r.clientIp, user: this.user, firewall: this.firewall }, 'access')
-    }
+    // A tunnel's line is written when it closes, with the bytes relayed each way (closed()).
+    if (status !== 101) this.deps.accessLog?.upgrade({ routed: r, target: this.target, member: member?.name, status, bytesUp: 0, bytesDown: this.sent, responseHeaders: this.answered, user: this.user, firewall: this.firewall })
   }
 
   private answerError(error: ProxyError, detail: string | undefined): void {
     const body = errorBody(error, detail)
     const hsts = this.deps.listener?.hsts
-    writeHead(this.socket, error.status, {
+    this.sent = Buffer.byteLength(body)
+    writeHead(this.socket, error.status, this.answered = {
       'content-type': 'text/plain; charset=utf-8',
       'content-length': Buffer.byteLength(body),
       date: new Date().toUTCString(),
@@ -330,6 +338,7 @@ class Upgrade {
     const chunked = !bodyless && (res.headers['content-length'] === undefined || res.headers['transfer-encoding'] !== undefined)
     if (bodyless || chunked) delete h['content-length']
     if (chunked) h['transfer-encoding'] = 'chunked'
+    this.answered = h
     writeHead(socket, status, h)
     if (bodyless) {
       res.resume()
@@ -376,7 +385,8 @@ class Upgrade {
     const h = this.clientHeaders(res.headers)
     delete h['content-length']
     // The member's Sec-WebSocket-Accept/-Protocol/-Extensions pass; Connection and Upgrade are ours.
-    writeHead(socket, 101, { connection: 'Upgrade', upgrade: res.headers.upgrade ?? 'websocket', ...h })
+    this.answered = { connection: 'Upgrade', upgrade: res.headers.upgrade ?? 'websocket', ...h }
+    writeHead(socket, 101, this.answered)
     this.done(101, 'opened', member)
     const tunnels = this.deps.tunnels
     const tunnel = new Tunnel(socket, upstream, {
@@ -401,9 +411,8 @@ class Upgrade {
     t.info.member.inFlight--
     this.deps.tunnels.closed(t, reason)
     const i = t.info
-    const fields = { reqId: i.id, route: i.route, pool: i.pool, member: i.member.name, path: i.path, client: i.clientIp, reason, seconds: Math.round(performance.now() - t.openedAt) / 1000, bytes_up: t.up, bytes_down: t.down }
-    if (this.deps.accessLog) this.log.info(fields, 'tunnel closed')
-    else this.log.debug(fields, 'tunnel closed')
+    this.deps.accessLog?.upgrade({ routed: this.routed, target: this.target, member: i.member.name, status: 101, bytesUp: t.up, bytesDown: t.down, responseHeaders: this.answered, user: this.user, firewall: this.firewall })
+    this.log.debug({ reqId: i.id, route: i.route, pool: i.pool, member: i.member.name, path: i.path, client: i.clientIp, reason, seconds: Math.round(performance.now() - t.openedAt) / 1000, bytes_up: t.up, bytes_down: t.down }, 'tunnel closed')
   }
 }
 

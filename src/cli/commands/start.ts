@@ -4,7 +4,7 @@ import cluster from 'node:cluster'
 import { ConfigError, loadConfigFile } from '../../config/load.js'
 import type { Config } from '../../config/schema.js'
 import { startServer } from '../../server.js'
-import { runPrimary, runWorker, workerCount } from '../../cluster.js'
+import { forwardLogReopen, runPrimary, runWorker, workerCount } from '../../cluster.js'
 import type { Control } from '../../control/control.js'
 import { LogFormatError, createLogger, exportLogFormat, resolveLogFormat } from '../../control/logger.js'
 import { parseFlags } from '../flags.js'
@@ -24,7 +24,7 @@ export const help = formatHelp({
   summary,
   usage,
   description: 'Validates the configuration (as `switchyard check` does; a bad file is reported and nothing starts, exit 1), then binds the admin listener, spawns the sidecars and binds the proxy listeners. With `workers` other than 1 the work is shared by that many processes (node:cluster).\n\n' +
-    'Signals: SIGHUP reloads the file (a bad file is logged and the running configuration stays); SIGTERM and SIGINT stop accepting, let in-flight requests finish within limits.shutdown_timeout_ms, stop the sidecars and exit 0.',
+    'Signals: SIGHUP reloads the file (a bad file is logged and the running configuration stays); SIGUSR1 reopens the access log file (logrotate; the primary passes it to every worker); SIGTERM and SIGINT stop accepting, let in-flight requests finish within limits.shutdown_timeout_ms, stop the sidecars and exit 0.',
   options,
   env: [
     ['SWITCHYARD_CONFIG', 'the file to run when --config is not given'],
@@ -37,7 +37,11 @@ export const help = formatHelp({
 
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseFlags(argv, options, usage)
-  if (cluster.isWorker) return runAsWorker()
+  // Node opens its inspector on SIGUSR1 unless the process listens for it: we do from the start,
+  // so logrotate signalling a process still starting never opens a debugger port.
+  const reopen: { logs: () => void } = { logs: () => undefined }
+  process.on('SIGUSR1', () => reopen.logs())
+  if (cluster.isWorker) return runAsWorker(reopen)
   const configPath = String(values.config)
   let config: Config
   try {
@@ -71,6 +75,7 @@ export async function run(argv: string[]): Promise<number> {
       try {
         const primary = await runPrimary(configPath, config, logger)
         control = primary.control
+        reopen.logs = forwardLogReopen
         // Usually done already: every worker listens when runPrimary returns, on its first listener at least.
         void binds.bound.then((urls) => logListening(logger, boundListeners(config.listen, urls), shownUrl(config.admin.host, primary.adminAddress)))
       } catch (err) {
@@ -80,6 +85,7 @@ export async function run(argv: string[]): Promise<number> {
     } else {
       const server = await startServer(configPath, logger, config)
       control = server.app.control
+      reopen.logs = () => server.app.reopenLogs()
       logListening(logger, boundListeners(config.listen, server.proxyAddresses), shownUrl(config.admin.host, server.adminAddress))
     }
   } catch (err) {
@@ -113,7 +119,7 @@ export async function run(argv: string[]): Promise<number> {
 }
 
 /** A cluster worker: config from the primary; SIGTERM drains this worker alone (the primary replaces it). */
-async function runAsWorker(): Promise<number> {
+async function runAsWorker(reopen: { logs: () => void }): Promise<number> {
   // Ctrl-C reaches the whole process group: the primary coordinates the stop; reloads are its too.
   process.on('SIGINT', () => undefined)
   process.on('SIGHUP', () => undefined)
@@ -127,6 +133,7 @@ async function runAsWorker(): Promise<number> {
     early.remove()
   }
   const w = worker
+  reopen.logs = () => w.reopenLogs()
   if (early.received !== undefined) void w.shutdown(early.received)
   process.once('SIGTERM', () => { void w.shutdown('SIGTERM') })
   await w.done
