@@ -5,6 +5,7 @@ import type { Config, RouteCacheConfig } from './config/schema.js'
 import type { Clock } from './clock.js'
 import { createProxyMetrics } from './metrics/proxy-metrics.js'
 import { createCompressionMetrics } from './compression/compression-metrics.js'
+import { registerSplitGauges } from './metrics/split-metrics.js'
 import type { ProxyDeps } from './routing/proxy-plugin.js'
 import { ProxyListeners } from './listeners/proxy-listeners.js'
 import { checkListenerTls } from './tls/check.js'
@@ -100,6 +101,7 @@ async function assembleApp(config: Config, opts: AppOptions, resources: Resource
   const runtimes = new RuntimeManager(config, dispatcher, metrics, opts.logger, opts.clock)
   resources.add('health checks', () => runtimes.close())
   createCompressionMetrics(registry, () => runtimes.current.routes)
+  registerSplitGauges(registry, () => runtimes.current)
   const current = (): Runtime => runtimes.current
   new Gauge({
     name: 'switchyard_upstream_in_flight',

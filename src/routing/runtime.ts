@@ -2,6 +2,7 @@ import { BlockList } from 'node:net'
 import type { Config, RetriesConfig, RouteCacheConfig, RouteWebSocketConfig } from '../config/schema.js'
 import { parseCidr } from '../config/load.js'
 import { SplitAssigner } from '../balancing/split.js'
+import type { SplitEvent, SplitState } from '../balancing/split-state.js'
 import { Pool } from '../upstreams/pool.js'
 import { compileCompressPolicy, type CompressPolicy } from '../compression/compress-policy.js'
 import type { UpstreamDispatcher } from '../upstreams/dispatcher.js'
@@ -39,13 +40,22 @@ export interface Runtime {
   readonly pools: ReadonlyMap<string, Pool>
   readonly routes: readonly RouteRuntime[]
   readonly trusted: BlockList | undefined
+  /** Each split by name (routes naming one split share its assigner and state). */
+  readonly splits: ReadonlyMap<string, SplitAssigner<Pool>>
+}
+
+export interface RuntimeOptions {
+  /** Wall-clock milliseconds for split ramps and windows (a test's fake clock). */
+  now?: () => number
+  /** Split guardrail rollbacks, resets and promotions (the logger's warn). */
+  onSplitEvent?: (e: SplitEvent) => void
 }
 
 /**
  * Builds the runtime for a config. With `previous` (a reload), members that stayed in the same
  * pool with the same origin keep their health state and counters.
  */
-export function buildRuntime(config: Config, dispatcher: UpstreamDispatcher, previous?: Runtime): Runtime {
+export function buildRuntime(config: Config, dispatcher: UpstreamDispatcher, previous?: Runtime, opts: RuntimeOptions = {}): Runtime {
   const pools = new Map<string, Pool>()
   for (const [name, cfg] of Object.entries(config.pools)) {
     const old = previous?.pools.get(name)
@@ -74,10 +84,22 @@ export function buildRuntime(config: Config, dispatcher: UpstreamDispatcher, pre
   const poolNames = [...pools.keys()]
   // A route keeps its compression counters across a reload (they are metrics: never reset by one).
   const counters = new Map(previous?.routes.map((r) => [r.name, r.compress?.counters]) ?? [])
+  // A split keeps its state (ramp start, window, rollbacks) across a reload that leaves it unchanged.
+  const splits = new Map<string, SplitAssigner<Pool>>()
+  const splitOf = (cfg: NonNullable<Config['routes'][number]['split']>): SplitAssigner<Pool> => {
+    let s = splits.get(cfg.name)
+    if (s === undefined) {
+      const prev: SplitState | undefined = previous?.splits.get(cfg.name)?.state
+      s = new SplitAssigner(cfg, poolOf, { now: opts.now, previous: prev })
+      if (opts.onSplitEvent !== undefined) s.state.onEvent = opts.onSplitEvent
+      splits.set(cfg.name, s)
+    }
+    return s
+  }
   const routes = config.routes.map((r): RouteRuntime => ({
     name: r.name,
     pool: r.pool === undefined ? undefined : poolOf(r.pool),
-    split: r.split === undefined ? undefined : new SplitAssigner(r.split, poolOf),
+    split: r.split === undefined ? undefined : splitOf(r.split),
     maxBodyBytes: r.max_body_bytes ?? config.limits.max_body_bytes,
     cache: r.cache,
     compress: compileCompressPolicy(r.compress, counters.get(r.name)),
@@ -97,5 +119,5 @@ export function buildRuntime(config: Config, dispatcher: UpstreamDispatcher, pre
       if (p !== undefined) trusted.addSubnet(p.address, p.prefix, p.family)
     }
   }
-  return { config, table, pools, routes, trusted }
+  return { config, table, pools, routes, trusted, splits }
 }

@@ -38,6 +38,7 @@ import { Tunnel } from './tunnel.js'
 import type { TunnelRegistry } from './tunnel-registry.js'
 import { Handshake, hasToken, type HandshakeResult } from './upgrade-exchange.js'
 import { serveWithoutUpgrade } from './without-upgrade.js'
+import { recordSplitAssignment } from './split-record.js'
 
 /** What the upgrade listener needs (a subset of the proxy plugin's deps). */
 export interface UpgradeDeps {
@@ -142,7 +143,7 @@ class Upgrade {
     const { deps, routed } = this
     const route = routed.route.name
     deps.metrics.hot.inFlight.get(route).inc()
-    if (routed.split !== undefined) deps.metrics.splitAssignments.labels(routed.split.name, routed.split.variant, routed.split.source).inc()
+    if (routed.split !== undefined) recordSplitAssignment(deps.metrics, routed.split, routed.id, this.log)
     // Draining: a tunnel opened now would only be cut at the drain deadline. The client is told
     // to reconnect (Connection: close), which takes it to a listener that is not stopping.
     if (isDraining(this.listener)) {
