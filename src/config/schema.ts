@@ -281,7 +281,7 @@ const Split = Type.Object({
     /** Roll back when the variant's p99 exceeds the control's times this (0 = no latency check) ... */
     max_p99_ratio: Type.Number({ minimum: 0, default: 1.5 }),
     /** ... and by more than this many milliseconds (so 2 ms against 1 ms is no regression). */
-    min_p99_delta_ms: Type.Number({ minimum: 0, default: 50 })
+    min_p99_delta_ms: Ms(50)
   }, { additionalProperties: false }))
 }, { additionalProperties: false })
 
