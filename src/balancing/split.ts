@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto'
+import { randomFillSync } from 'node:crypto'
 import type { SplitConfig, SplitGuardrailConfig } from '../config/schema.js'
 import { hash32 } from './hash.js'
 import { RampSchedule } from './split-ramp.js'
@@ -44,11 +44,31 @@ export interface SplitOptions {
   newId?: () => string
 }
 
-/** Client ids in the sticky cookie: 16 base64url characters (96 random bits). */
-const ID = /^[A-Za-z0-9_-]{16}$/
+/** Whether a cookie value starts with a client id: 16 base64url characters (96 random bits). */
+function isClientId(v: string): boolean {
+  for (let i = 0; i < 16; i++) {
+    const c = v.charCodeAt(i)
+    // 0-9, A-Z, a-z, '-', '_'
+    if (!((c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 45 || c === 95)) return false
+  }
+  return true
+}
 const HOLDOUT_SEED = 0x9e3779b9
 /** Holdout shares have a resolution of 0.01% (10,000 buckets, as experiment platforms count). */
 const BUCKETS = 10_000
+
+/** Random bytes drawn 3 KiB at a time: one randomBytes call per 256 new clients, not per client. */
+const pool = Buffer.alloc(3072)
+let poolAt = pool.length
+
+function newClientId(): string {
+  if (poolAt + 12 > pool.length) {
+    randomFillSync(pool)
+    poolAt = 0
+  }
+  poolAt += 12
+  return pool.toString('base64url', poolAt - 12, poolAt)
+}
 
 function fmix32(x: number): number {
   let h = x
@@ -102,7 +122,7 @@ export class SplitAssigner<T> {
   constructor(readonly config: SplitConfig, targetOf: (pool: string) => T, opts: SplitOptions = {}) {
     const cfg = config
     this.now = opts.now ?? Date.now
-    this.newId = opts.newId ?? (() => randomBytes(12).toString('base64url'))
+    this.newId = opts.newId ?? newClientId
     this.name = cfg.name
     this.cookieName = cfg.sticky.cookie ?? `sy_split_${cfg.name.replace(/[^A-Za-z0-9_-]/g, '_')}`
     this.cookieTail = `; Path=/; Max-Age=${cfg.sticky.cookie_max_age_s}; HttpOnly; SameSite=Lax`
@@ -139,8 +159,8 @@ export class SplitAssigner<T> {
       return { arm, source: 'header', setCookie: undefined, exposure: this.state.exposed(h, arm.index), keyHash: h }
     }
     if (cookie !== undefined && cookie.length > 17 && cookie.charCodeAt(16) === 46 /* . */) {
-      const id = cookie.slice(0, 16)
-      if (ID.test(id)) {
+      if (isClientId(cookie)) {
+        const id = cookie.slice(0, 16)
         const h = this.keyHash(id)
         const arm = this.choose(h)
         const last = cookie.slice(17)
@@ -149,7 +169,13 @@ export class SplitAssigner<T> {
         return { arm, source: 'cookie', setCookie: this.setCookie(id, arm), exposure: true, keyHash: h, previous: last }
       }
     }
-    // A new client (or a cookie from before client ids, which named a variant: drawn afresh).
+    if (cookie !== undefined) {
+      // A cookie that names a variant (set before client ids, or by hand) pins it while its
+      // weight in force is above 0, as it always did; once that is 0 the client is drawn anew.
+      const named = this.byName.get(cookie)
+      if (named !== undefined && this.weightNow(named.index) > 0) return { arm: named, source: 'cookie', setCookie: undefined, exposure: false, keyHash: 0 }
+    }
+    // A new client.
     const id = this.newId()
     const h = this.keyHash(id)
     const arm = this.choose(h)
@@ -215,9 +241,7 @@ export class SplitAssigner<T> {
 
   private choose(h: number): Arm<T> {
     if (this.holdoutBuckets > 0 && fmix32(h ^ HOLDOUT_SEED) % BUCKETS < this.holdoutBuckets) return this.holdoutArm
-    const now = this.now()
-    if (now >= this.nextChange || this.seenVersion !== this.state.version) this.refresh(now)
-    const w = this.effective
+    const w = this.current()
     let best = this.variants[this.control]
     let bestScore = Infinity
     for (let i = 0; i < w.length; i++) {
@@ -233,8 +257,18 @@ export class SplitAssigner<T> {
     return best
   }
 
+  private weightNow(i: number): number {
+    return this.current()[i]
+  }
+
+  /** The weights in force; the clock is read only while a ramp stage is still to come. */
+  private current(): Float64Array {
+    if (this.seenVersion !== this.state.version || (this.nextChange !== Infinity && this.now() >= this.nextChange)) this.refresh(this.now())
+    return this.effective
+  }
+
   private refresh(now: number): void {
-    if (now < this.nextChange && this.seenVersion === this.state.version) return
+    if (this.seenVersion === this.state.version && now < this.nextChange) return
     const st = this.state
     this.stage = this.ramp.stageAt(now)
     this.nextChange = this.ramp.nextAt(this.stage)

@@ -87,8 +87,9 @@ t.test('QA override header wins, even for a zero-weight variant; unknown names a
   const drawn = new Set(Array.from({ length: 1000 }, () => s.assign(undefined, undefined, undefined).arm.name))
   t.same([...drawn], ['live'], 'weight 0 is never drawn')
   const legacy = s.assign(undefined, 'dark', undefined)
-  t.equal(legacy.arm.name, 'live', 'a cookie from before client ids (a variant name) is drawn afresh')
+  t.equal(legacy.arm.name, 'live', 'a cookie naming a variant at weight 0 is drawn afresh')
   t.equal(legacy.source, 'new')
+  t.match(s.assign(undefined, 'live', undefined), { arm: { name: 'live' }, source: 'cookie', exposure: false, setCookie: undefined }, 'a cookie naming a live variant (from before client ids, or set by hand) still pins it')
 })
 
 t.test('adding a variant moves only the share it takes; a new salt reshuffles', async (t) => {
