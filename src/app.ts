@@ -5,6 +5,7 @@ import type { Config, RouteCacheConfig } from './config/schema.js'
 import type { Clock } from './clock.js'
 import { createProxyMetrics } from './metrics/proxy-metrics.js'
 import { createCompressionMetrics } from './compression/compression-metrics.js'
+import { registerSplitGauges } from './metrics/split-metrics.js'
 import type { ProxyDeps } from './routing/proxy-plugin.js'
 import { ProxyListeners } from './listeners/proxy-listeners.js'
 import { checkListenerTls } from './tls/check.js'
@@ -111,6 +112,7 @@ async function assembleApp(config: Config, opts: AppOptions, resources: Resource
   resources.add('health checks', () => runtimes.close())
   if (!await firewall.ready(2000)) opts.logger.warn('rate limit Redis not reachable yet; shared rate limits let requests through until it is')
   createCompressionMetrics(registry, () => runtimes.current.routes)
+  registerSplitGauges(registry, () => runtimes.current)
   const current = (): Runtime => runtimes.current
   new Gauge({
     name: 'switchyard_upstream_in_flight',

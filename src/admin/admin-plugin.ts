@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Control } from '../control/control.js'
 import { timingSafeEqual } from 'node:crypto'
 import { STATUS_PAGE_CSP, STATUS_PAGE_HTML } from './status-page.js'
+import type { SplitAction } from './split-admin.js'
 
 export interface AdminDeps {
   /** The process's control: one app, or a cluster's workers. */
@@ -67,6 +68,8 @@ export async function adminPlugin(app: FastifyInstance, deps: AdminDeps): Promis
     return reply.code(503).type('text/plain').send('not ready\n')
   })
   app.get('/admin/pools', async () => control.pools())
+  /** Splits: weights configured and in force, ramp stage, window statistics, guardrail state. */
+  app.get('/admin/splits', async (_req, reply) => reply.header('cache-control', 'no-store').send(await control.splits()))
   app.get('/admin/sidecars', async () => ({ sidecars: control.sidecars() }))
   /** Everything the status page shows, as one JSON document (rates over a recent window). */
   app.get('/admin/status', async (_req, reply) => reply.header('cache-control', 'no-store').send(await control.status()))
@@ -135,6 +138,15 @@ export async function adminPlugin(app: FastifyInstance, deps: AdminDeps): Promis
       if (r.status === 404) return reply.code(404).type('text/plain').send(`404 Not Found: ${String(r.body.error)}\n`)
       return reply.code(r.status).send(r.body)
     }
+    /** Undo a split's guardrail rollbacks and promotion; or give one variant every client (outside the holdout). */
+    const splitRoute = (action: SplitAction) => async (req: FastifyRequest, reply: FastifyReply) => {
+      const { split, variant } = req.params as { split: string; variant?: string }
+      const r = await control.split({ split, action, ...(variant === undefined ? {} : { variant }) })
+      if (r.status === 404) return reply.code(404).type('text/plain').send(`404 Not Found: ${String(r.body.error)}\n`)
+      return reply.code(r.status).send(r.body)
+    }
+    mutating.post('/admin/splits/:split/reset', { preHandler: authorize }, splitRoute('reset'))
+    mutating.post('/admin/splits/:split/variants/:variant/promote', { preHandler: authorize }, splitRoute('promote'))
     mutating.post('/admin/pools/:pool/members/:member/drain', { preHandler: authorize }, drainRoute(true))
     mutating.post('/admin/pools/:pool/members/:member/undrain', { preHandler: authorize }, drainRoute(false))
   })

@@ -10,6 +10,8 @@ import * as zlib from 'node:zlib'
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
 import { LineCounter, parseDocument, isMap, isScalar, isSeq, visit, type Document, type Node as YamlNode } from 'yaml'
 import { ConfigSchema, DURATION_DESCRIPTION, type Config } from './schema.js'
+import { parseRampTime } from '../balancing/split-ramp.js'
+import { HOLDOUT } from '../balancing/split.js'
 import { interpolate, isWholeExpression, retype } from './interpolate.js'
 import { childSchema, convertDurations, durationMinimum, isMapping, isRequired, type Path, type SchemaNode } from './schema-walk.js'
 
@@ -535,6 +537,7 @@ function checkReferences(c: Record<string, unknown>): ConfigIssue[] {
     }
   }
   const routeNames = new Map<string, number>()
+  const splitConfigs = new Map<string, { at: number; json: string }>()
   list(c.routes).forEach((r, i) => {
     if (!isMapping(r)) return
     const name = text(r.name)
@@ -573,6 +576,14 @@ function checkReferences(c: Record<string, unknown>): ConfigIssue[] {
       })
       if (weighed && Array.isArray(r.split.variants) && r.split.variants.length > 0 && total <= 0) {
         issues.push({ path: ['routes', i, 'split', 'variants'], message: 'expected the variant weights to add up to more than 0' })
+      }
+      issues.push(...splitIssues(r.split, names, ['routes', i, 'split']))
+      const sname = text(r.split.name)
+      if (sname !== undefined) {
+        // Routes may share a split (one experiment over two paths), then with one config: its state is one.
+        const prev = splitConfigs.get(sname)
+        if (prev !== undefined && prev.json !== JSON.stringify(r.split)) issues.push({ path: ['routes', i, 'split', 'name'], message: `split ${JSON.stringify(sname)} is also defined by routes[${prev.at}] with other settings; give this one another name or the same settings` })
+        if (prev === undefined) splitConfigs.set(sname, { at: i, json: JSON.stringify(r.split) })
       }
     }
   })
@@ -674,6 +685,30 @@ function regexError(source: string): string | undefined {
   } catch (err) {
     return (err as Error).message
   }
+}
+
+/** A split's control, holdout, ramp and guardrail against its variant names. */
+function splitIssues(split: Record<string, unknown>, names: ReadonlySet<string>, at: Path): ConfigIssue[] {
+  const issues: ConfigIssue[] = []
+  const known = [...names].map((n) => JSON.stringify(n)).join(', ')
+  const control = text(split.control)
+  if (control !== undefined && !names.has(control)) issues.push({ path: [...at, 'control'], message: `expected one of the variant names (${known}), got ${JSON.stringify(control)}` })
+  if (typeof split.holdout === 'number' && split.holdout > 0 && names.has(HOLDOUT)) {
+    issues.push({ path: [...at, 'holdout'], message: `a variant is named "${HOLDOUT}", the label held-out clients count under; rename it or set holdout: 0` })
+  }
+  list(split.ramp).forEach((stage, k) => {
+    if (!isMapping(stage)) return
+    const when = text(stage.at)
+    if (when !== undefined && parseRampTime(when) === undefined) issues.push({ path: [...at, 'ramp', k, 'at'], message: `expected an ISO time such as "2026-05-01T09:00:00Z" or a duration after start such as "30m", got ${JSON.stringify(when)}` })
+    if (!isMapping(stage.weights)) return
+    let sum = 0
+    for (const [name, w] of Object.entries(stage.weights)) {
+      if (!names.has(name)) issues.push({ path: [...at, 'ramp', k, 'weights', name], message: `expected one of the variant names (${known})` })
+      if (typeof w === 'number' && w > 0) sum += w
+    }
+    if (sum <= 0) issues.push({ path: [...at, 'ramp', k, 'weights'], message: 'expected the stage\'s weights to add up to more than 0' })
+  })
+  return issues
 }
 
 export function parseCidr(s: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } | undefined {

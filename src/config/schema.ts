@@ -293,7 +293,31 @@ const Split = Type.Object({
     header: Type.Optional(Type.String({ minLength: 1 })),
     cookie_max_age_s: Type.Integer({ minimum: 0, default: 2592000 })
   }, { additionalProperties: false, default: {} }),
-  override_header: Type.String({ minLength: 1, default: 'x-switchyard-variant' })
+  override_header: Type.String({ minLength: 1, default: 'x-switchyard-variant' }),
+  /** Seed of the assignment hash (default: the split's name); a new salt reshuffles every client. */
+  salt: Type.Optional(Type.String({ minLength: 1 })),
+  /** The variant the others are compared with (guardrail) and holdout clients get (default: the first). */
+  control: Type.Optional(Name),
+  /** Percent of clients held out of the experiment: they get the control and count as variant "holdout". */
+  holdout: Type.Number({ minimum: 0, maximum: 100, default: 0 }),
+  /** Weights that change at set times: `at` is an ISO time or a duration after the split started ("10m"). */
+  ramp: Type.Array(Type.Object({
+    at: Type.String({ minLength: 1, description: 'an ISO time such as "2026-05-01T09:00:00Z" or a duration after start such as "30m"' }),
+    weights: Type.Record(Type.String(), Type.Number({ minimum: 0 }))
+  }, { additionalProperties: false }), { default: [] }),
+  /** Rolls a variant back (weight 0) when it does worse than the control over a sliding window. */
+  guardrail: Type.Optional(Type.Object({
+    enabled: Type.Boolean({ default: true }),
+    window_s: Type.Integer({ minimum: 1, maximum: 3600, default: 60 }),
+    /** Requests both the variant and the control need in the window before they are compared. */
+    min_requests: Type.Integer({ minimum: 1, default: 100 }),
+    /** Roll back when the variant's 5xx ratio exceeds the control's by more than this (0.05 = 5 points). */
+    max_5xx_ratio_delta: Type.Number({ minimum: 0, maximum: 1, default: 0.05 }),
+    /** Roll back when the variant's p99 exceeds the control's times this (0 = no latency check) ... */
+    max_p99_ratio: Type.Number({ minimum: 0, default: 1.5 }),
+    /** ... and by more than this many milliseconds (so 2 ms against 1 ms is no regression). */
+    min_p99_delta_ms: Ms(50)
+  }, { additionalProperties: false }))
 }, { additionalProperties: false })
 
 export const RouteCache = Type.Object({
@@ -563,6 +587,7 @@ export type PoolConfig = Static<typeof Pool>
 export type MemberConfig = Static<typeof Member>
 export type RouteConfig = Static<typeof Route>
 export type SplitConfig = Static<typeof Split>
+export type SplitGuardrailConfig = NonNullable<SplitConfig['guardrail']>
 export type RouteCacheConfig = Static<typeof RouteCache>
 export type RouteCompressConfig = Static<typeof RouteCompress>
 export type AccessLogConfig = Static<typeof AccessLog>

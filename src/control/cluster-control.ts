@@ -14,6 +14,7 @@ import { realClock, type Clock } from '../clock.js'
 import { NO_CACHE, type AdminAnswer, type Control, type ReloadAnswer } from './control.js'
 import { MSG, type DrainRequest, type Message, type StepResult } from './cluster-protocol.js'
 import { DrainIntents } from '../admin/drain-intents.js'
+import type { SplitRequest } from '../admin/split-admin.js'
 import { ReloadHistory } from '../admin/reload-history.js'
 import { configParts, type StatusSnapshot } from '../admin/status-snapshot.js'
 import { mergeSnapshots } from '../admin/status-merge.js'
@@ -158,6 +159,25 @@ export class ClusterControl implements Control {
     const inFlight = answered.reduce((n, r) => n + (typeof r.body.in_flight === 'number' ? r.body.in_flight : 0), 0)
     const changed = answered.some((r) => r.body.changed === true)
     return { status: 200, body: { ...first.body, changed, in_flight: inFlight, workers: answered.length, ...(answered.length < results.length ? { unanswered: results.length - answered.length } : {}) } }
+  }
+
+  /**
+   * Each worker's splits: a guardrail judges the traffic its worker saw, so rollbacks are per
+   * worker; `splits` is the first worker's view.
+   */
+  async splits(): Promise<Record<string, unknown>> {
+    const views = await Promise.all(this.serving().map(async (st) => ({ pid: st.pid, ...(await this.ask(st, MSG.splits, undefined, 2000) as Record<string, unknown>) })))
+    return { splits: (views[0] as { splits?: unknown } | undefined)?.splits ?? [], workers: views }
+  }
+
+  /** A reset or promotion on every worker serving now (a worker started later starts afresh). */
+  async split(request: SplitRequest): Promise<AdminAnswer> {
+    const results = await Promise.all(this.withConfig().map((st) => this.ask(st, MSG.split, request) as Promise<AdminAnswer | { ok: false; error: string }>))
+    const answered = results.filter((r): r is AdminAnswer => typeof r === 'object' && r !== null && 'status' in r)
+    const first = answered[0]
+    if (first === undefined) return { status: 503, body: { error: 'no worker answered the split call' } }
+    if (first.status !== 200) return first
+    return { status: 200, body: { ...first.body, workers: answered.length, ...(answered.length < results.length ? { unanswered: results.length - answered.length } : {}) } }
   }
 
   /** The workers' snapshots added up, with the primary's view of the config. */

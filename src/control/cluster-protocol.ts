@@ -24,6 +24,10 @@ export const MSG = {
   purge: 'switchyard:purge',
   /** `{ pool, member, drained }`: drain a member or put it back (answered with an AdminAnswer). */
   drain: 'switchyard:drain',
+  /** The worker's splits view (src/admin/split-admin.ts). */
+  splits: 'switchyard:splits',
+  /** `{ split, action, variant? }`: reset a split or promote a variant (answered with an AdminAnswer). */
+  split: 'switchyard:split',
   /** The worker's status snapshot (src/admin/status-snapshot.ts). */
   status: 'switchyard:status'
 } as const

@@ -3,6 +3,7 @@ import type { PurgeResult } from '../cache/purge.js'
 import type { Change } from './reload-plan.js'
 import type { AdminAnswer } from '../admin/member-drain.js'
 import type { StatusSnapshot } from '../admin/status-snapshot.js'
+import type { SplitRequest } from '../admin/split-admin.js'
 
 export type { AdminAnswer }
 
@@ -41,6 +42,10 @@ export interface Control {
   purge(request: unknown): Promise<PurgeResult>
   /** Drains a pool member (`drained: true`) or puts it back; 404 for an unknown pool or member. */
   drain(pool: string, member: string, drained: boolean): Promise<AdminAnswer>
+  /** GET /admin/splits: `{ splits }` (this process), plus `workers: [{ pid, splits }]` in workers mode. */
+  splits(): Promise<Record<string, unknown>>
+  /** Resets a split's guardrail rollbacks and promotion, or promotes a variant (every worker). */
+  split(request: SplitRequest): Promise<AdminAnswer>
   /** The cumulative state the status page shows (a cluster primary: its workers' sum). */
   snapshot(): Promise<StatusSnapshot | undefined>
   /** GET /admin/status: the snapshot with rates over a recent window, sidecars and the last reloads. */

@@ -10,6 +10,7 @@ import { setMemberDrained } from '../admin/member-drain.js'
 import { ReloadHistory } from '../admin/reload-history.js'
 import { takeSnapshot, type StatusSnapshot } from '../admin/status-snapshot.js'
 import { StatusWindow } from '../admin/status-window.js'
+import { applySplitAction, splitsView, type SplitRequest } from '../admin/split-admin.js'
 
 export interface LocalParts {
   registry: Registry
@@ -71,6 +72,18 @@ export class LocalControl implements Control {
     const answer = setMemberDrained(this.parts.runtime(), pool, member, drained)
     if (answer.status === 200) this.drains.set(pool, member, drained)
     return answer
+  }
+
+  async splits(): Promise<Record<string, unknown>> {
+    return { splits: splitsView(this.parts.runtime()) }
+  }
+
+  /**
+   * A split call acts on the live runtime's split state; a reload keeps that state for a split
+   * whose config it leaves unchanged (a changed split starts afresh, as its experiment did).
+   */
+  async split(request: SplitRequest): Promise<AdminAnswer> {
+    return applySplitAction(this.parts.runtime(), request)
   }
 
   snapshot(): Promise<StatusSnapshot> {

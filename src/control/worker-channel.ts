@@ -1,6 +1,7 @@
 import type { Logger } from 'pino'
 import type { SwitchyardApp } from '../app.js'
 import type { Config } from '../config/schema.js'
+import type { SplitRequest } from '../admin/split-admin.js'
 import { MSG, freezeConfig, type DrainRequest, type Message, type StepResult } from './cluster-protocol.js'
 import type { PreparedReload } from './reloader.js'
 
@@ -65,6 +66,12 @@ export class WorkerChannel {
         void app.control.drain(d.pool, d.member, d.drained).then(reply)
         break
       }
+      case MSG.splits:
+        void app.control.splits().then(reply)
+        break
+      case MSG.split:
+        void app.control.split(m.payload as SplitRequest).then(reply)
+        break
       case MSG.status:
         void app.control.snapshot().then(reply, (err: Error) => reply({ ok: false, error: err.message }))
         break

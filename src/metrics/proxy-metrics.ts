@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry } from 'prom-client'
 import { ChildCache } from './label-cache.js'
+import { createSplitMetrics } from './split-metrics.js'
 
 /** Methods we label by name; anything else is counted as "other" to bound label cardinality. */
 const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'])
@@ -96,6 +97,8 @@ export function createProxyMetrics(registry: Registry) {
   }
   return {
     ...m,
+    /** Per-variant series of splits (split-metrics.ts). */
+    splits: createSplitMetrics(registry, LATENCY_BUCKETS),
     /** Cached children for the per-request series. */
     hot: {
       requests: new ChildCache((route, pool, method, code) => m.requests.labels(route, pool, method, code)),

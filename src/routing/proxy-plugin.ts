@@ -10,6 +10,7 @@ import { runExchange, type AttemptDeps, ClientBodyError, type UpstreamResponse }
 import { ClientWriter, VIA } from './client-writer.js'
 import { ForwardSink } from './forward-sink.js'
 import { routeRequest, type RoutedRequest } from './request-edge.js'
+import { recordSplitAnswer, recordSplitAssignment } from './split-record.js'
 import { readRequestBody } from './request-body.js'
 import type { Runtime } from './runtime.js'
 import { forwardRequest } from './upstream-request.js'
@@ -72,6 +73,7 @@ function onResponseClose(this: TrackedResponse): void {
   if (routed !== undefined) {
     metrics.hot.requestDuration.get(routeName, poolName).observe(seconds)
     metrics.hot.inFlight.get(routeName).dec()
+    if (routed.split !== undefined) recordSplitAnswer(metrics, routed, finished ? this.statusCode : 499, seconds)
   }
   // The client went away before the answer was complete: stop the upstream exchange.
   if (!finished) {
@@ -176,7 +178,7 @@ export async function proxyPlugin(app: FastifyInstance, deps: ProxyDeps): Promis
     res[kTracked] = { deps, request, routed, writer, start }
     res.once('close', onResponseClose)
     deps.metrics.hot.inFlight.get(routed.route.name).inc()
-    if (routed.split !== undefined) deps.metrics.splitAssignments.labels(routed.split.name, routed.split.variant, routed.split.source).inc()
+    if (routed.split !== undefined) recordSplitAssignment(deps.metrics, routed.split, request.id, request.log)
     // Access rules (security/firewall.ts) run before the body is read and before the cache.
     const fw = routed.route.firewall
     if (fw !== undefined) {

@@ -58,13 +58,27 @@ export interface RoutedRequest {
   readonly route: RouteRuntime
   readonly pool: Pool
   /** The split variant chosen, its Set-Cookie (when newly drawn), and how it was chosen. */
-  readonly split: { readonly name: string; readonly variant: string; readonly source: AssignmentSource; readonly setCookie: string | undefined } | undefined
+  readonly split: RoutedSplit | undefined
   readonly clientIp: string
   readonly peerIp: string
   /** The peer is in trusted_proxies: its forwarding headers are kept and appended to. */
   readonly trustedPeer: boolean
   /** Declared Content-Length (-1 for a chunked body, 0 for none). */
   readonly bodyLength: number
+}
+
+/** A request's split assignment (balancing/split.ts). */
+export interface RoutedSplit {
+  readonly name: string
+  readonly variant: string
+  /** The arm's index in its split (variants in order, then the holdout): its window slot. */
+  readonly arm: number
+  readonly source: AssignmentSource
+  readonly setCookie: string | undefined
+  /** A first assignment (or a changed one): the proxy logs an exposure. */
+  readonly exposure: boolean
+  readonly keyHash: number
+  readonly previous: string | undefined
 }
 
 export type EdgeResult =
@@ -141,8 +155,8 @@ export function routeRequest(req: EdgeInput, rt: Runtime): EdgeResult {
       readCookie(h.cookie, s.cookieName),
       s.stickyHeader === undefined ? undefined : (h[s.stickyHeader] as string | undefined)
     )
-    pool = a.variant.target
-    split = { name: s.name, variant: a.variant.name, source: a.source, setCookie: a.source === 'new' ? a.variant.setCookie : undefined }
+    pool = a.arm.target
+    split = { name: s.name, variant: a.arm.name, arm: a.arm.index, source: a.source, setCookie: a.setCookie, exposure: a.exposure, keyHash: a.keyHash, previous: a.previous }
   }
 
   return {

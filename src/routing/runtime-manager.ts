@@ -5,7 +5,7 @@ import type { HealthEvent, Pool } from '../upstreams/pool.js'
 import { HealthChecker } from '../upstreams/health-checker.js'
 import type { UpstreamDispatcher } from '../upstreams/dispatcher.js'
 import type { Clock } from '../clock.js'
-import { buildRuntime, type Runtime } from './runtime.js'
+import { buildRuntime, type Runtime, type RuntimeOptions } from './runtime.js'
 import type { FirewallContext } from '../security/firewall.js'
 
 /** A runtime built for a config but not live yet: commit() swaps it in, abort() drops it. */
@@ -28,7 +28,7 @@ export class RuntimeManager {
   private closed = false
 
   constructor(config: Config, private readonly dispatcher: UpstreamDispatcher, private readonly metrics: ProxyMetrics, private readonly log: Logger, private readonly clock?: Clock, private readonly firewall?: FirewallContext) {
-    this.rt = buildRuntime(config, dispatcher, undefined, firewall)
+    this.rt = buildRuntime(config, dispatcher, undefined, this.splitOptions(), firewall)
     dispatcher.commit()
     this.activate(this.rt)
     this.initialChecks = Promise.all(this.checkers.map((c) => c.firstRound)).then(() => undefined)
@@ -49,7 +49,7 @@ export class RuntimeManager {
    */
   prepare(config: Config): PreparedRuntime {
     if (this.pending !== undefined) throw new Error('a reload is already being applied')
-    const runtime = buildRuntime(config, this.dispatcher, this.rt, this.firewall)
+    const runtime = buildRuntime(config, this.dispatcher, this.rt, this.splitOptions(), this.firewall)
     const done = (): void => { if (this.pending === prepared) this.pending = undefined }
     const prepared: PreparedRuntime = {
       runtime,
@@ -87,6 +87,18 @@ export class RuntimeManager {
     for (const c of this.checkers) c.stop()
     this.checkers = []
     for (const p of this.rt.pools.values()) p.dispose()
+  }
+
+  /** Splits read time from the app's clock (realClock's is Date.now: ramp ISO times compare with it). */
+  private splitOptions(): RuntimeOptions {
+    const clock = this.clock
+    return {
+      now: clock === undefined ? Date.now : () => clock.now(),
+      onSplitEvent: (e) => {
+        if (e.action === 'rollback') this.log.warn({ ...e }, 'split variant rolled back by its guardrail')
+        else this.log.info({ ...e }, `split ${e.action}`)
+      }
+    }
   }
 
   private activate(rt: Runtime): void {

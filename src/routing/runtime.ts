@@ -2,6 +2,7 @@ import { BlockList } from 'node:net'
 import type { Config, RetriesConfig, RouteCacheConfig, RouteWebSocketConfig } from '../config/schema.js'
 import { parseCidr } from '../config/load.js'
 import { SplitAssigner } from '../balancing/split.js'
+import type { SplitEvent, SplitState } from '../balancing/split-state.js'
 import { Pool } from '../upstreams/pool.js'
 import { compileCompressPolicy, type CompressPolicy } from '../compression/compress-policy.js'
 import type { UpstreamDispatcher } from '../upstreams/dispatcher.js'
@@ -45,6 +46,15 @@ export interface Runtime {
   readonly pools: ReadonlyMap<string, Pool>
   readonly routes: readonly RouteRuntime[]
   readonly trusted: BlockList | undefined
+  /** Each split by name (routes naming one split share its assigner and state). */
+  readonly splits: ReadonlyMap<string, SplitAssigner<Pool>>
+}
+
+export interface RuntimeOptions {
+  /** Wall-clock milliseconds for split ramps and windows (a test's fake clock). */
+  now?: () => number
+  /** Split guardrail rollbacks, resets and promotions (the logger's warn). */
+  onSplitEvent?: (e: SplitEvent) => void
 }
 
 /**
@@ -52,7 +62,7 @@ export interface Runtime {
  * pool with the same origin keep their health state and counters. `firewall` is what access
  * rules need (metrics, rate limiters); a config with rules is refused without it.
  */
-export function buildRuntime(config: Config, dispatcher: UpstreamDispatcher, previous?: Runtime, firewall?: FirewallContext): Runtime {
+export function buildRuntime(config: Config, dispatcher: UpstreamDispatcher, previous?: Runtime, opts: RuntimeOptions = {}, firewall?: FirewallContext): Runtime {
   // First: a JWKS file that cannot be read refuses the config before anything is built.
   const firewalls = compileFirewalls(config, firewall)
   const pools = new Map<string, Pool>()
@@ -84,10 +94,22 @@ export function buildRuntime(config: Config, dispatcher: UpstreamDispatcher, pre
   // A route keeps its compression counters across a reload (they are metrics: never reset by one).
   const counters = new Map(previous?.routes.map((r) => [r.name, r.compress?.counters]) ?? [])
   const capture = globalCapture(config.logging.access_log)
+  // A split keeps its state (ramp start, window, rollbacks) across a reload that leaves it unchanged.
+  const splits = new Map<string, SplitAssigner<Pool>>()
+  const splitOf = (cfg: NonNullable<Config['routes'][number]['split']>): SplitAssigner<Pool> => {
+    let s = splits.get(cfg.name)
+    if (s === undefined) {
+      const prev: SplitState | undefined = previous?.splits.get(cfg.name)?.state
+      s = new SplitAssigner(cfg, poolOf, { now: opts.now, previous: prev })
+      if (opts.onSplitEvent !== undefined) s.state.onEvent = opts.onSplitEvent
+      splits.set(cfg.name, s)
+    }
+    return s
+  }
   const routes = config.routes.map((r): RouteRuntime => ({
     name: r.name,
     pool: r.pool === undefined ? undefined : poolOf(r.pool),
-    split: r.split === undefined ? undefined : new SplitAssigner(r.split, poolOf),
+    split: r.split === undefined ? undefined : splitOf(r.split),
     maxBodyBytes: r.max_body_bytes ?? config.limits.max_body_bytes,
     cache: r.cache,
     compress: compileCompressPolicy(r.compress, counters.get(r.name)),
@@ -109,5 +131,5 @@ export function buildRuntime(config: Config, dispatcher: UpstreamDispatcher, pre
       if (p !== undefined) trusted.addSubnet(p.address, p.prefix, p.family)
     }
   }
-  return { config, table, pools, routes, trusted }
+  return { config, table, pools, routes, trusted, splits }
 }

@@ -40,6 +40,7 @@ import type { AccessLog } from '../access-log/access-log.js'
 import { Handshake, hasToken, type HandshakeResult } from './upgrade-exchange.js'
 import { serveWithoutUpgrade } from './without-upgrade.js'
 import type { FirewallDecision } from '../security/firewall.js'
+import { recordSplitAssignment } from './split-record.js'
 
 /** What the upgrade listener needs (a subset of the proxy plugin's deps). */
 export interface UpgradeDeps {
@@ -154,7 +155,7 @@ class Upgrade {
     const { deps, routed } = this
     const route = routed.route.name
     deps.metrics.hot.inFlight.get(route).inc()
-    if (routed.split !== undefined) deps.metrics.splitAssignments.labels(routed.split.name, routed.split.variant, routed.split.source).inc()
+    if (routed.split !== undefined) recordSplitAssignment(deps.metrics, routed.split, routed.id, this.log)
     // The route's access rules, as for any request (security/firewall.ts), before any slot or member.
     const fw = routed.route.firewall
     if (fw !== undefined) {

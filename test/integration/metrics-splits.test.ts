@@ -24,7 +24,7 @@ routes:
     const first = await fetchText(`${proxy.url}/c`)
     const variant = first.headers['x-switchyard-variant'] as string
     const cookie = (first.headers['set-cookie'] as string).split(';')[0]
-    t.match(cookie, /^sy_split_hero=(old|new)$/)
+    t.match(cookie, /^sy_split_hero=[A-Za-z0-9_-]{16}\.(old|new)$/, 'the cookie pins a client id (and names its variant)')
     shares[variant]++
     for (let visit = 0; visit < 2; visit++) {
       const again = await fetchText(`${proxy.url}/c`, { headers: { cookie: `other=1; ${cookie}` } })

@@ -44,7 +44,7 @@ routes:
   // A client without a cookie is drawn, pinned by the 101's Set-Cookie, and stays.
   const first = await whoOverWs(`${proxy.url}/ws`)
   const cookie = String(first.headers['set-cookie']).split(';')[0]
-  t.match(cookie, /^sy_split_exp=v[ab]$/)
+  t.match(cookie, /^sy_split_exp=[A-Za-z0-9_-]{16}\.v[ab]$/)
   t.equal(first.headers['x-switchyard-variant'], cookie.endsWith('va') ? 'va' : 'vb')
   t.equal(first.who, cookie.endsWith('va') ? 'a' : 'b')
   for (let i = 0; i < 4; i++) t.equal((await whoOverWs(`${proxy.url}/ws`, { cookie })).who, first.who, 'the pinned client stays on its pool')

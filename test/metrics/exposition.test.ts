@@ -23,6 +23,7 @@ const PROMTOOL = missing === undefined ? {} : { skip: missing }
 const EXPECTED = [
   'switchyard_build_info', 'switchyard_config_reloads_total', 'switchyard_config_last_reload_success_timestamp_seconds', 'switchyard_config_last_reload_successful',
   'switchyard_requests_total', 'switchyard_request_duration_seconds', 'switchyard_split_assignments_total',
+  'switchyard_split_requests_total', 'switchyard_split_request_duration_seconds', 'switchyard_split_exposures_total', 'switchyard_split_variant_rolled_back', 'switchyard_split_variant_weight_ratio',
   'switchyard_cache_lookups_total', 'switchyard_cache_entries', 'switchyard_tls_handshakes_total', 'switchyard_tls_certificate_expiry_timestamp_seconds',
   'switchyard_http2_sessions_total', 'switchyard_websocket_tunnels_total', 'switchyard_websocket_bytes_total', 'switchyard_compression_responses_total',
   'switchyard_access_denials_total', 'switchyard_rate_limited_total',

@@ -92,5 +92,5 @@ t.test('splits: the override header picks the variant and its pool; a draw sets 
   t.ok(r.ok)
   if (r.ok) t.match(r.routed, { pool: { name: 'b' }, split: { name: 't', variant: 'two', source: 'override', setCookie: undefined } })
   const d = routeRequest(input({ host: 'ab.test', url: '/', headers: { host: 'ab.test' } }), rt)
-  t.ok(d.ok && d.routed.split?.source === 'new' && /^sy_split_t=(one|two);/.test(d.routed.split.setCookie ?? ''))
+  t.ok(d.ok && d.routed.split?.source === 'new' && /^sy_split_t=[A-Za-z0-9_-]{16}\.(one|two);/.test(d.routed.split.setCookie ?? ''))
 })

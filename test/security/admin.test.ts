@@ -74,6 +74,8 @@ t.test('off loopback without a token: mutating calls are refused with 403', asyn
   t.equal(purge.status, 403, 'purge: 403')
   const withBearer = await post(`${admin}/admin/cache/purge`, { host: 'a.test', prefix: '/', all_paths: true }, { authorization: 'Bearer anything' })
   t.equal(withBearer.status, 403, 'purge with some bearer token: still 403 (there is no token to match)')
+  t.equal((await post(`${admin}/admin/splits/any/reset`, {})).status, 403, 'split reset: 403')
+  t.equal((await post(`${admin}/admin/splits/any/variants/v/promote`, {})).status, 403, 'split promote: 403')
   t.equal((await s.get('/kept')).headers['x-cache'], 'HIT', 'nothing was purged')
   for (const path of ['/healthz', '/readyz', '/metrics']) t.equal((await fetchText(`${admin}${path}`)).status, 200, `${path}: read-only endpoints answer`)
 })
@@ -97,7 +99,9 @@ t.test('with a token: missing or wrong bearer gets 401, the right one works', as
     t.equal(r.status, 401, `purge, ${name}: 401`)
     t.match(String(r.headers['www-authenticate']), /^Bearer/, `purge, ${name}: WWW-Authenticate: Bearer`)
     t.equal((await post(`${admin}/admin/reload`, {}, headers)).status, 401, `reload, ${name}: 401`)
+    t.equal((await post(`${admin}/admin/splits/any/variants/v/promote`, {}, headers)).status, 401, `split promote, ${name}: 401`)
   }
+  t.equal((await post(`${admin}/admin/splits/any/reset`, {}, { authorization: `Bearer ${token}` })).status, 404, 'split reset with the right token: past the check (no such split)')
   t.equal((await s.get('/p/1')).headers['x-cache'], 'HIT', 'nothing was purged by the refused calls')
   const ok = await post(`${admin}/admin/cache/purge`, { url: 'http://a.test/p/1' }, { authorization: `Bearer ${token}` })
   t.equal(ok.status, 200, 'purge with the right token: 200')
