@@ -167,8 +167,29 @@ export function codedKey(key: CacheKey, coding: string): CacheKey {
  * (and the coding, for a compressed copy; absent, the digest is what it always was).
  */
 export function variantDigest(key: CacheKey, names: VaryNames, headers: RequestHeaders): string {
+  // No Vary: the digest depends on the key alone, and keys are reused (HttpCache keeps recent
+  // ones), so a hit costs no hashing at all.
+  if (names === '') {
+    const known = noVaryDigests.get(key)
+    if (known !== undefined) return known
+  }
   const list = names === '' ? [] : names.split(',')
   const values = list.map((n) => selectedValue(headers, n))
   const parts = key.coding === undefined ? [DIGEST_VERSION, 'variant', key.digest, names, values] : [DIGEST_VERSION, 'variant', key.digest, names, values, 'coding', key.coding]
-  return sha256Hex(JSON.stringify(parts))
+  const text = JSON.stringify(parts)
+  // With Vary, the same few selected values repeat: the SHA-256 is most of a memory hit's lookup.
+  let digest = recentDigests.get(text)
+  if (digest === undefined) {
+    digest = sha256Hex(text)
+    if (recentDigests.size >= RECENT_DIGESTS) recentDigests.clear()
+    recentDigests.set(text, digest)
+  }
+  if (names === '') noVaryDigests.set(key, digest)
+  return digest
 }
+
+/** Variant digests of keys without Vary, by key object (gone with the key). */
+const noVaryDigests = new WeakMap<CacheKey, string>()
+/** Recent variant digests by their input (bounded: cleared when full). */
+const recentDigests = new Map<string, string>()
+const RECENT_DIGESTS = 4096
