@@ -36,6 +36,7 @@ import { upstreamHeaders } from '../routing/upstream-request.js'
 import type { RouteCacheConfig } from '../config/schema.js'
 import { notModified, notModifiedHeaders } from './conditional.js'
 import type { CacheMetrics } from './cache-metrics.js'
+import { ChildCache, FastCounterChild } from '../metrics/label-cache.js'
 import { cacheKey, codedKey, sha256Hex, type CacheKey } from './cache-key.js'
 import { PASS, addVary, applyCoding, weakEtag, type CompressPolicy } from '../compression/compress-policy.js'
 import { encodeBody } from '../compression/encoder.js'
@@ -206,8 +207,11 @@ export class HttpCache {
   }
 
   count(routed: RoutedRequest, result: string): void {
-    this.deps.metrics.lookups.labels(routed.route.name, result).inc()
+    this.lookupCounts.get(routed.route.name, result).inc()
   }
+
+  /** switchyard_cache_lookups_total's series, found once each (metrics/label-cache.ts). */
+  private readonly lookupCounts = new ChildCache((route, result) => new FastCounterChild(this.deps.metrics.lookups, ['route', 'result'], [route, result]))
 
   private primaryKey(routed: RoutedRequest, path: string, query: string, cfg: RouteCacheConfig, pool = routed.pool.name): CacheKey {
     // The pool is part of the key (split variants answer one URL differently). Forwarding headers
