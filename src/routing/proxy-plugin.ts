@@ -16,6 +16,7 @@ import { forwardRequest } from './upstream-request.js'
 import type { TunnelRegistry } from './tunnel-registry.js'
 import { createUpgradeListener } from './upgrade.js'
 import { httpsLocation, type ListenerInfo } from '../listeners/listener-info.js'
+import { lazyChildLogger } from '../listeners/lazy-child-logger.js'
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2'
 
 export interface ProxyDeps {
@@ -215,6 +216,8 @@ export async function proxyPlugin(app: FastifyInstance, deps: ProxyDeps): Promis
   app.route({
     method: app.supportedMethods.filter((m) => m !== 'CONNECT'),
     url: '/*',
+    // No pino child per request: made only if the request logs something (issue 15).
+    childLoggerFactory: lazyChildLogger,
     handler
   })
   app.setNotFoundHandler((request, reply) => {
