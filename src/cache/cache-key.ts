@@ -167,29 +167,39 @@ export function codedKey(key: CacheKey, coding: string): CacheKey {
  * (and the coding, for a compressed copy; absent, the digest is what it always was).
  */
 export function variantDigest(key: CacheKey, names: VaryNames, headers: RequestHeaders): string {
-  // No Vary: the digest depends on the key alone, and keys are reused (HttpCache keeps recent
-  // ones), so a hit costs no hashing at all.
-  if (names === '') {
-    const known = noVaryDigests.get(key)
-    if (known !== undefined) return known
+  const list = names === '' ? NO_NAMES : namesOf(names)
+  // A memory hit's lookup is mostly this SHA-256 (every response varies at least on Origin, see
+  // http-cache.ts keyVary), while one URL sees few distinct selected values: remember them per
+  // key object (HttpCache reuses key objects). Header values never contain NUL.
+  let selected = names
+  for (let i = 0; i < list.length; i++) {
+    const v = selectedValue(headers, list[i])
+    selected += v === null ? '\u0000-' : `\u0000=${v}`
   }
-  const list = names === '' ? [] : names.split(',')
+  let known = variantDigests.get(key)
+  const hit = known?.get(selected)
+  if (hit !== undefined) return hit
   const values = list.map((n) => selectedValue(headers, n))
   const parts = key.coding === undefined ? [DIGEST_VERSION, 'variant', key.digest, names, values] : [DIGEST_VERSION, 'variant', key.digest, names, values, 'coding', key.coding]
-  const text = JSON.stringify(parts)
-  // With Vary, the same few selected values repeat: the SHA-256 is most of a memory hit's lookup.
-  let digest = recentDigests.get(text)
-  if (digest === undefined) {
-    digest = sha256Hex(text)
-    if (recentDigests.size >= RECENT_DIGESTS) recentDigests.clear()
-    recentDigests.set(text, digest)
-  }
-  if (names === '') noVaryDigests.set(key, digest)
+  const digest = sha256Hex(JSON.stringify(parts))
+  if (known === undefined) variantDigests.set(key, known = new Map())
+  else if (known.size >= DIGESTS_PER_KEY) known.clear()
+  known.set(selected, digest)
   return digest
 }
 
-/** Variant digests of keys without Vary, by key object (gone with the key). */
-const noVaryDigests = new WeakMap<CacheKey, string>()
-/** Recent variant digests by their input (bounded: cleared when full). */
-const recentDigests = new Map<string, string>()
-const RECENT_DIGESTS = 4096
+const NO_NAMES: readonly string[] = []
+/** Variant digests by key object (gone with the key), then by Vary names and selected values. */
+const variantDigests = new WeakMap<CacheKey, Map<string, string>>()
+const DIGESTS_PER_KEY = 64
+/** Vary names split, by their canonical list (bounded: cleared when full). */
+const splitNames = new Map<string, readonly string[]>()
+function namesOf(names: VaryNames): readonly string[] {
+  let list = splitNames.get(names)
+  if (list === undefined) {
+    if (splitNames.size >= 1024) splitNames.clear()
+    list = names.split(',')
+    splitNames.set(names, list)
+  }
+  return list
+}
