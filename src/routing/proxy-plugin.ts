@@ -30,6 +30,8 @@ export interface ProxyDeps {
   tunnels: TunnelRegistry
   /** The listener this pipeline serves (each listener registers the plugin with its own). */
   listener?: ListenerInfo
+  /** limits.max_event_loop_delay_ms is passed (proxy-server.ts): shed with 503. */
+  overloaded?: () => boolean
 }
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE'])
@@ -126,6 +128,11 @@ export async function proxyPlugin(app: FastifyInstance, deps: ProxyDeps): Promis
     reply.hijack()
     const raw = request.raw
     const res = reply.raw as TrackedResponse
+    if (deps.overloaded?.() === true) {
+      deps.metrics.unrouted.labels(EDGE_ERRORS.overloaded.name).inc()
+      new ClientWriter(res, raw, request.id, undefined, 30000).error(EDGE_ERRORS.overloaded)
+      return
+    }
     // A framing fault earlier on this connection: requests pipelined behind it are never served.
     if ((raw.socket as ClosingSocket)[kClosing] === true) {
       raw.socket.destroy()
