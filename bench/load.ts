@@ -22,7 +22,7 @@ export interface LoadOptions {
 
 export interface LoadResult {
   /** Which client made the load: autocannon (in process) or h2load (a child process). */
-  loadgen?: 'autocannon' | 'h2load'
+  loadgen?: 'autocannon' | 'h2load' | 'wrk'
   /**
    * Over TLS, the protocol ALPN chose, as the client saw it (`http/1.1`, `h2`; `none` when ALPN
    * picked nothing, which is HTTP/1.1). Absent over plain HTTP.

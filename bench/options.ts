@@ -18,6 +18,11 @@ export const USAGE = `usage: npm run bench -- [flags]   (or: node dist/bench/run
   --delay MS          upstream answers after MS ms (?delay=MS, a slow backend; default 0)
   --out DIR           where the JSON result goes (default bench/results)
   --compare FILE      print ratio and CPU deltas against an older result JSON
+  --loadgen NAME      plain HTTP/1.1 rows: wrk (2 threads, as the reference harness
+                      ../shared/bench; the default when wrk is installed) or autocannon
+                      (in this process; the HTTPS row always uses autocannon)
+  --soak S            no table: load the memory-cache and uncached routes alternately for
+                      S seconds and print the proxy's RSS and heap every 10 s
   --only REGEX        run only scenarios whose id matches (e.g. 'small/', 'redis'); the
                       direct anchor of each size still runs
   --help
@@ -49,6 +54,8 @@ export function parseOptions(argv: string[]): RunOptions | undefined {
         out: { type: 'string' },
         compare: { type: 'string' },
         only: { type: 'string' },
+        loadgen: { type: 'string' },
+        soak: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false }
       },
       strict: true,
@@ -67,8 +74,11 @@ export function parseOptions(argv: string[]): RunOptions | undefined {
   const connections = positive('connections', values.connections, 50, true)
   const h2Streams = positive('h2-streams', values['h2-streams'], 10, true)
   if (h2Streams > connections) throw new UsageError(`--h2-streams: at most --connections (${connections}), got ${h2Streams}`)
+  if (values.loadgen !== undefined && values.loadgen !== 'wrk' && values.loadgen !== 'autocannon') throw new UsageError(`--loadgen: wrk or autocannon, got ${JSON.stringify(values.loadgen)}`)
   return {
     quick,
+    ...(values.loadgen === undefined ? {} : { loadgen: values.loadgen }),
+    ...(values.soak === undefined ? {} : { soakS: positive('soak', values.soak, 300, false) }),
     reps: positive('reps', values.reps, quick ? 1 : 3, true),
     durationS: positive('duration', values.duration, quick ? 1.5 : 5, false),
     warmupS: positive('warmup', values.warmup, quick ? 0.5 : 1, false),

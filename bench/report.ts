@@ -27,7 +27,7 @@ function row(cells: string[]): string {
 function scenarioRow(r: ScenarioResult): string {
   if (r.status !== 'ok' || r.summary === undefined) {
     const what = r.status === 'failed' ? `⚠ failed: ${r.note ?? 'unknown error'}` : `skipped: ${r.note ?? ''}`
-    return row([r.label, what, '', '', '', '', '', '', ''])
+    return row([r.label, what, '', '', '', '', '', '', '', '', ''])
   }
   const s = r.summary
   const anchor = r.target === 'upstreams'
@@ -41,7 +41,9 @@ function scenarioRow(r: ScenarioResult): string {
     r.label,
     fixed(s.rps.median, 0),
     anchor ? '1 (anchor)' : s.ratio === undefined ? DASH : withSpread(s.ratio, 2),
+    r.target === 'nginx' ? '1 (peer)' : s.nginx?.rps === undefined ? DASH : withSpread(s.nginx.rps, 2),
     s.proxyCpuUsPerReq === undefined ? DASH : fixed(s.proxyCpuUsPerReq.median, 1),
+    r.target === 'nginx' ? '1 (peer)' : s.nginx?.cpu === undefined ? DASH : withSpread(s.nginx.cpu, 2),
     fixed(s.p50Ms.median, 2),
     fixed(s.p99Ms.median, 2),
     s.addedP99Ms === undefined ? DASH : `${s.addedP99Ms.median >= 0 ? '+' : ''}${fixed(s.addedP99Ms.median, 2)}`,
@@ -51,13 +53,14 @@ function scenarioRow(r: ScenarioResult): string {
 }
 
 export function formatTable(rec: RunRecord): string {
-  const head = ['scenario', 'req/s median', '× direct median (min–max)', 'proxy CPU µs/req', 'p50 ms', 'p99 ms', 'added p99 ms', 'errors', 'hit ratio']
+  const head = ['scenario', 'req/s median', '× direct median (min–max)', 'req/s × nginx (min–max)', 'proxy CPU µs/req', 'proxy CPU × nginx (min–max)', 'p50 ms', 'p99 ms', 'added p99 ms', 'errors', 'hit ratio']
   return [row(head), `|${head.map(() => '---').join('|')}|`, ...rec.scenarios.map(scenarioRow)].join('\n')
 }
 
 function clientOf(r: ScenarioResult, connections: number): string {
   const load = r.reps[0]?.load ?? r.warmup
   if (load === undefined) return DASH
+  if (load.loadgen === 'wrk') return `wrk, 2 threads, ${connections} keep-alive connections`
   const who = load.loadgen === 'h2load' ? `h2load, ${load.clients ?? '?'} connections × ${load.streams ?? '?'} streams` : `autocannon, ${connections} keep-alive connections`
   return load.protocol === undefined ? who : `${who}, ALPN ${load.protocol}`
 }

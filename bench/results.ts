@@ -88,6 +88,9 @@ export interface RepRecord {
   ratio?: number
   /** p99 − the direct anchor's p99 of the same size in the same repetition, ms. */
   addedP99Ms?: number
+  /** Proxy CPU µs/req and req/s ÷ nginx's comparable row (uncached: nginx, cached: proxy_cache) of the same size and repetition. */
+  nginxCpu?: number
+  nginxRps?: number
   /** TLS rows: proxy CPU µs/req and req/s ÷ those of the `versus` row in the same repetition. */
   versusCpu?: number
   versusRps?: number
@@ -112,6 +115,8 @@ export interface ScenarioSummary {
   hitsSampled?: number
   /** TLS rows: proxy CPU µs/req and req/s as multiples of the plain HTTP/1.1 row's (`versus`). */
   versus?: { id: string; cpu?: Spread; rps?: Spread }
+  /** Proxy CPU µs/req and req/s as multiples of nginx's comparable row (`id`). */
+  nginx?: { id: string; cpu?: Spread; rps?: Spread }
 }
 
 export interface ScenarioResult extends ScenarioDef {
@@ -139,6 +144,10 @@ export interface RunOptions {
   warmupS: number
   connections: number
   delayMs: number
+  /** Plain HTTP/1.1 rows: which load generator (absent: wrk when installed, else autocannon). */
+  loadgen?: 'wrk' | 'autocannon'
+  /** --soak: seconds of load while RSS and heap are printed (no table). */
+  soakS?: number
   out: string
   compare?: string
   /** Regular expression on scenario ids. */
@@ -210,6 +219,19 @@ export function summarise(results: ScenarioResult[]): void {
       if (mine !== undefined && theirs !== undefined && theirs > 0) rep.versusCpu = mine / theirs
       if (v.load.rps > 0) rep.versusRps = rep.load.rps / v.load.rps
     }
+    // nginx beside every other row: uncached rows against nginx's proxy, cached ones against its
+    // proxy_cache (the issue's goals are these CPU ratios). TLS rows have no nginx peer here.
+    const nginxId = `${r.size}/${r.cached ? 'nginx-cache-hit' : 'nginx'}`
+    const ngx = r.target === 'upstreams' || r.target === 'nginx' || r.transport !== undefined ? undefined : results.find((a) => a.id === nginxId && a.status === 'ok')
+    for (const rep of r.reps) {
+      const v = ngx?.reps.find((x) => x.rep === rep.rep)
+      if (v === undefined) continue
+      const [mine, theirs] = [rep.cpu.proxy?.usPerReq, v.cpu.proxy?.usPerReq]
+      if (mine !== undefined && theirs !== undefined && theirs > 0) rep.nginxCpu = mine / theirs
+      if (v.load.rps > 0) rep.nginxRps = rep.load.rps / v.load.rps
+    }
+    const nginxCpu = defined(r.reps.map((x) => x.nginxCpu))
+    const nginxRps = defined(r.reps.map((x) => x.nginxRps))
     const versusCpu = defined(r.reps.map((x) => x.versusCpu))
     const versusRps = defined(r.reps.map((x) => x.versusRps))
     const ratios = defined(r.reps.map((x) => x.ratio))
@@ -225,6 +247,7 @@ export function summarise(results: ScenarioResult[]): void {
       ...(added.length > 0 ? { addedP99Ms: spread(added) } : {}),
       errors: r.reps.reduce((n, x) => n + x.load.errors + x.load.non2xx, 0),
       non2xx: r.reps.reduce((n, x) => n + x.load.non2xx, 0),
+      ...(ngx === undefined ? {} : { nginx: { id: nginxId, ...(nginxCpu.length > 0 ? { cpu: spread(nginxCpu) } : {}), ...(nginxRps.length > 0 ? { rps: spread(nginxRps) } : {}) } }),
       ...(versus === undefined || r.versus === undefined ? {} : { versus: { id: r.versus, ...(versusCpu.length > 0 ? { cpu: spread(versusCpu) } : {}), ...(versusRps.length > 0 ? { rps: spread(versusRps) } : {}) } }),
       ...(r.cached ? { hitRatio: sampled > 0 ? samples.reduce((n, h) => n + h.hits, 0) / sampled : 0, hitsSampled: sampled } : {})
     }

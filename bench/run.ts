@@ -13,6 +13,8 @@ import { join } from 'node:path'
 import { H2LOAD_MISSING, haveH2load, runH2load, stopH2load } from './h2load.js'
 import { closeSampler, runLoad, sampleHits, stopLoad, type LoadResult } from './load.js'
 import { NGINX_MISSING, haveNginx, startNginx } from './nginx.js'
+import { haveWrk, runWrk, stopWrk } from './wrk.js'
+import { runSoak } from './soak.js'
 import { parseOptions, USAGE, UsageError } from './options.js'
 import { Processes, type Tracked } from './processes.js'
 import { clkTck, cpuInfo, peakRss, ticksOf } from './procfs.js'
@@ -80,6 +82,13 @@ async function main(argv: string[]): Promise<number> {
     return 0
   }
   const o = opts
+  if (o.soakS !== undefined) return runSoak(o)
+  // Plain HTTP/1.1 rows: wrk as the reference harness, when it is there (--loadgen overrides).
+  const useWrk = o.loadgen === 'wrk' || (o.loadgen === undefined && haveWrk())
+  if (o.loadgen === 'wrk' && !haveWrk()) {
+    process.stderr.write('bench: --loadgen wrk: wrk is not on PATH (apt-get install wrk)\n')
+    return 2
+  }
   const older = o.compare === undefined ? undefined : readRecord(o.compare)
 
   const started = new Date()
@@ -102,6 +111,7 @@ async function main(argv: string[]): Promise<number> {
     log(`\n${sig}: stopping the run and every process it started ...`)
     stopLoad()
     stopH2load()
+    stopWrk()
   }
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
@@ -234,6 +244,7 @@ async function main(argv: string[]): Promise<number> {
 
     const runnable = results.filter((r) => r.status === 'ok')
     const h2 = h2Clients(o)
+    notes.push(`plain HTTP/1.1 rows loaded by ${useWrk ? 'wrk (2 threads, as ../shared/bench)' : 'autocannon (in the harness process)'}; the HTTPS row by autocannon${runnable.some((r) => r.transport === 'h2') ? ', the HTTP/2 row by h2load' : ''}`)
     log(`bench: ${runnable.length} scenarios, warm-up ${o.warmupS} s each, then ${o.reps} x ${o.durationS} s alternating, ${o.connections} connections${runnable.some((r) => r.transport === 'h2') ? ` (HTTP/2: ${h2.clients} x ${h2.streams} streams)` : ''} (about ${Math.round(estimateS(runnable.length, o))} s)`)
 
     /**
@@ -253,6 +264,8 @@ async function main(argv: string[]): Promise<number> {
           notes.push(`${s.id}: ${(err as Error).message}`)
           return undefined
         }
+      } else if (useWrk && s.transport === undefined) {
+        load = await runWrk(procs, { title, urls, connections: o.connections, durationS, headers: s.headers })
       } else {
         load = await runLoad({ title, urls, connections: o.connections, durationS, headers: s.headers, ...(s.transport === 'https' ? { alpn: ['http/1.1'] } : {}) })
       }

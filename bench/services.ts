@@ -49,6 +49,10 @@ export interface SwitchyardSpec {
    * (a browser's listener: the HTTPS and the HTTP/2 rows share it, ALPN picks per connection).
    */
   tls?: boolean
+  /** Extra node flags before the CLI (npm run profile: --cpu-prof). */
+  nodeArgs?: readonly string[]
+  /** Extra environment for the proxy process. */
+  env?: NodeJS.ProcessEnv
 }
 
 /** ALPN offered by the bench's TLS listener, in order of preference. */
@@ -108,7 +112,7 @@ export async function startSwitchyard(procs: Processes, dir: string, spec: Switc
   const configFile = join(dir, `${spec.name}.yaml`)
   const yaml = switchyardYaml(spec, port, adminPort, tlsPort)
   writeFileSync(configFile, yaml)
-  const proc = procs.spawn(spec.name, 'proxy', process.execPath, [CLI, 'start', '--config', configFile])
+  const proc = procs.spawn(spec.name, 'proxy', process.execPath, [...(spec.nodeArgs ?? []), CLI, 'start', '--config', configFile], spec.env === undefined ? {} : { env: spec.env })
   const adminUrl = `http://127.0.0.1:${adminPort}`
   await waitUntil(proc, 'GET /readyz = 200', async () => (await httpGet(`${adminUrl}/readyz`, 1000)).status === 200, READY_MS)
   const tlsUrl = tlsPort === undefined ? undefined : `https://127.0.0.1:${tlsPort}`

@@ -167,8 +167,39 @@ export function codedKey(key: CacheKey, coding: string): CacheKey {
  * (and the coding, for a compressed copy; absent, the digest is what it always was).
  */
 export function variantDigest(key: CacheKey, names: VaryNames, headers: RequestHeaders): string {
-  const list = names === '' ? [] : names.split(',')
+  const list = names === '' ? NO_NAMES : namesOf(names)
+  // A memory hit's lookup is mostly this SHA-256 (every response varies at least on Origin, see
+  // http-cache.ts keyVary), while one URL sees few distinct selected values: remember them per
+  // key object (HttpCache reuses key objects). Header values never contain NUL.
+  let selected = names
+  for (let i = 0; i < list.length; i++) {
+    const v = selectedValue(headers, list[i])
+    selected += v === null ? '\u0000-' : `\u0000=${v}`
+  }
+  let known = variantDigests.get(key)
+  const hit = known?.get(selected)
+  if (hit !== undefined) return hit
   const values = list.map((n) => selectedValue(headers, n))
   const parts = key.coding === undefined ? [DIGEST_VERSION, 'variant', key.digest, names, values] : [DIGEST_VERSION, 'variant', key.digest, names, values, 'coding', key.coding]
-  return sha256Hex(JSON.stringify(parts))
+  const digest = sha256Hex(JSON.stringify(parts))
+  if (known === undefined) variantDigests.set(key, known = new Map())
+  else if (known.size >= DIGESTS_PER_KEY) known.clear()
+  known.set(selected, digest)
+  return digest
+}
+
+const NO_NAMES: readonly string[] = []
+/** Variant digests by key object (gone with the key), then by Vary names and selected values. */
+const variantDigests = new WeakMap<CacheKey, Map<string, string>>()
+const DIGESTS_PER_KEY = 64
+/** Vary names split, by their canonical list (bounded: cleared when full). */
+const splitNames = new Map<string, readonly string[]>()
+function namesOf(names: VaryNames): readonly string[] {
+  let list = splitNames.get(names)
+  if (list === undefined) {
+    if (splitNames.size >= 1024) splitNames.clear()
+    list = names.split(',')
+    splitNames.set(names, list)
+  }
+  return list
 }

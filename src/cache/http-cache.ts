@@ -36,6 +36,7 @@ import { upstreamHeaders } from '../routing/upstream-request.js'
 import type { RouteCacheConfig } from '../config/schema.js'
 import { notModified, notModifiedHeaders } from './conditional.js'
 import type { CacheMetrics } from './cache-metrics.js'
+import { ChildCache, FastCounterChild } from '../metrics/label-cache.js'
 import { cacheKey, codedKey, sha256Hex, type CacheKey } from './cache-key.js'
 import { PASS, addVary, applyCoding, weakEtag, type CompressPolicy } from '../compression/compress-policy.js'
 import { encodeBody } from '../compression/encoder.js'
@@ -179,11 +180,30 @@ export class HttpCache {
       writer.cacheStatus = 'BYPASS'
       return false
     }
-    this.serve(routed, writer, cfg, deps, dropUnderscores).catch((err: unknown) => {
+    const failed = (err: unknown): void => {
       // Nothing an origin or a store does may crash a request: answer, or cut a started answer.
       this.deps.log.error({ err, route: routed.route.name }, 'cache interceptor failed')
       writer.error(UPSTREAM_ERRORS.other, poolDetail(routed.pool.name, UPSTREAM_ERRORS.other))
-    })
+    }
+    if (this.store.getNow === undefined) {
+      this.serve(routed, writer, cfg, deps, dropUnderscores).catch(failed)
+      return true
+    }
+    // An in-process store: the lookup and a fresh hit's answer run synchronously (issue 15:
+    // no promise and no microtask hop on the hit path); anything else continues as serve() does.
+    try {
+      const primary = this.primaryKey(routed, routed.path, routed.query, cfg)
+      const writesBefore = this.writes
+      let stored: Stored | undefined
+      try {
+        stored = this.lookupNow(routed, primary)
+      } catch (err) {
+        this.lookupFailed(routed, err)
+      }
+      this.afterLookup(routed, writer, cfg, deps, dropUnderscores, false, primary, writesBefore, stored)?.catch(failed)
+    } catch (err) {
+      failed(err)
+    }
     return true
   }
 
@@ -206,8 +226,11 @@ export class HttpCache {
   }
 
   count(routed: RoutedRequest, result: string): void {
-    this.deps.metrics.lookups.labels(routed.route.name, result).inc()
+    this.lookupCounts.get(routed.route.name, result).inc()
   }
+
+  /** switchyard_cache_lookups_total's series, found once each (metrics/label-cache.ts). */
+  private readonly lookupCounts = new ChildCache((route, result) => new FastCounterChild(this.deps.metrics.lookups, ['route', 'result'], [route, result]))
 
   private primaryKey(routed: RoutedRequest, path: string, query: string, cfg: RouteCacheConfig, pool = routed.pool.name): CacheKey {
     // The pool is part of the key (split variants answer one URL differently). Forwarding headers
@@ -233,7 +256,20 @@ export class HttpCache {
   }
 
   private async lookup(routed: RoutedRequest, key: CacheKey): Promise<Stored | undefined> {
-    const got = await this.deps.store.get(key, routed.headers)
+    return this.parseStored(await this.deps.store.get(key, routed.headers))
+  }
+
+  /** lookup() on a store with getNow(). */
+  private lookupNow(routed: RoutedRequest, key: CacheKey): Stored | undefined {
+    return this.parseStored((this.deps.store.getNow as NonNullable<CacheStore['getNow']>).call(this.deps.store, key, routed.headers))
+  }
+
+  private lookupFailed(routed: RoutedRequest, err: unknown): void {
+    this.count(routed, 'error')
+    this.deps.log.warn({ err }, 'cache lookup failed; serving from upstream')
+  }
+
+  private parseStored(got: Awaited<ReturnType<CacheStore['get']>>): Stored | undefined {
     if (got === undefined) return undefined
     // Parsing the stored policy is most of a hit's cost: keep recent ones (policies are not mutated).
     let parsed = this.parsed.get(got.meta)
@@ -260,14 +296,18 @@ export class HttpCache {
     try {
       stored = await this.lookup(routed, primary)
     } catch (err) {
-      this.count(routed, 'error')
-      this.deps.log.warn({ err }, 'cache lookup failed; serving from upstream')
+      this.lookupFailed(routed, err)
     }
+    return this.afterLookup(routed, writer, cfg, deps, dropUnderscores, again, primary, writesBefore, stored)
+  }
+
+  /** What serve() does once the lookup is done: synchronous for a fresh hit, a promise otherwise. */
+  private afterLookup(routed: RoutedRequest, writer: ClientWriter, cfg: RouteCacheConfig, deps: AttemptDeps, dropUnderscores: boolean, again: boolean, primary: CacheKey, writesBefore: number, stored: Stored | undefined): Promise<void> | undefined {
     if (writer.closed) return
-    const base: FillBase = { routed, cfg, primary, deps, dropUnderscores, again, writesBefore }
     const range = routed.headers.range !== undefined
+    let ev: { response?: { headers: unknown }; revalidation?: { synchronous: boolean } } | undefined
     if (stored !== undefined) {
-      let ev: { response?: { headers: unknown }; revalidation?: { synchronous: boolean } } = stored.policy.evaluateRequest(this.policyRequest(routed))
+      ev = stored.policy.evaluateRequest(this.policyRequest(routed))
       // must-revalidate and friends bind once stale: no stale-while-revalidate, no max-stale (RFC 9111 section 5.2.2.2).
       if (ev.response !== undefined && stored.policy.age() > stored.policy.maxAge() && mustRevalidate(ev.response.headers as Headers)) {
         ev = { revalidation: { synchronous: true } }
@@ -277,7 +317,13 @@ export class HttpCache {
         this.sendStored(routed, writer, stored, ev.response.headers as Headers, 'HIT', 'hit')
         return
       }
-      if (range) return this.passRange(routed, writer, deps, dropUnderscores)
+    }
+    const base: FillBase = { routed, cfg, primary, deps, dropUnderscores, again, writesBefore }
+    if (stored !== undefined && ev !== undefined) {
+      if (range) {
+        this.passRange(routed, writer, deps, dropUnderscores)
+        return
+      }
       if (ev.response !== undefined && ev.revalidation !== undefined && !ev.revalidation.synchronous) {
         this.count(routed, 'stale')
         this.refreshInBackground(base, stored)
@@ -290,23 +336,27 @@ export class HttpCache {
         return
       }
     }
-    if (range) {
-      // A fill of this URL is under way: its answer may serve the range once stored.
-      // Bounded: the fill runs at its own client's pace, and a seek must not wait for that.
-      const flight = flightKey(base.primary, routed)
-      const pending = again ? undefined : this.inflight.get(flight)
-      // Or it finished its write while our lookup was under way: look again, as fill() does.
-      if (pending === undefined && !again && (this.written.get(flight) ?? -1) >= writesBefore) {
-        return this.serve(routed, writer, cfg, deps, dropUnderscores, true)
-      }
-      if (pending !== undefined && await within(RANGE_WAIT_MS, (async () => { await pending.promise; await pending.written })())) {
-        if (writer.closed) return
-        return this.serve(routed, writer, cfg, deps, dropUnderscores, true)
-      }
-      if (writer.closed) return
-      return this.passRange(routed, writer, deps, dropUnderscores)
+    if (range) return this.serveRange(base, writer)
+    return this.fill(base, writer, stored)
+  }
+
+  /** A Range request without a fresh entry: wait briefly for a fill under way, else pass it on. */
+  private async serveRange(base: FillBase, writer: ClientWriter): Promise<void> {
+    const { routed, cfg, deps, dropUnderscores, again, writesBefore } = base
+    // A fill of this URL is under way: its answer may serve the range once stored.
+    // Bounded: the fill runs at its own client's pace, and a seek must not wait for that.
+    const flight = flightKey(base.primary, routed)
+    const pending = again ? undefined : this.inflight.get(flight)
+    // Or it finished its write while our lookup was under way: look again, as fill() does.
+    if (pending === undefined && !again && (this.written.get(flight) ?? -1) >= writesBefore) {
+      return this.serve(routed, writer, cfg, deps, dropUnderscores, true)
     }
-    await this.fill(base, writer, stored)
+    if (pending !== undefined && await within(RANGE_WAIT_MS, (async () => { await pending.promise; await pending.written })())) {
+      if (writer.closed) return
+      return this.serve(routed, writer, cfg, deps, dropUnderscores, true)
+    }
+    if (writer.closed) return
+    this.passRange(routed, writer, deps, dropUnderscores)
   }
 
   /** A Range request we cannot answer from a fresh entry goes to the origin as sent, and is not stored. */

@@ -56,6 +56,10 @@ export class MemoryCacheStore implements CacheStore {
   }
 
   async get(key: CacheKey, requestHeaders: RequestHeaders): Promise<CacheEntry | undefined> {
+    return this.getNow(key, requestHeaders)
+  }
+
+  getNow(key: CacheKey, requestHeaders: RequestHeaders): CacheEntry | undefined {
     const rec = this.#urls.get(key.digest)
     if (rec === undefined) return undefined
     const vd = variantDigest(key, rec.names, requestHeaders)

@@ -76,6 +76,11 @@ export interface CacheStore {
   /** The stored response this request selects (RFC 9111 section 4.1), or undefined. */
   get(key: CacheKey, requestHeaders: RequestHeaders): Promise<CacheEntry | undefined>
   /**
+   * The same answer as get(), synchronously, for a store that holds entries in this process
+   * (the memory store): a hit then costs no promise and no turn of the microtask queue.
+   */
+  getNow?(key: CacheKey, requestHeaders: RequestHeaders): CacheEntry | undefined
+  /**
    * Stores a response for `ttlMs` (after which it is gone, fresh or stale: pass freshness plus
    * any stale-while-revalidate / stale-if-error window you want to keep). `vary` is the
    * response's Vary header as received; "*" or a malformed name means "not stored". Resolves

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry } from 'prom-client'
-import { ChildCache } from './label-cache.js'
+import { ChildCache, FastCounterChild, FastGaugeChild, FastHistogramChild } from './label-cache.js'
 import { createSplitMetrics } from './split-metrics.js'
 
 /** Methods we label by name; anything else is counted as "other" to bound label cardinality. */
@@ -101,10 +101,10 @@ export function createProxyMetrics(registry: Registry) {
     splits: createSplitMetrics(registry, LATENCY_BUCKETS),
     /** Cached children for the per-request series. */
     hot: {
-      requests: new ChildCache((route, pool, method, code) => m.requests.labels(route, pool, method, code)),
-      requestDuration: new ChildCache((route, pool) => m.requestDuration.labels(route, pool)),
-      inFlight: new ChildCache((route) => m.inFlight.labels(route)),
-      upstreamDuration: new ChildCache((pool, member) => m.upstreamDuration.labels(pool, member))
+      requests: new ChildCache((route, pool, method, code) => new FastCounterChild(m.requests, ['route', 'pool', 'method', 'code'], [route, pool, method, code])),
+      requestDuration: new ChildCache((route, pool) => new FastHistogramChild(m.requestDuration, ['route', 'pool'], [route, pool])),
+      inFlight: new ChildCache((route) => new FastGaugeChild(m.inFlight, ['route'], [route])),
+      upstreamDuration: new ChildCache((pool, member) => new FastHistogramChild(m.upstreamDuration, ['pool', 'member'], [pool, member]))
     }
   }
 }

@@ -22,6 +22,8 @@ const FORWARDING = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded
 
 function connectionNamed(value: string | string[] | number | undefined): Set<string> | undefined {
   if (value === undefined) return undefined
+  // What nearly every message carries: names nothing beyond the fields always removed.
+  if (value === 'keep-alive' || value === 'close' || value === 'Keep-Alive' || value === 'Close') return undefined
   const s = Array.isArray(value) ? value.join(',') : String(value)
   const out = new Set<string>()
   for (const token of s.split(',')) {

@@ -18,6 +18,7 @@ import type { TunnelRegistry } from './tunnel-registry.js'
 import { createUpgradeListener } from './upgrade.js'
 import { screen } from '../security/firewall-gate.js'
 import { httpsLocation, type ListenerInfo } from '../listeners/listener-info.js'
+import { lazyChildLogger } from '../listeners/lazy-child-logger.js'
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2'
 import type { AccessLog } from '../access-log/access-log.js'
 
@@ -33,6 +34,8 @@ export interface ProxyDeps {
   tunnels: TunnelRegistry
   /** The listener this pipeline serves (each listener registers the plugin with its own). */
   listener?: ListenerInfo
+  /** limits.max_event_loop_delay_ms is passed (proxy-server.ts): shed with 503. */
+  overloaded?: () => boolean
 }
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE'])
@@ -133,6 +136,11 @@ export async function proxyPlugin(app: FastifyInstance, deps: ProxyDeps): Promis
     reply.hijack()
     const raw = request.raw
     const res = reply.raw as TrackedResponse
+    if (deps.overloaded?.() === true) {
+      deps.metrics.unrouted.labels(EDGE_ERRORS.overloaded.name).inc()
+      new ClientWriter(res, raw, request.id, undefined, 30000).error(EDGE_ERRORS.overloaded)
+      return
+    }
     // A framing fault earlier on this connection: requests pipelined behind it are never served.
     if ((raw.socket as ClosingSocket)[kClosing] === true) {
       raw.socket.destroy()
@@ -238,6 +246,8 @@ export async function proxyPlugin(app: FastifyInstance, deps: ProxyDeps): Promis
   app.route({
     method: app.supportedMethods.filter((m) => m !== 'CONNECT'),
     url: '/*',
+    // No pino child per request: made only if the request logs something (issue 15).
+    childLoggerFactory: lazyChildLogger,
     handler
   })
   app.setNotFoundHandler((request, reply) => {

@@ -38,19 +38,25 @@ export async function buildProxyServer(config: Config, deps: ProxyDeps, logger: 
     forceCloseConnections: listener.config.tls?.alpn.includes('h2') === true ? false : 'idle'
   })
 
+  let overloaded: (() => boolean) | undefined
   if (limits.max_event_loop_delay_ms > 0) {
     // Shed load fast while the event loop is overloaded; the admin listener is a separate
-    // Fastify instance, so probes and metrics keep answering.
-    await proxy.register(underPressure, {
-      maxEventLoopDelay: limits.max_event_loop_delay_ms,
-      retryAfter: 1,
-      message: 'Service Unavailable: the proxy is overloaded, retry shortly',
-      exposeStatusRoute: false
+    // Fastify instance, so probes and metrics keep answering. under-pressure samples the loop in
+    // its own scope (no routes there): its onRequest hook would make Fastify run the hook chain
+    // for every proxied request, so the proxy route asks isUnderPressure() itself (issue 15).
+    await proxy.register(async (scope) => {
+      await scope.register(underPressure, {
+        maxEventLoopDelay: limits.max_event_loop_delay_ms,
+        retryAfter: 1,
+        message: 'Service Unavailable: the proxy is overloaded, retry shortly',
+        exposeStatusRoute: false
+      })
+      overloaded = () => scope.isUnderPressure()
     })
   }
   // Each listener's pipeline reads the shared deps (the cache is set on them once a route
   // caches) through the prototype, and its own listener facts.
-  const listenerDeps: ProxyDeps = Object.assign(Object.create(deps) as ProxyDeps, { listener: listener.info })
+  const listenerDeps: ProxyDeps = Object.assign(Object.create(deps) as ProxyDeps, { listener: listener.info, overloaded })
   await proxy.register(proxyPlugin, listenerDeps)
   return proxy
 }

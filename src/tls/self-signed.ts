@@ -1,5 +1,3 @@
-import { generate } from 'selfsigned'
-
 /** Names the generated certificate is valid for: what a browser or curl on this machine dials. */
 export const SELF_SIGNED_NAMES = ['localhost'] as const
 const SELF_SIGNED_IPS = ['127.0.0.1', '::1'] as const
@@ -12,6 +10,9 @@ const SELF_SIGNED_IPS = ['127.0.0.1', '::1'] as const
 export async function generateSelfSigned(now: Date = new Date()): Promise<{ cert: string; key: string }> {
   // Backdated an hour so a client whose clock runs a little behind still accepts it.
   const notBeforeDate = new Date(now.getTime() - 3600_000)
+  // Loaded on first use: selfsigned brings @peculiar/x509, pkijs and asn1js (several MiB of heap
+  // and code) that a process without `self_signed: true` never needs (issue 15: resident memory).
+  const { generate } = await import('selfsigned')
   const notAfterDate = new Date(now.getTime() + 365 * 86400_000)
   const pems = await generate([{ name: 'commonName', value: 'localhost' }], {
     keyType: 'ec',
