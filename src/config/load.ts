@@ -11,6 +11,7 @@ import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
 import { LineCounter, parseDocument, isMap, isScalar, isSeq, visit, type Document, type Node as YamlNode } from 'yaml'
 import { ConfigSchema, DURATION_DESCRIPTION, type Config } from './schema.js'
 import { interpolate, isWholeExpression, retype } from './interpolate.js'
+import { checkForward, resolveForwardFiles } from './forward-checks.js'
 import { childSchema, convertDurations, durationMinimum, isMapping, isRequired, type Path, type SchemaNode } from './schema-walk.js'
 
 export interface ConfigIssue {
@@ -136,6 +137,8 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
       if (typeof c.key === 'string') c.key = resolvePath(dirname(file), c.key)
     }
   }
+  // Forward proxy block lists too.
+  resolveForwardFiles(data, dirname(file))
   // An empty value has no text of its own: point at its key.
   for (const i of empty) Object.assign(i, locate(keyAt(doc, i.path)?.range?.[0] ?? nodeAt(doc, i.path)?.range?.[0]))
   const references = unlist(checkReferences(data))
@@ -595,6 +598,7 @@ function checkReferences(c: Record<string, unknown>): ConfigIssue[] {
   list(c.trusted_proxies).forEach((cidr, i) => {
     if (typeof cidr === 'string' && parseCidr(cidr) === undefined) issues.push({ path: ['trusted_proxies', i], message: `expected an IP address or CIDR such as 10.0.0.0/8, got ${JSON.stringify(cidr)}` })
   })
+  issues.push(...checkForward(c))
   return issues
 }
 

@@ -17,6 +17,7 @@ import type { TunnelRegistry } from './tunnel-registry.js'
 import { createUpgradeListener } from './upgrade.js'
 import { httpsLocation, type ListenerInfo } from '../listeners/listener-info.js'
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2'
+import type { ForwardService } from '../forward/forward-service.js'
 
 export interface ProxyDeps {
   /** The live runtime; read once per request so a reload swaps it atomically. */
@@ -29,6 +30,8 @@ export interface ProxyDeps {
   tunnels: TunnelRegistry
   /** The listener this pipeline serves (each listener registers the plugin with its own). */
   listener?: ListenerInfo
+  /** The forward proxy's shared parts, when a listener has mode: forward (src/forward). */
+  forward?: ForwardService
 }
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE'])

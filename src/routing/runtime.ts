@@ -6,6 +6,7 @@ import { Pool } from '../upstreams/pool.js'
 import { compileCompressPolicy, type CompressPolicy } from '../compression/compress-policy.js'
 import type { UpstreamDispatcher } from '../upstreams/dispatcher.js'
 import { RouteTable } from './route-table.js'
+import { ForwardPolicy } from '../forward/forward-policy.js'
 
 /** A route turned into runtime objects: where it sends traffic and its per-route limits. */
 export interface RouteRuntime {
@@ -39,6 +40,8 @@ export interface Runtime {
   readonly pools: ReadonlyMap<string, Pool>
   readonly routes: readonly RouteRuntime[]
   readonly trusted: BlockList | undefined
+  /** The forward proxy's rules, when a listener has mode: forward (src/forward). */
+  readonly forward: ForwardPolicy | undefined
 }
 
 /**
@@ -97,5 +100,7 @@ export function buildRuntime(config: Config, dispatcher: UpstreamDispatcher, pre
       if (p !== undefined) trusted.addSubnet(p.address, p.prefix, p.family)
     }
   }
-  return { config, table, pools, routes, trusted }
+  // Compiled on every build, so a reload re-reads the block list files (a bad one rejects it).
+  const forward = config.listen.some((l) => l.mode === 'forward') ? new ForwardPolicy(config) : undefined
+  return { config, table, pools, routes, trusted, forward }
 }
