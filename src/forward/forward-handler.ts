@@ -29,14 +29,14 @@ import { Member } from '../upstreams/member.js'
 import type { ForwardService } from './forward-service.js'
 import { FORWARD_POOL, FORWARD_ROUTE, proxyAuthorization, type Admission, type Denial, type ForwardPolicy, type ForwardScope } from './forward-policy.js'
 import { parseAbsoluteTarget, parseAuthority } from './forward-target.js'
-import { forbidden, forwardDenial, safeLookup } from './safe-lookup.js'
+import { forbidden, forwardDenial, safeLookup, type DenialError } from './safe-lookup.js'
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE'])
 const BODYLESS = new Set(['GET', 'HEAD'])
 const NOT_CONFIGURED: ProxyError = { name: 'forward_off', status: 503, reason: 'the forward proxy has no configuration', close: true }
 
-function authRequired(realm: string, d: Denial): ProxyError {
-  return { name: 'forward_auth', status: 407, reason: d.detail, close: false, headers: { 'proxy-authenticate': `Basic realm="${realm}"` } }
+function authRequired(realm: string, d: Denial): DenialError {
+  return { name: 'forward_auth', status: 407, reason: d.detail, close: false, headers: { 'proxy-authenticate': `Basic realm="${realm}"` }, denial: d }
 }
 
 function stripMapped(ip: string | undefined): string {
@@ -71,8 +71,11 @@ export class ForwardWriter extends ClientWriter {
     return super.head(status, headers, statusMessage)
   }
 
+  /** The proxy's own answer; a refusal (by the rules, or by the lookup at connect time) is counted here, once. */
   override error(err: ProxyError, detail?: string): void {
     this.own = true
+    const d = (err as Partial<DenialError>).denial
+    if (d !== undefined) this.onDenied(d)
     super.error(err, detail)
   }
 
@@ -134,15 +137,11 @@ export function createForwardListener(svc: ForwardService, deps: ProxyDeps, serv
     const go = (a: Admission): void => {
       if (writer.closed) return
       if (!a.ok) {
-        denied(a.denial, writer)
         return writer.error(a.status === 407 ? authRequired(policy.realm, a.denial) : forbidden(a.denial), a.denial.detail)
       }
       writer.user = a.user
       const d = policy.checkTarget(a.scope, target.host, target.port, false) ?? policy.checkPath(target.path + target.query)
-      if (d !== undefined) {
-        denied(d, writer)
-        return writer.error(forbidden(d), d.detail)
-      }
+      if (d !== undefined) return writer.error(forbidden(d), d.detail)
       writer.firewall = 'allow'
       writer.anonymous = policy.anonymous
       const len = req.headers['content-length']

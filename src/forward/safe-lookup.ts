@@ -15,9 +15,14 @@ export type Resolver = LookupFunction
 
 export const systemResolver: Resolver = dnsLookup as unknown as Resolver
 
+/** A refusal's answer, carrying the refusal (so whoever writes it can count it). */
+export interface DenialError extends ProxyError {
+  readonly denial: Denial
+}
+
 /** The 403 a refusal answers with (its detail names the rule). */
-export function forbidden(d: Denial): ProxyError {
-  return { name: 'forward_denied', status: 403, reason: d.detail, close: false }
+export function forbidden(d: Denial): DenialError {
+  return { name: 'forward_denied', status: 403, reason: d.detail, close: false, denial: d }
 }
 
 /**
