@@ -11,6 +11,7 @@ import { startProxy, fetchText, waitFor, type TestProxy } from '../fixtures/prox
 import { deadPort } from '../fixtures/upstream.js'
 import type { Resolver } from '../../src/forward/safe-lookup.js'
 import { connectVia, sample } from './forward-setup.js'
+import { lintExposition } from '../../src/metrics/exposition-lint.js'
 
 type Tap = Parameters<Parameters<typeof t.test>[0]>[0]
 
@@ -118,6 +119,7 @@ t.test('a tunnel carries 64 MiB each way; a reader that stops stalls the writer 
   t.equal(sample(metrics, 'switchyard_forward_tunnels_total', 'result="opened"'), 1)
   t.equal(sample(metrics, 'switchyard_forward_tunnels_active', ''), 1)
   t.equal(sample(metrics, 'switchyard_forward_requests_total', 'method="CONNECT",code="200"'), 1)
+  t.same(lintExposition(metrics), [], 'the exposition lint finds nothing (forward families included)')
   c.socket.end()
   await waitFor(async () => sample((await fetchText(`${proxy.adminUrl}/metrics`)).body, 'switchyard_forward_tunnels_active', '') === 0, 5000, 'the tunnel to close')
 })
