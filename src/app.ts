@@ -29,6 +29,8 @@ import { LocalControl } from './control/local-control.js'
 import { Reloader, type PreparedReload } from './control/reloader.js'
 import { createFirewallResources } from './security/firewall-context.js'
 import { createAccessLog } from './access-log/access-log.js'
+import { ForwardService } from './forward/forward-service.js'
+import type { Resolver } from './forward/safe-lookup.js'
 
 export interface AppOptions {
   logger: Logger
@@ -38,6 +40,8 @@ export interface AppOptions {
   configPath?: string
   /** Time for health checks and sidecar backoff (tests pass a fake one). */
   clock?: Clock
+  /** How the forward proxy resolves names (dns.lookup's shape; tests map names to chosen addresses). */
+  forwardResolver?: Resolver
 }
 
 export type ReloadResult = ReloadAnswer
@@ -159,12 +163,19 @@ async function assembleApp(config: Config, opts: AppOptions, resources: Resource
     }
   }
   const proxyDeps: ProxyDeps = { runtime: current, metrics, dispatcher, cache: undefined, accessLog, tunnels: new TunnelRegistry(registry) }
+  // The forward proxy's origins, tunnels and metrics (listeners are bound at start: restart-class).
+  if (config.listen.some((l) => l.mode === 'forward')) {
+    const forward = new ForwardService(registry, metrics, opts.forwardResolver)
+    proxyDeps.forward = forward
+    resources.add('forward proxy origins and tunnels', () => forward.close())
+  }
   // The cache store exists only once a route caches (no Redis connection otherwise); a reload
   // that enables caching on a route creates it then.
   let cache: HttpCache | undefined
   let fillLock: FillLock | undefined
   const ensureCache = async (cfg: Config): Promise<void> => {
-    if (cache !== undefined || !cfg.routes.some((r) => r.cache?.enabled === true)) return
+    const forwardCaches = cfg.forward.cache?.enabled === true && cfg.listen.some((l) => l.mode === 'forward')
+    if (cache !== undefined || (!forwardCaches && !cfg.routes.some((r) => r.cache?.enabled === true))) return
     const holder: { store?: CacheStore } = {}
     const cacheMetrics = createCacheMetrics(registry, () => holder.store?.stats() ?? {})
     const storeName = resolveStoreName(cfg.cache, { logger: opts.logger })
@@ -230,7 +241,7 @@ async function assembleApp(config: Config, opts: AppOptions, resources: Resource
   // key each caching route's query rule gives it.
   const purgeCache = (request: unknown): Promise<PurgeResult> => cache === undefined
     ? Promise.resolve(NO_CACHE)
-    : purge(cache.store, [...runtimes.current.pools.keys()].map((p) => cachePartition(p)), request, queryRules(running))
+    : purge(cache.store, [...runtimes.current.pools.keys(), ...(runtimes.current.forward?.route.invalidates ?? [])].map((p) => cachePartition(p)), request, queryRules(running))
 
   const ready = (): boolean => listening && !draining && checked && (supervisor?.allSpawned() ?? true)
   let stopping: Promise<void> | undefined
@@ -240,7 +251,7 @@ async function assembleApp(config: Config, opts: AppOptions, resources: Resource
       const deadline = running.limits.shutdown_timeout_ms
       opts.logger.info({ reason, deadline_ms: deadline, connections: listeners.open }, 'shutting down: draining in-flight requests')
       // WebSocket tunnels get the same deadline, then are closed (routing/tunnel-registry.ts).
-      const [, { forced }] = await Promise.all([proxyDeps.tunnels.drain(deadline), listeners.drain(deadline)])
+      const [, { forced }] = await Promise.all([proxyDeps.tunnels.drain(deadline), listeners.drain(deadline), proxyDeps.forward?.tunnels.drain(deadline)])
       if (forced > 0) opts.logger.warn({ deadline_ms: deadline, connections: forced }, 'shutdown deadline passed; closed the remaining connections')
       await resources.closeAll()
       opts.logger.info('stopped')
@@ -279,5 +290,6 @@ async function assembleApp(config: Config, opts: AppOptions, resources: Resource
 
 /** The caching routes' query rules: a purged URL is dropped under each key they give it. */
 function queryRules(config: Config): RouteCacheConfig['query'][] {
-  return config.routes.flatMap((r) => r.cache?.enabled === true ? [r.cache.query] : [])
+  const rules = config.routes.flatMap((r) => r.cache?.enabled === true ? [r.cache.query] : [])
+  return config.forward.cache?.enabled === true ? [...rules, config.forward.cache.query] : rules
 }

@@ -15,5 +15,6 @@ export const COMMANDS: Record<string, () => Promise<Command>> = {
   'tcp-server': () => import('./commands/tcp-server.js'),
   'udp-client': () => import('./commands/udp-client.js'),
   'tcp-client': () => import('./commands/tcp-client.js'),
-  'tcp-adapter': () => import('./commands/tcp-adapter.js')
+  'tcp-adapter': () => import('./commands/tcp-adapter.js'),
+  'hash-password': () => import('./commands/hash-password.js')
 }

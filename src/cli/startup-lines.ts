@@ -28,6 +28,7 @@ export function logStarting(logger: Logger, o: { configPath: string; workers: nu
 }
 
 export function listenerProtocols(l: ListenerConfig): string[] {
+  if (l.mode === 'forward') return ['forward proxy', 'http/1.1', 'CONNECT']
   if (l.tls !== undefined) return [...l.tls.alpn]
   return l.h2c ? ['http/1.1', 'h2c'] : ['http/1.1']
 }

@@ -13,6 +13,7 @@ import { ConfigSchema, DURATION_DESCRIPTION, type Config } from './schema.js'
 import { parseRampTime } from '../balancing/split-ramp.js'
 import { HOLDOUT } from '../balancing/split.js'
 import { interpolate, isWholeExpression, retype } from './interpolate.js'
+import { checkForward, resolveForwardFiles } from './forward-checks.js'
 import { childSchema, convertDurations, durationMinimum, isMapping, isRequired, type Path, type SchemaNode } from './schema-walk.js'
 
 export interface ConfigIssue {
@@ -147,6 +148,8 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   // So is the access log file (an absolute path is kept as it is).
   const accessLog = isMapping(data.logging) && isMapping(data.logging.access_log) ? data.logging.access_log : undefined
   if (accessLog !== undefined && typeof accessLog.path === 'string' && accessLog.path !== '') accessLog.path = resolvePath(dirname(file), accessLog.path)
+  // Forward proxy block lists too.
+  resolveForwardFiles(data, dirname(file))
   // An empty value has no text of its own: point at its key.
   for (const i of empty) Object.assign(i, locate(keyAt(doc, i.path)?.range?.[0] ?? nodeAt(doc, i.path)?.range?.[0]))
   const references = unlist(checkReferences(data))
@@ -620,6 +623,7 @@ function checkReferences(c: Record<string, unknown>): ConfigIssue[] {
   list(c.trusted_proxies).forEach((cidr, i) => {
     if (typeof cidr === 'string' && parseCidr(cidr) === undefined) issues.push({ path: ['trusted_proxies', i], message: `expected an IP address or CIDR such as 10.0.0.0/8, got ${JSON.stringify(cidr)}` })
   })
+  issues.push(...checkForward(c))
   return issues
 }
 

@@ -74,6 +74,7 @@ const RouteAccessLog = Type.Object({
 /** least_connections is least_request by another name (an L4 member's in-flight count is its open connections or sessions). */
 export const BALANCERS = ['round_robin', 'weighted', 'least_request', 'least_connections', 'random', 'hash'] as const
 export const LISTENER_PROTOCOLS = ['http', 'tcp', 'udp'] as const
+export const LISTENER_MODES = ['reverse', 'forward'] as const
 
 const ServerName = Type.String({ pattern: '^(\\*\\.)?[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$', description: 'a server name (example.com) or a wildcard (*.example.com)' })
 
@@ -145,6 +146,11 @@ export const Listener = Type.Object({
   tcp: Type.Optional(ListenerTcp),
   udp: Type.Optional(ListenerUdp),
   tls: Type.Optional(ListenerTls),
+  /**
+   * http listeners: reverse (the routes) or forward (an open proxy for clients configured with
+   * it: absolute-form requests and CONNECT tunnels, ruled by the `forward` section).
+   */
+  mode: StringEnum(LISTENER_MODES, 'reverse'),
   /** Plain listeners: also accept HTTP/2 with prior knowledge (h2c), beside HTTP/1.1. */
   h2c: Type.Boolean({ default: false }),
   /** Plain listeners: answer every request with a redirect to https:// on this port. */
@@ -541,6 +547,77 @@ const Cache = Type.Object({
   }, { additionalProperties: false, default: {} })
 }, { additionalProperties: false, default: {} })
 
+/**
+ * A destination rule of the forward proxy: every part given must match. `host` is an exact name
+ * or address, `*.example.com` (the domain and its subdomains) or `*` (any name); `cidr` an
+ * address or range, matched on an address target and on the address a name resolves to when
+ * connecting; `ports` the ports it covers (default: any).
+ */
+const ForwardRule = Type.Object({
+  host: Type.Optional(Type.String({ pattern: '^(\\*|(\\*\\.)?[A-Za-z0-9_.:-]+)$', description: 'a host name or address, *.domain, or *' })),
+  cidr: Type.Optional(Type.String({ minLength: 1 })),
+  ports: Type.Optional(Type.Array(Type.Integer({ minimum: 1, maximum: 65535 }), { minItems: 1 }))
+}, { additionalProperties: false })
+
+/** A forward proxy user (Proxy-Authorization: Basic), with an scrypt hash from `switchyard hash-password`. */
+const ForwardUser = Type.Object({
+  name: Type.String({ pattern: '^[^:\\s]{1,64}$', description: 'a user name without ":" or spaces' }),
+  password_hash: Type.String({ pattern: '^scrypt\\$', description: 'an scrypt$N$r$p$salt$hash string from `switchyard hash-password`' }),
+  /** Destinations this user may reach; replaces forward.allow for the user when given. */
+  allow: Type.Optional(Type.Array(ForwardRule)),
+  /** Destinations refused to this user, on top of forward.deny. */
+  deny: Type.Optional(Type.Array(ForwardRule))
+}, { additionalProperties: false })
+
+const MediaRange = Type.String({ pattern: '^[!#$%&\'*+.^_`|~0-9A-Za-z-]+/([!#$%&\'*+.^_`|~0-9A-Za-z-]+|\\*)$' })
+
+/** The forward proxy (`mode: forward` listeners): who may use it, where to, what is filtered. */
+const Forward = Type.Object({
+  /** Client addresses (CIDRs) admitted without credentials. */
+  clients: Type.Array(Type.String(), { default: [] }),
+  /** Users admitted by Proxy-Authorization: Basic (any client address). */
+  users: Type.Array(ForwardUser, { default: [] }),
+  /** The realm of the 407's Proxy-Authenticate. */
+  realm: Type.String({ pattern: '^[^"\\\\]*$', default: 'switchyard' }),
+  /** Destinations allowed (deny by default: a destination no rule allows is refused). */
+  allow: Type.Array(ForwardRule, { default: [] }),
+  /** Destinations refused even when allowed (checked first). */
+  deny: Type.Array(ForwardRule, { default: [] }),
+  /** Ports CONNECT may open tunnels to (RFC 9110 section 9.3.6 warns of tunnels to arbitrary ports). */
+  connect_ports: Type.Array(Type.Integer({ minimum: 1, maximum: 65535 }), { default: [443] }),
+  filters: Type.Object({
+    /** Files of blocked domains, one a line (# comments); a domain blocks its subdomains too. Re-read on reload. */
+    blocklists: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
+    /** Regular expressions (JavaScript syntax) tested against the path and query of plain requests. */
+    paths: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
+    /** Response media types refused (type/subtype or type/*); the client gets 403 instead of the body. */
+    content_types: Type.Array(MediaRange, { default: [] })
+  }, { additionalProperties: false, default: {} }),
+  /** No Via, X-Forwarded-For or Forwarded towards origins, and strip_headers removed. */
+  anonymous: Type.Boolean({ default: false }),
+  /** Request fields removed in anonymous mode (case-insensitive). */
+  strip_headers: Type.Array(Type.String({ pattern: '^[!#$%&\'*+.^_`|~0-9A-Za-z-]+$' }), {
+    default: ['From', 'Referer', 'User-Agent', 'Client-IP', 'True-Client-IP', 'X-Client-IP', 'X-Cluster-Client-IP', 'CF-Connecting-IP']
+  }),
+  /** The shared HTTP cache for plain http:// GETs (same store and RFC 9111 rules as routes). */
+  cache: Type.Optional(RouteCache),
+  timeouts: Type.Object({
+    connect_ms: Ms(2000),
+    /** Per exchange with an origin (0 = none); also the stall limit of a client that stops reading. */
+    request_ms: Ms(30000)
+  }, { additionalProperties: false, default: {} }),
+  /** Keep-alive connections per origin. */
+  max_connections_per_origin: Type.Integer({ minimum: 1, maximum: 10000, default: 16 }),
+  /** Origins with a connection pool at once; the least recently used one beyond it is closed. */
+  max_origins: Type.Integer({ minimum: 1, maximum: 100000, default: 256 }),
+  /** An origin unused for this long has its connections closed. */
+  origin_idle_ms: Ms(60000, 1000),
+  /** A CONNECT tunnel with no bytes either way for this long is closed (0 = never). */
+  tunnel_idle_timeout_ms: Ms(300000),
+  /** CONNECT tunnels open at once (0 = no cap); beyond it CONNECT gets 503. */
+  max_tunnels: Type.Integer({ minimum: 0, default: 10000 })
+}, { additionalProperties: false, default: {} })
+
 const Sidecar = Type.Object({
   name: Name,
   /** `switchyard` runs this program's own CLI; anything else is an executable on PATH or a path. */
@@ -579,6 +656,7 @@ export const ConfigSchema = Type.Object({
   pools: Type.Record(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$' }), Pool, { additionalProperties: false }),
   routes: Type.Array(Route),
   cache: Cache,
+  forward: Forward,
   sidecars: Type.Array(Sidecar, { default: [] })
 }, { additionalProperties: false })
 
@@ -602,6 +680,9 @@ export type ListenerUdpConfig = Static<typeof ListenerUdp>
 export type ListenerTlsConfig = Static<typeof ListenerTls>
 export type TlsCertificateConfig = Static<typeof TlsCertificate>
 export type CacheConfig = Static<typeof Cache>
+export type ForwardConfig = Static<typeof Forward>
+export type ForwardRuleConfig = Static<typeof ForwardRule>
+export type ForwardUserConfig = Static<typeof ForwardUser>
 export type SidecarConfig = Static<typeof Sidecar>
 export type HealthCheckConfig = Static<typeof HealthCheck>
 export type RetriesConfig = Static<typeof Retries>

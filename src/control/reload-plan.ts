@@ -41,6 +41,8 @@ export function planReload(old: Config, next: Config): Change[] {
   }
   for (const d of leafDiff(old.logging, next.logging, 'logging')) restart(d.path, d.from, d.to)
   for (const d of leafDiff(old.cache, next.cache, 'cache')) restart(d.path, d.from, d.to)
+  // The forward proxy's rules are rebuilt with the runtime (block list files re-read): live.
+  for (const d of leafDiff(old.forward, next.forward, 'forward')) out.push({ path: d.path, class: 'live', detail: `${show(d.from)} -> ${show(d.to)}` })
   if (!same(old.trusted_proxies, next.trusted_proxies)) out.push({ path: 'trusted_proxies', class: 'live', detail: `${show(old.trusted_proxies)} -> ${show(next.trusted_proxies)}` })
   // Access rules are compiled into the next runtime (security/firewall.ts); the rate-limit Redis
   // connection is opened once, so its URL and timeout need a restart.
@@ -221,7 +223,7 @@ export function withoutCredentials(s: string): string {
  * Leaves whose values are secrets by nature (a header a route requires may be a shared key;
  * access rules hold JWT secrets, password hashes and required header values).
  */
-const SECRET_PATH = /(\.headers(\.|\[|$)|\.env(\.|\[|$)|(^|\.)access(\.|\[|$)|(token|password|secret)$)/i
+const SECRET_PATH = /(^forward\.users$|\.headers(\.|\[|$)|\.env(\.|\[|$)|(^|\.)access(\.|\[|$)|(token|password|secret)$)/i
 
 function redacted(c: Change): Change {
   const path = withoutCredentials(c.path)

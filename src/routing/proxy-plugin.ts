@@ -21,6 +21,7 @@ import { httpsLocation, type ListenerInfo } from '../listeners/listener-info.js'
 import { lazyChildLogger } from '../listeners/lazy-child-logger.js'
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2'
 import type { AccessLog } from '../access-log/access-log.js'
+import type { ForwardService } from '../forward/forward-service.js'
 
 export interface ProxyDeps {
   /** The live runtime; read once per request so a reload swaps it atomically. */
@@ -36,6 +37,8 @@ export interface ProxyDeps {
   listener?: ListenerInfo
   /** limits.max_event_loop_delay_ms is passed (proxy-server.ts): shed with 503. */
   overloaded?: () => boolean
+  /** The forward proxy's shared parts, when a listener has mode: forward (src/forward). */
+  forward?: ForwardService
 }
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE'])

@@ -8,6 +8,8 @@ import { http11RequiredFrames } from '../listeners/h2c-preface.js'
 import type { ListenerInfo } from '../listeners/listener-info.js'
 import { createListenerServer, type ListenerServer, type RequestHandler, type SessionHook, type TlsOptionsSource } from '../listeners/listener-server.js'
 import { proxyPlugin, requestIdFrom, type ProxyDeps } from './proxy-plugin.js'
+import { createForwardListener } from '../forward/forward-handler.js'
+import type { ForwardService } from '../forward/forward-service.js'
 
 export interface ListenerOptions {
   readonly config: ListenerConfig
@@ -25,12 +27,25 @@ export interface ListenerOptions {
  */
 export async function buildProxyServer(config: Config, deps: ProxyDeps, logger: Logger, listener: ListenerOptions): Promise<FastifyInstance> {
   const limits = config.limits
+  // A forward listener serves absolute-form requests and CONNECT itself (src/forward): Fastify
+  // only owns the server's lifecycle (listen, close, idle connections).
+  let forwardHandler: RequestHandler | undefined
+  const forwardServer = listener.config.mode === 'forward' && deps.forward !== undefined
+    ? (server: ListenerServer): ListenerServer => {
+        const f = createForwardListener(deps.forward as ForwardService, deps, server, logger.child({ listener: listener.info.name }))
+        forwardHandler = f.handle as RequestHandler
+        server.on('connect', f.connect)
+        return server
+      }
+    : undefined
   const proxy = Fastify({
     loggerInstance: logger as unknown as FastifyBaseLogger,
     // Per-request info logs cost more than the proxying itself; access_log opts in instead.
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: (req) => requestIdFrom(req.headers['x-request-id']),
-    serverFactory: (handler) => createListenerServer(listener.config, config, handler as RequestHandler, listener.tls, listener.onSession) as never,
+    serverFactory: (handler) => forwardServer === undefined
+      ? createListenerServer(listener.config, config, handler as RequestHandler, listener.tls, listener.onSession) as never
+      : forwardServer(createListenerServer(listener.config, config, (req, res) => (forwardHandler as RequestHandler)(req, res), undefined, listener.onSession)) as never,
     clientErrorHandler: answerClientError,
     return503OnClosing: true,
     // Idle HTTP/1.1 connections close with the listener; an HTTP/2 server has no such call, its
@@ -57,6 +72,11 @@ export async function buildProxyServer(config: Config, deps: ProxyDeps, logger: 
   // Each listener's pipeline reads the shared deps (the cache is set on them once a route
   // caches) through the prototype, and its own listener facts.
   const listenerDeps: ProxyDeps = Object.assign(Object.create(deps) as ProxyDeps, { listener: listener.info, overloaded })
+  if (forwardServer !== undefined) {
+    // The listener's CONNECT tunnels close with it (after the drain deadline on shutdown).
+    proxy.addHook('preClose', (done) => { deps.forward?.tunnels.closeAll(proxy.server); done() })
+    return proxy
+  }
   await proxy.register(proxyPlugin, listenerDeps)
   return proxy
 }

@@ -65,6 +65,8 @@ export interface RoutedRequest {
   readonly trustedPeer: boolean
   /** Declared Content-Length (-1 for a chunked body, 0 for none). */
   readonly bodyLength: number
+  /** Forward proxy requests only (src/forward): adjusts the fields sent to the origin. */
+  readonly forward?: { readonly rewrite: (headers: Record<string, string | string[]>) => void }
 }
 
 /** A request's split assignment (balancing/split.ts). */

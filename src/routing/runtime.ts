@@ -9,6 +9,7 @@ import type { UpstreamDispatcher } from '../upstreams/dispatcher.js'
 import { RouteTable } from './route-table.js'
 import { compileFirewalls, type FirewallContext, type RouteFirewall } from '../security/firewall.js'
 import { compileRouteAccessLog, globalCapture, type RouteAccessLog } from '../access-log/header-capture.js'
+import { ForwardPolicy } from '../forward/forward-policy.js'
 
 /** A route turned into runtime objects: where it sends traffic and its per-route limits. */
 export interface RouteRuntime {
@@ -46,6 +47,8 @@ export interface Runtime {
   readonly pools: ReadonlyMap<string, Pool>
   readonly routes: readonly RouteRuntime[]
   readonly trusted: BlockList | undefined
+  /** The forward proxy's rules, when a listener has mode: forward (src/forward). */
+  readonly forward: ForwardPolicy | undefined
   /** Each split by name (routes naming one split share its assigner and state). */
   readonly splits: ReadonlyMap<string, SplitAssigner<Pool>>
 }
@@ -131,5 +134,7 @@ export function buildRuntime(config: Config, dispatcher: UpstreamDispatcher, pre
       if (p !== undefined) trusted.addSubnet(p.address, p.prefix, p.family)
     }
   }
-  return { config, table, pools, routes, trusted, splits }
+  // Compiled on every build, so a reload re-reads the block list files (a bad one rejects it).
+  const forward = config.listen.some((l) => l.mode === 'forward') ? new ForwardPolicy(config) : undefined
+  return { config, table, pools, routes, trusted, splits, forward }
 }

@@ -9,7 +9,7 @@ const BODYLESS = new Set(['GET', 'HEAD'])
 
 /** The fields a member receives for a routed request (forwarding headers, Host per pool). */
 export function upstreamHeaders(routed: RoutedRequest, member: Member, dropUnderscores: boolean): Record<string, string | string[]> {
-  return upstreamRequestHeaders(routed.headers, {
+  const h = upstreamRequestHeaders(routed.headers, {
     clientIp: routed.clientIp,
     trustedPeer: routed.trustedPeer,
     peerIp: routed.peerIp,
@@ -22,6 +22,8 @@ export function upstreamHeaders(routed: RoutedRequest, member: Member, dropUnder
     bodyless: BODYLESS.has(routed.method),
     dropUnderscores
   })
+  routed.forward?.rewrite(h)
+  return h
 }
 
 /** The exchange of a plain forwarded request: the client's method, fields and body. */

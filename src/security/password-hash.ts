@@ -1,6 +1,7 @@
 /**
  * Password hashes for Basic credentials: scrypt (RFC 7914) from node:crypto, stored as
- * `scrypt$N$r$p$<salt base64>$<hash base64>`, the same format the forward proxy's users use.
+ * `scrypt$N$r$p$<salt base64>$<hash base64>`, for route Basic rules and forward proxy users alike
+ * (`switchyard hash-password` writes them).
  * Verification runs scrypt off the event loop (libuv's thread pool) and compares in constant
  * time, so neither the answer time nor a blocked loop tells how close a guess was.
  */
@@ -24,7 +25,8 @@ export function parseHash(stored: string): ParsedHash | undefined {
   const [N, r, p] = [Number(parts[1]), Number(parts[2]), Number(parts[3])]
   if (![N, r, p].every((n) => Number.isInteger(n) && n > 0)) return undefined
   // RFC 7914 section 2: N is a power of two greater than 1.
-  if (N < 2 || (N & (N - 1)) !== 0 || 128 * N * r > MAX_MEM) return undefined
+  // p is bounded too, so a typo cannot pin a CPU for seconds per login.
+  if (N < 2 || (N & (N - 1)) !== 0 || 128 * N * r > MAX_MEM || p > 16) return undefined
   const salt = Buffer.from(parts[4], 'base64')
   const hash = Buffer.from(parts[5], 'base64')
   if (salt.length < 8 || hash.length < 16) return undefined
@@ -45,14 +47,14 @@ export async function verifyPassword(password: string | Buffer, stored: string |
   return timingSafeEqual(key, h.hash)
 }
 
-/**
- * A new hash for `password`. Defaults: N=16384, r=8, p=1 (the parameters RFC 7914 section 2
- * discusses for interactive logins; about 50 ms here), a 16-byte salt and a 32-byte hash.
- */
+/** N=2^15, r=8, p=1: OWASP's password storage recommendation for scrypt (2023). */
+export const SCRYPT_DEFAULTS = { N: 32768, r: 8, p: 1 } as const
+
+/** A new hash for `password`: a 16-byte salt and a 32-byte hash. */
 export async function hashPassword(password: string, opts: { N?: number; r?: number; p?: number } = {}): Promise<string> {
-  const N = opts.N ?? 16384
-  const r = opts.r ?? 8
-  const p = opts.p ?? 1
+  const N = opts.N ?? SCRYPT_DEFAULTS.N
+  const r = opts.r ?? SCRYPT_DEFAULTS.r
+  const p = opts.p ?? SCRYPT_DEFAULTS.p
   const salt = randomBytes(16)
   const hash = await derive(password, salt, 32, { N, r, p, maxmem: MAX_MEM })
   return `scrypt$${N}$${r}$${p}$${salt.toString('base64')}$${hash.toString('base64')}`
