@@ -1,5 +1,5 @@
 import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http'
-import type { AccessLogConfig } from '../config/schema.js'
+import { DEFAULT_REDACT, type AccessLogConfig } from '../config/schema.js'
 import type { ClientWriter } from '../routing/client-writer.js'
 import type { RoutedRequest } from '../routing/request-edge.js'
 import { emptyRecord, type AccessRecord } from './access-record.js'
@@ -43,7 +43,8 @@ export class AccessLog {
 
   constructor(cfg: AccessLogConfig, private readonly sink: AccessLogSink, private readonly log?: AccessLogLog) {
     this.format = createLineFormatter(cfg.format)
-    this.redact = new Set(cfg.redact.map((n) => n.toLowerCase()))
+    // The credential fields are always redacted: a list that names others adds to them.
+    this.redact = new Set([...DEFAULT_REDACT, ...cfg.redact.map((n) => n.toLowerCase())])
     this.capture = globalCapture(cfg)
   }
 

@@ -43,7 +43,7 @@ export type LogFormat = (typeof LOG_FORMATS)[number]
  */
 export const ACCESS_LOG_FORMATS = ['combined', 'extended', 'json'] as const
 export type AccessLogFormat = (typeof ACCESS_LOG_FORMATS)[number]
-/** Header values never written to the access log (replaced with "[redacted]") unless `redact` says otherwise. */
+/** Header values never written to the access log (replaced with "[redacted]"); `redact` adds to them. */
 export const DEFAULT_REDACT = ['authorization', 'proxy-authorization', 'cookie', 'set-cookie'] as const
 
 const HeaderName = Type.String({ pattern: '^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$', description: 'a header field name' })
@@ -61,7 +61,7 @@ const AccessLog = Type.Object({
   path: Type.Optional(Type.Union([Type.String({ minLength: 1 }), Type.Null()])),
   /** Captured on every route (a route's own list adds to these). */
   headers: AccessLogHeaders,
-  /** Captured headers whose values are written as "[redacted]". */
+  /** Captured headers whose values are written as "[redacted]", besides DEFAULT_REDACT (always). */
   redact: Type.Array(HeaderName, { default: [...DEFAULT_REDACT] })
 }, { additionalProperties: false, default: {} })
 

@@ -35,7 +35,9 @@ export function compileConditions(c: AccessConditionsConfig): Condition {
     checks.push((req) => set.has(req.clientIp))
   }
   if (c.methods !== undefined) {
-    const methods = new Set(c.methods)
+    // GET covers HEAD, as nginx's limit_except does: a HEAD is answered from the GET's response
+    // (and from its cached copy), so a rule about GET that let HEAD through would leak its fields.
+    const methods = new Set(c.methods.includes('GET') ? [...c.methods, 'HEAD'] : c.methods)
     checks.push((req) => methods.has(req.method))
   }
   if (c.paths !== undefined) {

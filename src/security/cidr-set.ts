@@ -37,14 +37,20 @@ export class CidrSet {
   has(ip: string): boolean {
     if (!ip.includes(':')) {
       const w = ipv4Word(ip, 0, ip.length)
-      if (w === undefined) return false
-      const v4 = this.v4
-      for (let i = 0; i < v4.length; i += 2) if (((w & v4[i + 1]) >>> 0) === v4[i]) return true
-      return false
+      return w !== undefined && this.hasV4(w)
     }
     const words = ipv6Words(ip)
     if (words === undefined) return false
+    // An IPv4-mapped address (::ffff:a.b.c.d, or ::ffff:7f00:1) is the IPv4 address (RFC 4291
+    // section 2.5.5.2): IPv4 rules apply to it, so a hop written that way cannot slip past them.
+    if (words[0] === 0 && words[1] === 0 && words[2] === 0xffff && this.hasV4(words[3])) return true
     for (const r of this.v6) if (inRange(words, r)) return true
+    return false
+  }
+
+  private hasV4(w: number): boolean {
+    const v4 = this.v4
+    for (let i = 0; i < v4.length; i += 2) if (((w & v4[i + 1]) >>> 0) === v4[i]) return true
     return false
   }
 }

@@ -7,6 +7,8 @@ import t from 'tap'
 import { BlockList } from 'node:net'
 import { ConfigError, parseCidr, parseConfig } from '../../src/config/load.js'
 import { CidrSet } from '../../src/security/cidr-set.js'
+import { compileConditions } from '../../src/security/access-conditions.js'
+import type { RoutedRequest } from '../../src/routing/request-edge.js'
 import { hashPassword, parseHash, verifyPassword } from '../../src/security/password-hash.js'
 import { Registry } from 'prom-client'
 import { LimiterRegistry, ThrottledLog } from '../../src/security/rate-limit.js'
@@ -130,8 +132,13 @@ t.test('CidrSet agrees with node:net BlockList', async (t) => {
     const family = ip.includes(':') ? 'ipv6' : 'ipv4'
     t.equal(set.has(ip), list.check(ip.replace(/%.*$/, ''), family), ip)
   }
-  // Unlike BlockList, families never mix: the request edge has already unwrapped IPv4-mapped peers.
-  t.equal(set.has('::ffff:10.0.0.1'), false)
+  // An IPv4-mapped address is its IPv4 address (RFC 4291 section 2.5.5.2), in either spelling.
+  t.equal(set.has('::ffff:10.0.0.1'), true)
+  t.equal(set.has('::FFFF:a00:1'), true)
+  t.equal(set.has('::ffff:200.0.0.1'), false)
+  const only6 = new CidrSet()
+  only6.add('::ffff:0:0/96')
+  t.equal(only6.has('::ffff:200.0.0.1'), true, 'an IPv6 rule over the mapped range still applies')
   for (const bad of ['', '1.2.3', '1.2.3.4.5', '256.1.1.1', '1..2.3', '1:2:3', '1::2::3', 'g::1', '1.2.3.4 ']) t.equal(set.has(bad), false, JSON.stringify(bad))
 })
 
@@ -173,4 +180,13 @@ routes:
   t.ok(post instanceof Promise)
   t.match(await post, { admit: true })
   t.match(await fws.get('limited')!.check({ ...req, method: 'POST' }), { admit: false, status: 429, label: 'rate_limited:limited.access[0]' })
+})
+
+t.test('a methods condition naming GET covers HEAD (answered from the GET, and from its cached copy)', async (t) => {
+  const get = compileConditions({ methods: ['GET'] })
+  const req = (method: string): RoutedRequest => ({ method, path: '/', clientIp: '127.0.0.1', headers: {} }) as unknown as RoutedRequest
+  t.equal(get(req('GET'), undefined), true)
+  t.equal(get(req('HEAD'), undefined), true)
+  t.equal(get(req('POST'), undefined), false)
+  t.equal(compileConditions({ methods: ['POST'] })(req('HEAD'), undefined), false)
 })

@@ -2,7 +2,7 @@ import { hashPassword, SCRYPT_DEFAULTS } from '../../security/password-hash.js'
 import { parseFlags, UsageError } from '../flags.js'
 import { formatHelp, type OptionSpecs } from '../help.js'
 
-export const summary = 'print an scrypt hash of a password (from stdin) for forward.users'
+export const summary = 'print an scrypt hash of a password (from stdin) for forward.users and basic access rules'
 export const usage = 'switchyard hash-password [--cost N] < password.txt'
 
 export const options = {
@@ -13,7 +13,7 @@ export const help = formatHelp({
   name: 'hash-password',
   summary,
   usage,
-  description: 'Reads a password from standard input (the first line; its line end is not part of it) and prints scrypt$N$r$p$salt$hash with a fresh random salt, salt and hash in base64: the value of a forward proxy user\'s password_hash. The password never appears on the command line (where ps and shell history would show it). Exit 2 when the input is empty.',
+  description: 'Reads a password from standard input (the first line; its line end is not part of it) and prints scrypt$N$r$p$salt$hash with a fresh random salt, salt and hash in base64: the value of a forward proxy user\'s password_hash or of a user in a route\'s basic access rule. The password never appears on the command line (where ps and shell history would show it). Exit 2 when the input is empty.',
   options,
   env: [],
   examples: ["printf '%s' 's3cret' | switchyard hash-password", 'switchyard hash-password < ~/.proxy-password']
