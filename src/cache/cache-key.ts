@@ -176,22 +176,52 @@ export function variantDigest(key: CacheKey, names: VaryNames, headers: RequestH
     const v = selectedValue(headers, list[i])
     selected += v === null ? '\u0000-' : `\u0000=${v}`
   }
-  let known = variantDigests.get(key)
-  const hit = known?.get(selected)
-  if (hit !== undefined) return hit
+  // Selected values are client-chosen (Origin is, and may be 16 KiB): only short ones are
+  // remembered, so the memo's size does not follow what clients send.
+  const memoise = selected.length <= MEMO_MAX_CHARS
+  let known: Map<string, string> | undefined
+  if (memoise) {
+    known = variantDigests.get(key)
+    const hit = known?.get(selected)
+    if (hit !== undefined) return hit
+  }
   const values = list.map((n) => selectedValue(headers, n))
   const parts = key.coding === undefined ? [DIGEST_VERSION, 'variant', key.digest, names, values] : [DIGEST_VERSION, 'variant', key.digest, names, values, 'coding', key.coding]
   const digest = sha256Hex(JSON.stringify(parts))
+  if (!memoise) return digest
+  // A total budget as well: the key objects themselves are many (one per URL and query), so
+  // the per-key bound alone would still multiply. Past the budget everything is dropped at once
+  // (a fresh WeakMap: the old one's maps go with it), as the other memos here are cleared.
+  const bytes = MEMO_ENTRY_OVERHEAD + 2 * (selected.length + digest.length)
+  if (memoBytes + bytes > MEMO_MAX_BYTES) {
+    variantDigests = new WeakMap()
+    memoBytes = 0
+    known = undefined
+  }
   if (known === undefined) variantDigests.set(key, known = new Map())
   else if (known.size >= DIGESTS_PER_KEY) known.clear()
   known.set(selected, digest)
+  memoBytes += bytes
   return digest
 }
 
 const NO_NAMES: readonly string[] = []
 /** Variant digests by key object (gone with the key), then by Vary names and selected values. */
-const variantDigests = new WeakMap<CacheKey, Map<string, string>>()
+let variantDigests = new WeakMap<CacheKey, Map<string, string>>()
 const DIGESTS_PER_KEY = 64
+/** Longest Vary names + selected values text remembered (longer ones are digested every time). */
+const MEMO_MAX_CHARS = 256
+/** Budget of the variant digest memo, counted as UTF-16 bytes of its strings plus an entry overhead. */
+const MEMO_MAX_BYTES = 4 * 1024 * 1024
+const MEMO_ENTRY_OVERHEAD = 64
+/** Bytes added to the variant digest memo since it was last emptied (an upper bound of what it holds). */
+let memoBytes = 0
+
+/** The variant digest memo's accounted size in bytes and its budget (for tests). */
+export function variantDigestMemo(): { bytes: number, maxBytes: number, maxChars: number } {
+  return { bytes: memoBytes, maxBytes: MEMO_MAX_BYTES, maxChars: MEMO_MAX_CHARS }
+}
+
 /** Vary names split, by their canonical list (bounded: cleared when full). */
 const splitNames = new Map<string, readonly string[]>()
 function namesOf(names: VaryNames): readonly string[] {

@@ -151,7 +151,8 @@ export class HttpCache {
   /** Store writes of fills finished so far. */
   private writes = 0
   private readonly parsed = new Map<string, Parsed>()
-  private readonly keys = new Map<string, CacheKey>()
+  /** Keys computed lately, by route, pool, authority, path and raw query; each with the cache config it was made under. */
+  private readonly keys = new Map<string, { readonly cfg: RouteCacheConfig; readonly key: CacheKey }>()
   /** Compressed copies being made, by stored body id and coding, until they are in the store. */
   private readonly coding = new Map<string, Promise<Buffer>>()
   /**
@@ -239,12 +240,14 @@ export class HttpCache {
     const partition = cachePartition(pool)
     // The SHA-256 of a key costs more than the rest of a memory hit's lookup: remember recent ones.
     const memo = `${routed.route.name}\u0000${partition}\u0000${routed.authority}\u0000${path}\u0000${query}`
-    let key = this.keys.get(memo)
-    if (key === undefined) {
-      key = cacheKey({ scheme: 'http', host: routed.authority, path, query: keyedQuery(query, cfg.query).slice(1), partition })
-      if (this.keys.size >= PARSED_POLICIES) this.keys.clear()
-      this.keys.set(memo, key)
-    }
+    // The key depends on the route's query rule too: a reload gives the route a new cache config
+    // object (same name), so a key made under another one is made again (a reload that starts
+    // keeping ?lang must not leave lang=fr and lang=en sharing one entry).
+    const known = this.keys.get(memo)
+    if (known !== undefined && known.cfg === cfg) return known.key
+    const key = cacheKey({ scheme: 'http', host: routed.authority, path, query: keyedQuery(query, cfg.query).slice(1), partition })
+    if (known === undefined && this.keys.size >= PARSED_POLICIES) this.keys.clear()
+    this.keys.set(memo, { cfg, key })
     return key
   }
 
