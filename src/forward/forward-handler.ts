@@ -29,7 +29,7 @@ import { Member } from '../upstreams/member.js'
 import type { ForwardService } from './forward-service.js'
 import { FORWARD_POOL, FORWARD_ROUTE, proxyAuthorization, type Admission, type Denial, type ForwardPolicy, type ForwardScope } from './forward-policy.js'
 import { parseAbsoluteTarget, parseAuthority } from './forward-target.js'
-import { forbidden, forwardDenial, safeLookup, type DenialError } from './safe-lookup.js'
+import { ForwardDenied, forbidden, forwardDenial, safeLookup, type DenialError } from './safe-lookup.js'
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE'])
 const BODYLESS = new Set(['GET', 'HEAD'])
@@ -296,6 +296,12 @@ export function createForwardListener(svc: ForwardService, deps: ProxyDeps, serv
       upstream.once('error', onConnectError)
       socket.once('close', () => { if (upstream.connecting) upstream.destroy() })
       upstream.once('connect', () => {
+        // Second line of the SSRF guard: the address connected to, whatever the lookup did (none for an IP literal).
+        const late = policy.checkAddress(scope, upstream.remoteAddress ?? '', a.port)
+        if (late !== undefined) {
+          upstream.destroy(new ForwardDenied(late))
+          return
+        }
         upstream.off('error', onConnectError)
         upstream.setTimeout(0)
         if (socket.destroyed) {
