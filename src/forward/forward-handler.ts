@@ -146,7 +146,7 @@ export function createForwardListener(svc: ForwardService, deps: ProxyDeps, serv
     })
   }
 
-  const handle = (req: IncomingMessage, res: ServerResponse): void => {
+  const handleRequest = (req: IncomingMessage, res: ServerResponse): void => {
     const start = performance.now()
     const id = requestIdFrom(req.headers['x-request-id'])
     const rt = deps.runtime()
@@ -218,7 +218,7 @@ export function createForwardListener(svc: ForwardService, deps: ProxyDeps, serv
       })
     }
     if (admitted instanceof Promise) {
-      admitted.then(go, (err: unknown) => {
+      admitted.then((a) => { try { go(a) } catch (err) { failedRequest(err, req, res) } }, (err: unknown) => {
         log.error({ err }, 'forward proxy authentication failed')
         writer.error(EDGE_ERRORS.internal)
       })
@@ -243,7 +243,7 @@ export function createForwardListener(svc: ForwardService, deps: ProxyDeps, serv
   }
 
   /** CONNECT host:port (RFC 9110 section 9.3.6): a TCP tunnel once the rules allow it. */
-  const connect = (req: IncomingMessage, socket: Socket, head: Buffer): void => {
+  const connectRequest = (req: IncomingMessage, socket: Socket, head: Buffer): void => {
     const start = performance.now()
     const id = requestIdFrom(req.headers['x-request-id'])
     const peer = stripMapped(socket.remoteAddress)
@@ -326,8 +326,42 @@ export function createForwardListener(svc: ForwardService, deps: ProxyDeps, serv
       })
     }
     const admitted = policy.admit(peer, proxyAuthorization(req.headers))
-    if (admitted instanceof Promise) admitted.then(go, () => answer(500, 'Internal Server Error', errorBody(EDGE_ERRORS.internal)))
+    if (admitted instanceof Promise) admitted.then((adm) => { try { go(adm) } catch (err) { failedConnect(err, req, socket) } }, () => answer(500, 'Internal Server Error', errorBody(EDGE_ERRORS.internal)))
     else go(admitted)
+  }
+
+  /**
+   * A bug must cost one request, never the process: these run in the server's 'request' and
+   * 'connect' events, where an uncaught throw would take every connection of the worker with it.
+   */
+  const failedRequest = (err: unknown, req: IncomingMessage, res: ServerResponse): void => {
+    log.error({ err, target: req.url }, 'forward request failed')
+    if (res.headersSent || res.destroyed) {
+      res.destroy()
+      return
+    }
+    const body = errorBody(EDGE_ERRORS.internal)
+    res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close', via: `1.1 ${VIA}` })
+    res.end(body)
+  }
+  const failedConnect = (err: unknown, req: IncomingMessage, socket: Socket): void => {
+    log.error({ err, target: req.url }, 'forward CONNECT failed')
+    socket.destroy()
+  }
+
+  const handle = (req: IncomingMessage, res: ServerResponse): void => {
+    try {
+      handleRequest(req, res)
+    } catch (err) {
+      failedRequest(err, req, res)
+    }
+  }
+  const connect = (req: IncomingMessage, socket: Socket, head: Buffer): void => {
+    try {
+      connectRequest(req, socket, head)
+    } catch (err) {
+      failedConnect(err, req, socket)
+    }
   }
 
   return { handle, connect }
