@@ -285,8 +285,19 @@ export function createForwardListener(svc: ForwardService, deps: ProxyDeps, serv
       const upstream = netConnect({ host: a.host, port: a.port, lookup: safeLookup(svc.resolver, (address) => policy.checkAddress(scope, address, a.port)) })
       const connectMs = policy.config.timeouts.connect_ms
       if (connectMs > 0) upstream.setTimeout(connectMs, () => upstream.destroy(Object.assign(new Error('connect timed out'), { code: 'ETIMEDOUT' })))
-      const onConnectError = (err: Error): void => {
+      // The reserved slot goes back exactly once, whichever way the connect ends (an error, a
+      // destroy without one when the client leaves first, the client gone when it connects);
+      // or it passes to the tunnel (tunnels.add). Without this, a client reset during the
+      // connect leaked a forward.max_tunnels slot for good.
+      let settled = false
+      const giveBack = (): void => {
+        if (settled) return
+        settled = true
         svc.tunnels.release()
+      }
+      upstream.once('close', giveBack)
+      const onConnectError = (err: Error): void => {
+        giveBack()
         const denial = forwardDenial(err)
         if (denial !== undefined) return refuse(denial, 403)
         const c = classifyUpstreamError(err)
@@ -294,7 +305,11 @@ export function createForwardListener(svc: ForwardService, deps: ProxyDeps, serv
         answer(c.status, c.status === 504 ? 'Gateway Timeout' : 'Bad Gateway', errorBody(c, `${req.url ?? ''}: ${c.reason}`))
       }
       upstream.once('error', onConnectError)
-      socket.once('close', () => { if (upstream.connecting) upstream.destroy() })
+      socket.once('close', () => {
+        if (settled) return
+        giveBack()
+        upstream.destroy()
+      })
       upstream.once('connect', () => {
         // Second line of the SSRF guard: the address connected to, whatever the lookup did (none for an IP literal).
         const late = policy.checkAddress(scope, upstream.remoteAddress ?? '', a.port)
@@ -305,10 +320,12 @@ export function createForwardListener(svc: ForwardService, deps: ProxyDeps, serv
         upstream.off('error', onConnectError)
         upstream.setTimeout(0)
         if (socket.destroyed) {
-          svc.tunnels.release()
+          giveBack()
           upstream.destroy()
           return
         }
+        settled = true
+        upstream.off('close', giveBack)
         socket.off('error', onEarlyError)
         metrics.tunnels.get('opened').inc()
         metrics.requests.get('CONNECT', '200').inc()
