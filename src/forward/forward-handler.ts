@@ -112,7 +112,11 @@ export interface ForwardListener {
   connect(req: IncomingMessage, socket: Socket, head: Buffer): void
 }
 
-export function createForwardListener(svc: ForwardService, deps: ProxyDeps, server: object, log: Logger): ForwardListener {
+/**
+ * `overloaded`: limits.max_event_loop_delay_ms load shedding, as the reverse listeners'
+ * (proxy-plugin.ts): a 503 with Retry-After before any work while the event loop lags.
+ */
+export function createForwardListener(svc: ForwardService, deps: ProxyDeps, server: object, log: Logger, overloaded: () => boolean = () => false): ForwardListener {
   const metrics = svc.metrics
 
   const denied = (d: Denial, writer: ClientWriter): void => {
@@ -165,6 +169,7 @@ export function createForwardListener(svc: ForwardService, deps: ProxyDeps, serv
       accessLog(req, id, peer, finished ? res.statusCode : 499, start, { origin: FORWARD_POOL, user: writer.user, firewall: writer.firewall, anonymous: writer.anonymous, cache: writer.cacheStatus, member: writer.member, bytesIn: writer.bytesIn, bytesOut: writer.bytesOut, upstreamMs: writer.upstreamMs, responseHeaders: writer.responseHeaders })
     })
     if (policy === undefined) return writer.error(NOT_CONFIGURED)
+    if (overloaded()) return writer.error(EDGE_ERRORS.overloaded)
     if (method === 'TRACE') return writer.error(EDGE_ERRORS.method_not_allowed, 'TRACE is not proxied')
     // RFC 9112 section 6.1: Transfer-Encoding in an HTTP/1.0 message is a framing fault.
     if (req.httpVersionMinor === 0 && req.headers['transfer-encoding'] !== undefined) return writer.error(EDGE_ERRORS.bad_framing)
@@ -268,6 +273,7 @@ export function createForwardListener(svc: ForwardService, deps: ProxyDeps, serv
       answer(status, status === 407 ? 'Proxy Authentication Required' : 'Forbidden', errorBody(status === 407 ? authRequired(policy?.realm ?? '', d) : forbidden(d), d.detail), auth)
     }
     if (policy === undefined) return answer(503, 'Service Unavailable', errorBody(NOT_CONFIGURED))
+    if (overloaded()) return answer(503, 'Service Unavailable', errorBody(EDGE_ERRORS.overloaded), 'Retry-After: 1\r\n')
     const a = parseAuthority(req.url ?? '', undefined)
     if (a === undefined) return answer(400, 'Bad Request', errorBody(EDGE_ERRORS.bad_path, 'CONNECT needs host:port'))
     const go = (adm: Admission): void => {
