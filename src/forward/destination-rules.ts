@@ -26,12 +26,29 @@ function family(ip: string): 'ipv4' | 'ipv6' {
   return isIP(ip) === 6 ? 'ipv6' : 'ipv4'
 }
 
-/** ::ffff:10.0.0.1 is 10.0.0.1: IPv4-mapped addresses are judged as the IPv4 address they carry. */
+const MAPPED_HEX = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/
+
+/**
+ * ::ffff:10.0.0.1 and ::ffff:a00:1 are 10.0.0.1: IPv4-mapped addresses (RFC 4291 section
+ * 2.5.5.2), in either spelling, are judged as the IPv4 address they carry. The one helper every
+ * address check goes through (rules, SSRF guard, the connected socket's address).
+ */
 export function unmapAddress(ip: string): string {
-  const lower = ip.toLowerCase()
-  if (lower.startsWith('::ffff:') && lower.includes('.')) return lower.slice(7)
-  if (lower.startsWith('[') && lower.endsWith(']')) return unmapAddress(lower.slice(1, -1))
-  return lower
+  let a = ip.toLowerCase()
+  if (a.startsWith('[') && a.endsWith(']')) a = a.slice(1, -1)
+  if (!a.includes('ffff') || isIP(a) !== 6) return a
+  // The WHATWG serialiser compresses and writes the mapped IPv4 part in hex: one form to match.
+  let canonical: string
+  try {
+    canonical = new URL(`http://[${a}]`).hostname.slice(1, -1)
+  } catch {
+    return a
+  }
+  const m = MAPPED_HEX.exec(canonical)
+  if (m === null) return a
+  const hi = parseInt(m[1], 16)
+  const lo = parseInt(m[2], 16)
+  return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`
 }
 
 export function compileRules(rules: readonly ForwardRuleConfig[], at: string): DestinationRule[] {

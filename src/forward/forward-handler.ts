@@ -29,7 +29,7 @@ import { Member } from '../upstreams/member.js'
 import type { ForwardService } from './forward-service.js'
 import { FORWARD_POOL, FORWARD_ROUTE, proxyAuthorization, type Admission, type Denial, type ForwardPolicy, type ForwardScope } from './forward-policy.js'
 import { parseAbsoluteTarget, parseAuthority } from './forward-target.js'
-import { forbidden, forwardDenial, safeLookup, type DenialError } from './safe-lookup.js'
+import { ForwardDenied, forbidden, forwardDenial, safeLookup, type DenialError } from './safe-lookup.js'
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE'])
 const BODYLESS = new Set(['GET', 'HEAD'])
@@ -112,7 +112,11 @@ export interface ForwardListener {
   connect(req: IncomingMessage, socket: Socket, head: Buffer): void
 }
 
-export function createForwardListener(svc: ForwardService, deps: ProxyDeps, server: object, log: Logger): ForwardListener {
+/**
+ * `overloaded`: limits.max_event_loop_delay_ms load shedding, as the reverse listeners'
+ * (proxy-plugin.ts): a 503 with Retry-After before any work while the event loop lags.
+ */
+export function createForwardListener(svc: ForwardService, deps: ProxyDeps, server: object, log: Logger, overloaded: () => boolean = () => false): ForwardListener {
   const metrics = svc.metrics
 
   const denied = (d: Denial, writer: ClientWriter): void => {
@@ -146,7 +150,7 @@ export function createForwardListener(svc: ForwardService, deps: ProxyDeps, serv
     })
   }
 
-  const handle = (req: IncomingMessage, res: ServerResponse): void => {
+  const handleRequest = (req: IncomingMessage, res: ServerResponse): void => {
     const start = performance.now()
     const id = requestIdFrom(req.headers['x-request-id'])
     const rt = deps.runtime()
@@ -165,6 +169,7 @@ export function createForwardListener(svc: ForwardService, deps: ProxyDeps, serv
       accessLog(req, id, peer, finished ? res.statusCode : 499, start, { origin: FORWARD_POOL, user: writer.user, firewall: writer.firewall, anonymous: writer.anonymous, cache: writer.cacheStatus, member: writer.member, bytesIn: writer.bytesIn, bytesOut: writer.bytesOut, upstreamMs: writer.upstreamMs, responseHeaders: writer.responseHeaders })
     })
     if (policy === undefined) return writer.error(NOT_CONFIGURED)
+    if (overloaded()) return writer.error(EDGE_ERRORS.overloaded)
     if (method === 'TRACE') return writer.error(EDGE_ERRORS.method_not_allowed, 'TRACE is not proxied')
     // RFC 9112 section 6.1: Transfer-Encoding in an HTTP/1.0 message is a framing fault.
     if (req.httpVersionMinor === 0 && req.headers['transfer-encoding'] !== undefined) return writer.error(EDGE_ERRORS.bad_framing)
@@ -218,7 +223,7 @@ export function createForwardListener(svc: ForwardService, deps: ProxyDeps, serv
       })
     }
     if (admitted instanceof Promise) {
-      admitted.then(go, (err: unknown) => {
+      admitted.then((a) => { try { go(a) } catch (err) { failedRequest(err, req, res) } }, (err: unknown) => {
         log.error({ err }, 'forward proxy authentication failed')
         writer.error(EDGE_ERRORS.internal)
       })
@@ -243,7 +248,7 @@ export function createForwardListener(svc: ForwardService, deps: ProxyDeps, serv
   }
 
   /** CONNECT host:port (RFC 9110 section 9.3.6): a TCP tunnel once the rules allow it. */
-  const connect = (req: IncomingMessage, socket: Socket, head: Buffer): void => {
+  const connectRequest = (req: IncomingMessage, socket: Socket, head: Buffer): void => {
     const start = performance.now()
     const id = requestIdFrom(req.headers['x-request-id'])
     const peer = stripMapped(socket.remoteAddress)
@@ -268,6 +273,7 @@ export function createForwardListener(svc: ForwardService, deps: ProxyDeps, serv
       answer(status, status === 407 ? 'Proxy Authentication Required' : 'Forbidden', errorBody(status === 407 ? authRequired(policy?.realm ?? '', d) : forbidden(d), d.detail), auth)
     }
     if (policy === undefined) return answer(503, 'Service Unavailable', errorBody(NOT_CONFIGURED))
+    if (overloaded()) return answer(503, 'Service Unavailable', errorBody(EDGE_ERRORS.overloaded), 'Retry-After: 1\r\n')
     const a = parseAuthority(req.url ?? '', undefined)
     if (a === undefined) return answer(400, 'Bad Request', errorBody(EDGE_ERRORS.bad_path, 'CONNECT needs host:port'))
     const go = (adm: Admission): void => {
@@ -285,8 +291,19 @@ export function createForwardListener(svc: ForwardService, deps: ProxyDeps, serv
       const upstream = netConnect({ host: a.host, port: a.port, lookup: safeLookup(svc.resolver, (address) => policy.checkAddress(scope, address, a.port)) })
       const connectMs = policy.config.timeouts.connect_ms
       if (connectMs > 0) upstream.setTimeout(connectMs, () => upstream.destroy(Object.assign(new Error('connect timed out'), { code: 'ETIMEDOUT' })))
-      const onConnectError = (err: Error): void => {
+      // The reserved slot goes back exactly once, whichever way the connect ends (an error, a
+      // destroy without one when the client leaves first, the client gone when it connects);
+      // or it passes to the tunnel (tunnels.add). Without this, a client reset during the
+      // connect leaked a forward.max_tunnels slot for good.
+      let settled = false
+      const giveBack = (): void => {
+        if (settled) return
+        settled = true
         svc.tunnels.release()
+      }
+      upstream.once('close', giveBack)
+      const onConnectError = (err: Error): void => {
+        giveBack()
         const denial = forwardDenial(err)
         if (denial !== undefined) return refuse(denial, 403)
         const c = classifyUpstreamError(err)
@@ -294,15 +311,27 @@ export function createForwardListener(svc: ForwardService, deps: ProxyDeps, serv
         answer(c.status, c.status === 504 ? 'Gateway Timeout' : 'Bad Gateway', errorBody(c, `${req.url ?? ''}: ${c.reason}`))
       }
       upstream.once('error', onConnectError)
-      socket.once('close', () => { if (upstream.connecting) upstream.destroy() })
+      socket.once('close', () => {
+        if (settled) return
+        giveBack()
+        upstream.destroy()
+      })
       upstream.once('connect', () => {
+        // Second line of the SSRF guard: the address connected to, whatever the lookup did (none for an IP literal).
+        const late = policy.checkAddress(scope, upstream.remoteAddress ?? '', a.port)
+        if (late !== undefined) {
+          upstream.destroy(new ForwardDenied(late))
+          return
+        }
         upstream.off('error', onConnectError)
         upstream.setTimeout(0)
         if (socket.destroyed) {
-          svc.tunnels.release()
+          giveBack()
           upstream.destroy()
           return
         }
+        settled = true
+        upstream.off('close', giveBack)
         socket.off('error', onEarlyError)
         metrics.tunnels.get('opened').inc()
         metrics.requests.get('CONNECT', '200').inc()
@@ -320,8 +349,42 @@ export function createForwardListener(svc: ForwardService, deps: ProxyDeps, serv
       })
     }
     const admitted = policy.admit(peer, proxyAuthorization(req.headers))
-    if (admitted instanceof Promise) admitted.then(go, () => answer(500, 'Internal Server Error', errorBody(EDGE_ERRORS.internal)))
+    if (admitted instanceof Promise) admitted.then((adm) => { try { go(adm) } catch (err) { failedConnect(err, req, socket) } }, () => answer(500, 'Internal Server Error', errorBody(EDGE_ERRORS.internal)))
     else go(admitted)
+  }
+
+  /**
+   * A bug must cost one request, never the process: these run in the server's 'request' and
+   * 'connect' events, where an uncaught throw would take every connection of the worker with it.
+   */
+  const failedRequest = (err: unknown, req: IncomingMessage, res: ServerResponse): void => {
+    log.error({ err, target: req.url }, 'forward request failed')
+    if (res.headersSent || res.destroyed) {
+      res.destroy()
+      return
+    }
+    const body = errorBody(EDGE_ERRORS.internal)
+    res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close', via: `1.1 ${VIA}` })
+    res.end(body)
+  }
+  const failedConnect = (err: unknown, req: IncomingMessage, socket: Socket): void => {
+    log.error({ err, target: req.url }, 'forward CONNECT failed')
+    socket.destroy()
+  }
+
+  const handle = (req: IncomingMessage, res: ServerResponse): void => {
+    try {
+      handleRequest(req, res)
+    } catch (err) {
+      failedRequest(err, req, res)
+    }
+  }
+  const connect = (req: IncomingMessage, socket: Socket, head: Buffer): void => {
+    try {
+      connectRequest(req, socket, head)
+    } catch (err) {
+      failedConnect(err, req, socket)
+    }
   }
 
   return { handle, connect }

@@ -5,16 +5,31 @@
  * private range must not lend those connections to one whose rules do not), in a bounded LRU;
  * origins idle for forward.origin_idle_ms are closed.
  */
-import { Pool as UndiciPool, type Dispatcher } from 'undici'
+import { buildConnector, Pool as UndiciPool, type Dispatcher } from 'undici'
 import { Pool } from '../upstreams/pool.js'
 import type { ForwardPolicy, ForwardScope } from './forward-policy.js'
-import { safeLookup, type Resolver } from './safe-lookup.js'
+import { ForwardDenied, safeLookup, type Resolver } from './safe-lookup.js'
 
 interface Entry {
   readonly pool: Pool
   readonly undici: UndiciPool
   readonly policy: ForwardPolicy
   lastUsed: number
+}
+
+/**
+ * The second line of the SSRF guard: the address the socket actually connected to passes the
+ * same check as a looked-up one. The lookup is skipped for an IP literal (Node never calls it), so
+ * this is what still holds if a spelling of an address ever slips past checkTarget as a name.
+ */
+function checkedConnector(base: buildConnector.connector, policy: ForwardPolicy, scope: ForwardScope, port: number): buildConnector.connector {
+  return (opts, callback) => base(opts, (err, socket) => {
+    if (err !== null) return callback(err, null)
+    const d = policy.checkAddress(scope, socket.remoteAddress ?? '', port)
+    if (d === undefined) return callback(null, socket)
+    socket.destroy()
+    callback(new ForwardDenied(d), null)
+  })
 }
 
 export class ForwardOrigins {
@@ -65,7 +80,7 @@ export class ForwardOrigins {
         pipelining: 1,
         keepAliveTimeout: 4000,
         keepAliveMaxTimeout: 60000,
-        connect: { timeout: cfg.timeouts.connect_ms, lookup: safeLookup(this.resolve, (address) => policy.checkAddress(scope, address, port)) } as never
+        connect: checkedConnector(buildConnector({ timeout: cfg.timeouts.connect_ms, lookup: safeLookup(this.resolve, (address) => policy.checkAddress(scope, address, port)) } as never), policy, scope, port)
       }),
       policy,
       lastUsed: performance.now()

@@ -70,6 +70,8 @@ export class ForwardPolicy {
   private readonly paths: readonly RegExp[]
   private readonly types: readonly string[]
   private readonly strip: readonly string[]
+  /** Verified for unknown users (and users whose hash is unusable), so they cost what known ones do. */
+  private readonly decoy: ParsedHash | undefined
   /** Credentials already verified (sha256 of the header value -> user): scrypt is slow on purpose. */
   private readonly verified = new Map<string, string>()
 
@@ -107,6 +109,11 @@ export class ForwardPolicy {
       if (own) partitions.push(scope.partition)
       this.users.set(u.name, { name: u.name, hash: parseHash(u.password_hash), scope })
     }
+    // As security/basic-auth.ts: an unknown user costs one scrypt too, or the 407's timing tells
+    // which user names exist (CWE-208).
+    let decoy: ParsedHash | undefined
+    for (const u of this.users.values()) if (decoy === undefined) decoy = u.hash
+    this.decoy = decoy
     f.filters.blocklists.forEach((file, i) => {
       for (const line of readFileSync(file, 'utf8').split('\n')) {
         const d = line.replace(/#.*/, '').trim().toLowerCase().replace(/^\*?\./, '').replace(/\.$/, '')
@@ -169,7 +176,10 @@ export class ForwardPolicy {
     const colon = decoded.indexOf(':')
     if (colon < 0) return bad
     const u = this.users.get(decoded.slice(0, colon))
-    if (u === undefined || u.hash === undefined || !(await verifyPassword(decoded.slice(colon + 1), u.hash))) return bad
+    const against = u?.hash ?? this.decoy
+    if (against === undefined) return bad
+    const ok = await verifyPassword(decoded.slice(colon + 1), against)
+    if (!ok || u === undefined || u.hash === undefined) return bad
     if (this.verified.size >= VERIFIED_MAX) this.verified.delete(this.verified.keys().next().value as string)
     this.verified.set(digest, u.name)
     return { ok: true, scope: u.scope, user: u.name }

@@ -1,7 +1,8 @@
 /**
  * The targets a forward proxy accepts, parsed by hand (pure): absolute-form http:// requests
- * (RFC 9112 section 3.2.2) and CONNECT's authority-form (section 3.2.3). Host names are
- * lower-cased and lose a trailing dot; userinfo is refused (RFC 9110 section 4.2.4).
+ * (RFC 9112 section 3.2.2) and CONNECT's authority-form (section 3.2.3). Hosts are
+ * canonicalised by the WHATWG host parser and lose a trailing dot; userinfo is refused (RFC 9110
+ * section 4.2.4).
  */
 import { isIP } from 'node:net'
 import { normalizePath } from '../routing/normalize-path.js'
@@ -22,11 +23,28 @@ const ABSOLUTE = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/([^/?#]*)([^#]*)$/
 const AUTHORITY = /^(\[[0-9A-Fa-f:.]+\]|[^:[\]]+)(?::([0-9]{1,5}))?$/
 const NAME = /^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$/
 
+/**
+ * The host as the WHATWG URL parser reads it (what new URL() and so undici will connect to):
+ * numeric IPv4 spellings (2130706433, 0x7f.1, 127.1, 0177.0.0.1) become dotted quads, IDNs
+ * become punycode, IPv6 is compressed. undefined when the parser refuses it (xn--a, 256.1.1.1):
+ * judging the raw spelling as a name would let 127.1 pass a `host: "*"` rule as a name and then
+ * connect to 127.0.0.1 with no lookup to check it.
+ */
+function canonicalHost(host: string): string | undefined {
+  try {
+    return new URL(`http://${host}`).hostname
+  } catch {
+    return undefined
+  }
+}
+
 /** host and port of an authority; undefined when it is not a usable one. */
 export function parseAuthority(raw: string, defaultPort: number | undefined): { host: string; port: number } | undefined {
   const m = AUTHORITY.exec(raw)
   if (m === null) return undefined
-  let host = m[1].toLowerCase()
+  const canonical = canonicalHost(m[1])
+  if (canonical === undefined || canonical === '') return undefined
+  let host = canonical
   if (host.startsWith('[')) {
     host = host.slice(1, -1)
     if (isIP(host) !== 6) return undefined

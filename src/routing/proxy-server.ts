@@ -30,9 +30,11 @@ export async function buildProxyServer(config: Config, deps: ProxyDeps, logger: 
   // A forward listener serves absolute-form requests and CONNECT itself (src/forward): Fastify
   // only owns the server's lifecycle (listen, close, idle connections).
   let forwardHandler: RequestHandler | undefined
+  // Set below once under-pressure is registered; read per request (forward listeners too).
+  let overloaded: (() => boolean) | undefined
   const forwardServer = listener.config.mode === 'forward' && deps.forward !== undefined
     ? (server: ListenerServer): ListenerServer => {
-        const f = createForwardListener(deps.forward as ForwardService, deps, server, logger.child({ listener: listener.info.name }))
+        const f = createForwardListener(deps.forward as ForwardService, deps, server, logger.child({ listener: listener.info.name }), () => overloaded?.() === true)
         forwardHandler = f.handle as RequestHandler
         server.on('connect', f.connect)
         return server
@@ -53,7 +55,6 @@ export async function buildProxyServer(config: Config, deps: ProxyDeps, logger: 
     forceCloseConnections: listener.config.tls?.alpn.includes('h2') === true ? false : 'idle'
   })
 
-  let overloaded: (() => boolean) | undefined
   if (limits.max_event_loop_delay_ms > 0) {
     // Shed load fast while the event loop is overloaded; the admin listener is a separate
     // Fastify instance, so probes and metrics keep answering. under-pressure samples the loop in
