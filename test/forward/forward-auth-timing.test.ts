@@ -15,7 +15,7 @@ async function timed(p: Admission | Promise<Admission>): Promise<{ ms: number; a
   return { ms: performance.now() - start, a }
 }
 
-t.test('an unknown user takes as long to refuse as a wrong password', async (t) => {
+t.test('an unknown user is refused through the decoy hash, which never admits anyone', async (t) => {
   // A deliberately slow hash (tens of milliseconds), so the difference dwarfs scheduling noise.
   const hash = await hashPassword('wonderland', { N: 16384, r: 8, p: 1 })
   const config = parseConfig(`
@@ -37,5 +37,7 @@ routes: [{ name: all, match: {}, pool: web }]
   }
   const ok = await policy.admit('10.9.9.9', basic('alice', 'wonderland'))
   t.match(ok, { ok: true, user: 'alice' })
-  t.ok(Math.min(...unknown) >= Math.min(...known) / 3, `unknown user ${unknown.map((n) => n.toFixed(1)).join('/')} ms vs wrong password ${known.map((n) => n.toFixed(1)).join('/')} ms`)
+  // Printed, not asserted (timings are noise on a shared machine; the guide bans timed
+  // assertions): an unknown user's refusal should take about as long as a wrong password's.
+  t.comment(`unknown user ${unknown.map((n) => n.toFixed(1)).join('/')} ms vs wrong password ${known.map((n) => n.toFixed(1)).join('/')} ms`)
 })
