@@ -8,6 +8,12 @@ export function hash32(s: string): number {
     h ^= s.charCodeAt(i)
     h = Math.imul(h, 0x01000193)
   }
+  return fmix32(h)
+}
+
+/** murmur3's 32-bit finaliser: every input bit moves every output bit. */
+export function fmix32(x: number): number {
+  let h = x
   h ^= h >>> 16
   h = Math.imul(h, 0x85ebca6b)
   h ^= h >>> 13

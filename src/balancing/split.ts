@@ -1,6 +1,6 @@
 import { randomFillSync } from 'node:crypto'
 import type { SplitConfig, SplitGuardrailConfig } from '../config/schema.js'
-import { hash32 } from './hash.js'
+import { fmix32, hash32 } from './hash.js'
 import { RampSchedule } from './split-ramp.js'
 import { SplitState } from './split-state.js'
 import { guardrailBreaches } from './split-guardrail.js'
@@ -70,15 +70,6 @@ function newClientId(): string {
   return pool.toString('base64url', poolAt - 12, poolAt)
 }
 
-function fmix32(x: number): number {
-  let h = x
-  h ^= h >>> 16
-  h = Math.imul(h, 0x85ebca6b)
-  h ^= h >>> 13
-  h = Math.imul(h, 0xc2b2ae35)
-  h ^= h >>> 16
-  return h >>> 0
-}
 
 /**
  * Assigns clients to the variants of an A/B or multivariate split, as experiment platforms do.

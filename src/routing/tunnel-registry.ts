@@ -1,26 +1,21 @@
 import type { Registry } from 'prom-client'
 import { createTunnelMetrics, type TunnelCloseReason, type TunnelDirection, type TunnelMetrics } from '../metrics/tunnel-metrics.js'
 import type { Tunnel } from './tunnel.js'
+import { TunnelSet } from './tunnel-set.js'
 
 /**
  * The open WebSocket tunnels of an app, across its listeners and reloads: the per-route cap
  * (max_tunnels), their metrics, and the graceful stop. A tunnel lives on its own sockets and
  * holds its member, so a reload that removes its route or pool lets it run until it ends.
  */
-export class TunnelRegistry {
+export class TunnelRegistry extends TunnelSet {
   readonly metrics: TunnelMetrics
-  private readonly tunnels = new Set<Tunnel>()
   /** Per route name: tunnels open plus handshakes under way (so concurrent upgrades cannot pass the cap). */
   private readonly slots = new Map<string, number>()
-  private readonly emptied = new Set<() => void>()
 
   constructor(registry: Registry) {
+    super()
     this.metrics = createTunnelMetrics(registry, this)
-  }
-
-  /** Tunnels open now. */
-  get size(): number {
-    return this.tunnels.size
   }
 
   /** Takes one of the route's `max` slots (0 = no cap); false when they are all taken. */
@@ -40,53 +35,27 @@ export class TunnelRegistry {
 
   /** Starts tracking a tunnel that holds a slot; it releases the slot when it closes. */
   opened(t: Tunnel): void {
-    this.tunnels.add(t)
+    this.open.add(t)
     this.metrics.open.get(t.info.route, t.info.pool).inc()
   }
 
   /** Called by the tunnel once both of its sockets have closed. */
   closed(t: Tunnel, reason: TunnelCloseReason): void {
-    if (!this.tunnels.delete(t)) return
+    if (!this.open.has(t)) return
     const { route, pool } = t.info
     this.release(route)
     this.report(t, (r, d, n) => this.metrics.bytes(r, d, n))
     this.metrics.open.get(route, pool).dec()
     this.metrics.closed.get(route, pool, reason).inc()
-    if (this.tunnels.size === 0) for (const f of [...this.emptied]) f()
+    this.forget(t)
   }
 
   /** Bytes moved since the last scrape, for switchyard_websocket_bytes_total. */
   flushBytes(add: (route: string, direction: TunnelDirection, bytes: number) => void): void {
-    for (const t of this.tunnels) this.report(t, add)
+    for (const t of this.open) this.report(t, add)
   }
 
-  /**
-   * The graceful stop: resolves once every tunnel has ended by itself, or at `deadlineMs`
-   * (limits.shutdown_timeout_ms), when those left are closed. `forced`: how many were.
-   */
-  drain(deadlineMs: number): Promise<{ forced: number }> {
-    if (this.tunnels.size === 0) return Promise.resolve({ forced: 0 })
-    return new Promise((resolve) => {
-      const done = (forced: number): void => {
-        clearTimeout(timer)
-        this.emptied.delete(onEmpty)
-        resolve({ forced })
-      }
-      const onEmpty = (): void => done(0)
-      const timer = setTimeout(() => {
-        const forced = this.tunnels.size
-        this.closeAll()
-        done(forced)
-      }, deadlineMs)
-      timer.unref()
-      this.emptied.add(onEmpty)
-    })
-  }
 
-  /** Closes every tunnel now, or those of one listener (the listener is closing). */
-  closeAll(listener?: object): void {
-    for (const t of [...this.tunnels]) if (listener === undefined || t.info.listener === listener) t.close('shutdown')
-  }
 
   private report(t: Tunnel, add: (route: string, direction: TunnelDirection, bytes: number) => void): void {
     if (t.up > t.reportedUp) add(t.info.route, 'upstream', t.up - t.reportedUp)

@@ -10,11 +10,11 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { LookupAddress } from 'node:dns'
-import { startProxy, fetchText, type TestProxy } from '../fixtures/proxy.js'
+import { fetchText, type TestProxy } from '../fixtures/proxy.js'
 import { startUpstream, type Upstream } from '../fixtures/upstream.js'
 import { hashPassword } from '../../src/security/password-hash.js'
 import type { Resolver } from '../../src/forward/safe-lookup.js'
-import { basic, sample, viaProxy } from './forward-setup.js'
+import { basic, sample, viaProxy, startForwardProxy } from './forward-setup.js'
 
 type Tap = Parameters<Parameters<typeof t.test>[0]>[0]
 const dir = mkdtempSync(join(tmpdir(), 'sy-forward-'))
@@ -28,19 +28,8 @@ function loopbackResolver(calls: string[]): Resolver {
   }) as unknown as Resolver
 }
 
-async function forwardProxy(t: Tap, forward: string, opts: { configPath?: string; resolver?: Resolver; extra?: string } = {}): Promise<TestProxy & { forwardUrl: string }> {
-  const proxy = await startProxy(`
-listen:
-  - { port: 0 }
-  - { port: 0, mode: forward }
-pools: { web: { members: [{ url: "http://127.0.0.1:1" }] } }
-routes: [{ name: all, match: {}, pool: web }]
-${opts.extra ?? ''}
-forward:
-${forward}
-`, { configPath: opts.configPath, forwardResolver: opts.resolver ?? loopbackResolver([]) })
-  t.teardown(() => proxy.close())
-  return Object.assign(proxy, { forwardUrl: proxy.urls[1] })
+function forwardProxy(t: Tap, forward: string, opts: { configPath?: string; resolver?: Resolver; extra?: string } = {}): Promise<TestProxy & { forwardUrl: string }> {
+  return startForwardProxy(t, forward, { ...opts, resolver: opts.resolver ?? loopbackResolver([]) })
 }
 
 async function upstream(t: Tap, handler?: Parameters<typeof startUpstream>[1]): Promise<Upstream> {

@@ -2,6 +2,8 @@
 import { request as httpRequest } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Answer } from '../fixtures/proxy.js'
+import { startProxy, type TestProxy } from '../fixtures/proxy.js'
+import type { Resolver } from '../../src/forward/safe-lookup.js'
 
 /** One absolute-form request through the proxy at `proxyUrl` (a new connection each time). */
 export function viaProxy(proxyUrl: string, target: string, opts: { method?: string; headers?: Record<string, string>; body?: string | Buffer } = {}): Promise<Answer> {
@@ -57,4 +59,20 @@ export function basic(user: string, password: string): string {
 export function sample(metrics: string, name: string, labels: string): number {
   const line = metrics.split('\n').find((l) => l.startsWith(`${name}{${labels}}`) || (labels === '' && l.startsWith(`${name} `)))
   return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1))
+}
+
+/** A proxy with a plain listener and a forward one (`forwardUrl`); `forward` is the body of the `forward:` mapping, indented two spaces. Stopped in teardown. */
+export async function startForwardProxy(t: { teardown: (fn: () => unknown) => void }, forward: string, opts: { extra?: string; configPath?: string; resolver?: Resolver } = {}): Promise<TestProxy & { forwardUrl: string }> {
+  const proxy = await startProxy(`
+listen:
+  - { port: 0 }
+  - { port: 0, mode: forward }
+pools: { web: { members: [{ url: "http://127.0.0.1:1" }] } }
+routes: [{ name: all, match: {}, pool: web }]
+${opts.extra ?? ''}
+forward:
+${forward}
+`, { configPath: opts.configPath, forwardResolver: opts.resolver })
+  t.teardown(() => proxy.close())
+  return Object.assign(proxy, { forwardUrl: proxy.urls[1] })
 }

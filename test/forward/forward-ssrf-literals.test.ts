@@ -7,28 +7,16 @@
  *   lists for an IPv6 family, so it is "public".
  */
 import t from 'tap'
-import { startProxy, type TestProxy } from '../fixtures/proxy.js'
+import { type TestProxy } from '../fixtures/proxy.js'
 import { startUpstream } from '../fixtures/upstream.js'
-import { connectVia, viaProxy } from './forward-setup.js'
+import { connectVia, viaProxy, startForwardProxy } from './forward-setup.js'
 import { parseAuthority } from '../../src/forward/forward-target.js'
 import { specialAddress, unmapAddress } from '../../src/forward/destination-rules.js'
 
 type Tap = Parameters<Parameters<typeof t.test>[0]>[0]
 
-async function forwardProxy(t: Tap): Promise<TestProxy & { forwardUrl: string }> {
-  const proxy = await startProxy(`
-listen:
-  - { port: 0 }
-  - { port: 0, mode: forward }
-pools: { web: { members: [{ url: "http://127.0.0.1:1" }] } }
-routes: [{ name: all, match: {}, pool: web }]
-forward:
-  clients: [127.0.0.1]
-  connect_ports: [443, 1, 65535]
-  allow: [{ host: "*" }]
-`)
-  t.teardown(() => proxy.close())
-  return Object.assign(proxy, { forwardUrl: proxy.urls[1] })
+function forwardProxy(t: Tap): Promise<TestProxy & { forwardUrl: string }> {
+  return startForwardProxy(t, '  clients: [127.0.0.1]\n  connect_ports: [443, 1, 65535]\n  allow: [{ host: "*" }]')
 }
 
 t.test('numeric and mapped spellings of 127.0.0.1 are refused as loopback', async (t) => {

@@ -6,10 +6,10 @@
  */
 import t from 'tap'
 import type { LookupAddress } from 'node:dns'
-import { startProxy, fetchText, type TestProxy } from '../fixtures/proxy.js'
+import { fetchText, type TestProxy } from '../fixtures/proxy.js'
 import { startUpstream } from '../fixtures/upstream.js'
 import type { Resolver } from '../../src/forward/safe-lookup.js'
-import { connectVia, sample, viaProxy } from './forward-setup.js'
+import { connectVia, sample, viaProxy, startForwardProxy } from './forward-setup.js'
 
 type Tap = Parameters<Parameters<typeof t.test>[0]>[0]
 
@@ -25,19 +25,8 @@ function tableResolver(table: Record<string, string>, calls: string[]): Resolver
   }) as unknown as Resolver
 }
 
-async function forwardProxy(t: Tap, forward: string, resolver: Resolver): Promise<TestProxy & { forwardUrl: string }> {
-  const proxy = await startProxy(`
-listen:
-  - { port: 0 }
-  - { port: 0, mode: forward }
-pools: { web: { members: [{ url: "http://127.0.0.1:1" }] } }
-routes: [{ name: all, match: {}, pool: web }]
-forward:
-  clients: [127.0.0.1]
-${forward}
-`, { forwardResolver: resolver })
-  t.teardown(() => proxy.close())
-  return Object.assign(proxy, { forwardUrl: proxy.urls[1] })
+function forwardProxy(t: Tap, forward: string, resolver: Resolver): Promise<TestProxy & { forwardUrl: string }> {
+  return startForwardProxy(t, `  clients: [127.0.0.1]\n${forward}`, { resolver })
 }
 
 t.test('a name that resolves to loopback is refused at connect time, unless a CIDR rule names the address', async (t) => {

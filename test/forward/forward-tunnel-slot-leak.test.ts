@@ -7,9 +7,8 @@
 import t from 'tap'
 import { createServer } from 'node:net'
 import { request as httpRequest } from 'node:http'
-import { startProxy } from '../fixtures/proxy.js'
 import type { Resolver } from '../../src/forward/safe-lookup.js'
-import { connectVia } from './forward-setup.js'
+import { connectVia, startForwardProxy } from './forward-setup.js'
 
 t.test('a CONNECT abandoned during its connect gives its tunnel slot back', async (t) => {
   const echo = createServer((s) => s.pipe(s))
@@ -19,19 +18,10 @@ t.test('a CONNECT abandoned during its connect gives its tunnel slot back', asyn
   let lookups = 0
   // 'slow.test' never resolves (a DNS server that does not answer); nothing else is looked up.
   const resolver = ((_host: string, _opts: unknown, _cb: unknown) => { lookups++ }) as unknown as Resolver
-  const proxy = await startProxy(`
-listen:
-  - { port: 0 }
-  - { port: 0, mode: forward }
-pools: { web: { members: [{ url: "http://127.0.0.1:1" }] } }
-routes: [{ name: all, match: {}, pool: web }]
-forward:
-  clients: [127.0.0.1]
+  const proxy = await startForwardProxy(t, `  clients: [127.0.0.1]
   max_tunnels: 1
   connect_ports: [443, ${port}]
-  allow: [{ host: slow.test }, { cidr: 127.0.0.1/32 }]
-`, { forwardResolver: resolver })
-  t.teardown(() => proxy.close())
+  allow: [{ host: slow.test }, { cidr: 127.0.0.1/32 }]`, { resolver })
   const p = new URL(proxy.urls[1])
   // CONNECT slow.test:443, then reset the connection (RST) while the proxy is still resolving.
   await new Promise<void>((resolve) => {

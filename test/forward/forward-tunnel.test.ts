@@ -7,10 +7,10 @@ import t from 'tap'
 import { createServer, type Server, type Socket } from 'node:net'
 import type { AddressInfo } from 'node:net'
 import type { LookupAddress } from 'node:dns'
-import { startProxy, fetchText, waitFor, type TestProxy } from '../fixtures/proxy.js'
+import { fetchText, waitFor, type TestProxy } from '../fixtures/proxy.js'
 import { deadPort } from '../fixtures/upstream.js'
 import type { Resolver } from '../../src/forward/safe-lookup.js'
-import { connectVia, sample } from './forward-setup.js'
+import { connectVia, sample, startForwardProxy } from './forward-setup.js'
 import { lintExposition } from '../../src/metrics/exposition-lint.js'
 
 type Tap = Parameters<Parameters<typeof t.test>[0]>[0]
@@ -26,20 +26,8 @@ async function tcpOrigin(t: Tap, onSocket: (s: Socket) => void): Promise<{ serve
 /** Resolves nothing, ever: a connect that never completes (the connect timeout's case). */
 const hangingResolver = ((_h: string, _o: unknown, _cb: (err: Error | null, a: string | LookupAddress[]) => void) => {}) as unknown as Resolver
 
-async function forwardProxy(t: Tap, forward: string, extra = '', resolver?: Resolver): Promise<TestProxy & { forwardUrl: string }> {
-  const proxy = await startProxy(`
-listen:
-  - { port: 0 }
-  - { port: 0, mode: forward }
-${extra}
-pools: { web: { members: [{ url: "http://127.0.0.1:1" }] } }
-routes: [{ name: all, match: {}, pool: web }]
-forward:
-  clients: [127.0.0.1]
-${forward}
-`, { forwardResolver: resolver })
-  t.teardown(() => proxy.close())
-  return Object.assign(proxy, { forwardUrl: proxy.urls[1] })
+function forwardProxy(t: Tap, forward: string, extra = '', resolver?: Resolver): Promise<TestProxy & { forwardUrl: string }> {
+  return startForwardProxy(t, `  clients: [127.0.0.1]\n${forward}`, { extra, resolver })
 }
 
 const CHUNK = Buffer.alloc(64 * 1024, 7)
