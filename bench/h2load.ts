@@ -11,6 +11,7 @@ import { latencySummary, type LoadResult } from './load.js'
 import type { Processes, Tracked } from './processes.js'
 import { clkTck } from './procfs.js'
 import { haveCommand } from './services.js'
+import { runLoadTool } from './load-tool.js'
 
 export const H2LOAD_MISSING = 'h2load not installed: apt-get install nghttp2-client to add the HTTP/2 row'
 
@@ -111,24 +112,7 @@ export async function runH2load(procs: Processes, opts: H2loadOptions): Promise<
     ...Object.entries(opts.headers ?? {}).flatMap(([k, v]) => ['-H', `${k}: ${v}`]),
     opts.url
   ]
-  const script = `h2load "$@"; s=$?; read -r st < /proc/$$/stat; echo "${STAT_PREFIX}$st"; exit $s`
-  const proc = procs.spawn('h2load', 'loadgen', 'sh', ['-c', script, 'sh', ...args])
-  current = proc
-  let out = ''
-  proc.child.stdout?.on('data', (d: Buffer) => { out += d.toString() })
-  // h2load has no overall deadline of its own (a stalled stream waits): give it one.
-  const watchdog = setTimeout(() => { try { process.kill(-proc.pid, 'SIGKILL') } catch { /* gone */ } }, (opts.durationS + 30) * 1000)
-  try {
-    const { code, signal } = await proc.exited
-    // stdout may still hold data after 'exit': wait for the stream's end.
-    if (proc.child.stdout !== null && !proc.child.stdout.readableEnded) {
-      await new Promise<void>((resolve) => { proc.child.stdout?.once('close', resolve); proc.child.stdout?.once('end', resolve) })
-    }
-    if (code !== 0) throw new Error(`h2load ${opts.title} exited with ${code ?? signal ?? 'an error'}; output: ${(out || proc.output()).trim().split('\n').slice(-6).join(' | ')}`)
-  } finally {
-    clearTimeout(watchdog)
-    current = undefined
-  }
+  const out = await runLoadTool(procs, args, { tool: 'h2load', title: opts.title, durationS: opts.durationS, statPrefix: STAT_PREFIX, track: (p) => { current = p } })
   const summary = parseH2loadOutput(out)
   let log
   try {

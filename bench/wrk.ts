@@ -14,6 +14,7 @@ import type { LoadResult } from './load.js'
 import type { Processes, Tracked } from './processes.js'
 import { clkTck } from './procfs.js'
 import { haveCommand } from './services.js'
+import { runLoadTool } from './load-tool.js'
 
 export function haveWrk(): boolean {
   return haveCommand('wrk')
@@ -86,22 +87,7 @@ export async function runWrk(procs: Processes, opts: WrkOptions): Promise<LoadRe
     opts.urls[0]
   ]
   const addrs = opts.urls.map((u) => new URL(u).host).join(',')
-  const script = `wrk "$@"; s=$?; read -r st < /proc/$$/stat; echo "${STAT_PREFIX}$st"; exit $s`
-  const proc = procs.spawn('wrk', 'loadgen', 'sh', ['-c', script, 'sh', ...args], { env: { WRK_ADDRS: addrs } })
-  current = proc
-  let out = ''
-  proc.child.stdout?.on('data', (d: Buffer) => { out += d.toString() })
-  const watchdog = setTimeout(() => { try { process.kill(-proc.pid, 'SIGKILL') } catch { /* gone */ } }, (opts.durationS + 30) * 1000)
-  try {
-    const { code, signal } = await proc.exited
-    if (proc.child.stdout !== null && !proc.child.stdout.readableEnded) {
-      await new Promise<void>((resolve) => { proc.child.stdout?.once('close', resolve); proc.child.stdout?.once('end', resolve) })
-    }
-    if (code !== 0) throw new Error(`wrk ${opts.title} exited with ${code ?? signal ?? 'an error'}; output: ${(out || proc.output()).trim().split('\n').slice(-6).join(' | ')}`)
-  } finally {
-    clearTimeout(watchdog)
-    current = undefined
-  }
+  const out = await runLoadTool(procs, args, { tool: 'wrk', title: opts.title, durationS: opts.durationS, statPrefix: STAT_PREFIX, env: { WRK_ADDRS: addrs }, track: (p) => { current = p } })
   const line = out.split('\n').find((l) => l.startsWith('WRKJSON '))
   if (line === undefined) throw new Error(`wrk ${opts.title} printed no summary; output: ${out.trim().split('\n').slice(-6).join(' | ')}`)
   const w = JSON.parse(line.slice('WRKJSON '.length)) as WrkJson

@@ -15,23 +15,21 @@ import type { Readable } from 'node:stream'
 import type { Logger } from 'pino'
 import { EDGE_ERRORS, classifyUpstreamError, errorBody, type ProxyError } from '../errors.js'
 import { methodLabel } from '../metrics/proxy-metrics.js'
-import { ClientBodyError, runExchange, type UpstreamResponse } from '../routing/attempt-loop.js'
+import { ClientBodyError } from '../routing/attempt-loop.js'
 import { ClientWriter, VIA } from '../routing/client-writer.js'
-import { ForwardSink } from '../routing/forward-sink.js'
 import type { ProxyDeps } from '../routing/proxy-plugin.js'
 import { requestIdFrom } from '../routing/proxy-plugin.js'
 import type { RoutedRequest } from '../routing/request-edge.js'
 import { readRequestBody } from '../routing/request-body.js'
 import type { Runtime } from '../routing/runtime.js'
 import { Tunnel } from '../routing/tunnel.js'
-import { forwardRequest } from '../routing/upstream-request.js'
+import { serveRequest } from '../routing/serve-request.js'
 import { Member } from '../upstreams/member.js'
 import type { ForwardService } from './forward-service.js'
 import { FORWARD_POOL, FORWARD_ROUTE, proxyAuthorization, type Admission, type Denial, type ForwardPolicy, type ForwardScope } from './forward-policy.js'
 import { parseAbsoluteTarget, parseAuthority } from './forward-target.js'
 import { ForwardDenied, forbidden, forwardDenial, safeLookup, type DenialError } from './safe-lookup.js'
 
-const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE'])
 const BODYLESS = new Set(['GET', 'HEAD'])
 const NOT_CONFIGURED: ProxyError = { name: 'forward_off', status: 503, reason: 'the forward proxy has no configuration', close: true }
 
@@ -234,18 +232,9 @@ export function createForwardListener(svc: ForwardService, deps: ProxyDeps, serv
 
   /** The cache for a cacheable request (same store and rules as the routes), else the plain forward. */
   const proxy = (rt: Runtime, routed: RoutedRequest, scope: ForwardScope, body: Buffer | Readable | null, writer: ClientWriter): void => {
-    if (writer.closed) return
-    const attempt = svc.attemptDeps(scope)
-    const cache = deps.cache
-    const dropUnderscores = !rt.config.limits.underscores_in_headers
-    const caching = routed.route.cache !== undefined && cache !== undefined
-    if (caching && cache.handle(routed, writer, attempt, dropUnderscores)) return
-    const onComplete = caching && !SAFE_METHODS.has(routed.method)
-      // RFC 9111 section 4.4: a successful unsafe request invalidates what we cached for its URL.
-      ? (r: UpstreamResponse) => { if (r.status < 400) cache.invalidate(routed, r.headers.location, r.headers['content-location']) }
-      : undefined
-    writer.flow = runExchange(attempt, forwardRequest(routed, body, dropUnderscores), new ForwardSink(writer, routed.pool.name, onComplete))
+    serveRequest(deps.cache, svc.attemptDeps(scope), routed, body, writer, !rt.config.limits.underscores_in_headers)
   }
+
 
   /** CONNECT host:port (RFC 9110 section 9.3.6): a TCP tunnel once the rules allow it. */
   const connectRequest = (req: IncomingMessage, socket: Socket, head: Buffer): void => {

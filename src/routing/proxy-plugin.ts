@@ -6,14 +6,13 @@ import { EDGE_ERRORS, errorBody, type ProxyError } from '../errors.js'
 import { methodLabel, type ProxyMetrics } from '../metrics/proxy-metrics.js'
 import type { HttpCache } from '../cache/http-cache.js'
 import type { UpstreamDispatcher } from '../upstreams/dispatcher.js'
-import { runExchange, type AttemptDeps, ClientBodyError, type UpstreamResponse } from './attempt-loop.js'
+import { type AttemptDeps, ClientBodyError } from './attempt-loop.js'
 import { ClientWriter, VIA } from './client-writer.js'
-import { ForwardSink } from './forward-sink.js'
 import { routeRequest, type RoutedRequest } from './request-edge.js'
 import { recordSplitAnswer, recordSplitAssignment } from './split-record.js'
 import { readRequestBody } from './request-body.js'
 import type { Runtime } from './runtime.js'
-import { forwardRequest } from './upstream-request.js'
+import { serveRequest } from './serve-request.js'
 import type { TunnelRegistry } from './tunnel-registry.js'
 import { createUpgradeListener } from './upgrade.js'
 import { screen } from '../security/firewall-gate.js'
@@ -41,7 +40,6 @@ export interface ProxyDeps {
   forward?: ForwardService
 }
 
-const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE'])
 const BODYLESS = new Set(['GET', 'HEAD'])
 /** RFC 8555 section 8.3: HTTP-01 challenges are fetched over plain HTTP, never redirected. */
 const ACME_CHALLENGE = '/.well-known/acme-challenge/'
@@ -230,17 +228,10 @@ export async function proxyPlugin(app: FastifyInstance, deps: ProxyDeps): Promis
 
   /** The cache when the route caches (it may decline: unsafe methods, Range), else the plain forward. */
   const proxy = (rt: Runtime, routed: RoutedRequest, body: Buffer | Readable | null, writer: ClientWriter): void => {
-    if (writer.closed) return
-    const cache = deps.cache
     // The runtime the request was routed with, also after a reload in between.
-    const dropUnderscores = !rt.config.limits.underscores_in_headers
-    if (routed.route.cache !== undefined && cache !== undefined && cache.handle(routed, writer, attemptDeps, dropUnderscores)) return
-    const onComplete = routed.route.cache !== undefined && cache !== undefined && !SAFE_METHODS.has(routed.method)
-      // RFC 9111 section 4.4: a successful unsafe request invalidates what we cached for its URL.
-      ? (r: UpstreamResponse) => { if (r.status < 400) cache.invalidate(routed, r.headers.location, r.headers['content-location']) }
-      : undefined
-    writer.flow = runExchange(attemptDeps, forwardRequest(routed, body, dropUnderscores), new ForwardSink(writer, routed.pool.name, onComplete))
+    serveRequest(deps.cache, attemptDeps, routed, body, writer, !rt.config.limits.underscores_in_headers)
   }
+
 
   // Proxy every method Node's parser accepts (WebDAV and friends too), except CONNECT: we never tunnel.
   for (const m of METHODS) {
