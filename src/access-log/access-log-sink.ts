@@ -5,8 +5,8 @@ import { pino } from 'pino'
 /** Where access log lines go: stdout or a file, written asynchronously. */
 export interface AccessLogSink {
   write(line: string): void
-  /** Opens the file again by its name (after logrotate moved it); nothing for stdout. */
-  reopen(): void
+  /** Opens the file again by its name (after logrotate moved it); `opened` once the new file is open (at once for stdout). */
+  reopen(opened: () => void): void
   /** Writes what is queued, then closes (never closes stdout). */
   close(): Promise<void>
 }
@@ -42,11 +42,19 @@ export function openAccessLogSink(path: string | undefined, onError: (err: Error
   let closing: Promise<void> | undefined
   return {
     write: (line) => { if (closing === undefined) dest.write(line) },
-    reopen: () => {
-      if (path === undefined || closing !== undefined) return
+    reopen: (opened) => {
+      if (path === undefined) return opened()
+      if (closing !== undefined) return
+      // sonic-boom opens the new file asynchronously (after a write under way) and says 'ready'.
+      const ready = (): void => { dest.off('error', failed); opened() }
+      const failed = (): void => { dest.off('ready', ready) }
+      dest.once('ready', ready)
+      dest.once('error', failed)
       try {
         dest.reopen()
       } catch (err) {
+        dest.off('ready', ready)
+        dest.off('error', failed)
         onError(err as Error)
       }
     },

@@ -166,8 +166,8 @@ export class AccessLog {
 
   /** logrotate moved the file: open it again by name (SIGUSR1). */
   reopen(): void {
-    this.sink.reopen()
-    this.log?.info({}, 'access log reopened')
+    // Said once the new file is open, so whoever rotated can rely on it existing.
+    this.sink.reopen(() => this.log?.info({}, 'access log reopened'))
   }
 
   close(): Promise<void> {
