@@ -14,6 +14,8 @@ export interface ProcStat {
   state: string
   /** utime + stime of all the process's threads, in clock ticks. */
   ticks: number
+  /** utime alone: time in the process's own code (JavaScript, V8, libuv), not in the kernel. */
+  userTicks: number
 }
 
 let clockTicks: number | undefined
@@ -42,13 +44,20 @@ export function readStat(pid: number): ProcStat | undefined {
   // The command name (field 2) is in parentheses and may hold spaces: split after the last ')'.
   const f = text.slice(text.lastIndexOf(')') + 2).split(' ')
   // f[0] is field 3 (state), so field n is f[n - 3]: ppid 4, pgrp 5, utime 14, stime 15.
-  return { pid, state: f[0], ppid: Number(f[1]), pgid: Number(f[2]), ticks: Number(f[11]) + Number(f[12]) }
+  return { pid, state: f[0], ppid: Number(f[1]), pgid: Number(f[2]), ticks: Number(f[11]) + Number(f[12]), userTicks: Number(f[11]) }
 }
 
 /** Sum of CPU ticks over the given pids (processes that are gone count 0). */
 export function ticksOf(pids: readonly number[]): number {
   let sum = 0
   for (const pid of pids) sum += readStat(pid)?.ticks ?? 0
+  return sum
+}
+
+/** User-mode CPU ticks over the given pids (the rest of ticksOf is system time: syscalls, the TCP stack). */
+export function userTicksOf(pids: readonly number[]): number {
+  let sum = 0
+  for (const pid of pids) sum += readStat(pid)?.userTicks ?? 0
   return sum
 }
 

@@ -20,7 +20,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { runLoad } from './load.js'
 import { Processes } from './processes.js'
-import { clkTck, ticksOf } from './procfs.js'
+import { clkTck, ticksOf, userTicksOf } from './procfs.js'
 import { startSwitchyard, startUpstream } from './services.js'
 
 const DEFAULT_OUT = fileURLToPath(new URL('../../bench/results', import.meta.url))
@@ -132,6 +132,9 @@ export function summarise(profile: CpuProfile, title: string, window?: { from: n
   const text = [
     `${title}`,
     `busy ${(busy / 1000).toFixed(0)} ms of ${(sum / 1000).toFixed(0)} ms sampled (idle left out); percentages of busy time`,
+    'Samples are wall-clock time on the main thread: a socket write (writev, writeLatin1String) also counts the',
+    'kernel delivering the bytes to the peer on loopback and any time the process waited inside the call, so',
+    'compare it with the user/system split above, not with the share of CPU.',
     '',
     'By package (self, total):',
     ...rows(pkgSelf, pkgTotal, 'self', 'total'),
@@ -183,17 +186,20 @@ async function main(): Promise<number> {
       const url = `${sy.url}${c.path}`
       await runLoad({ title: `warmup ${c.name}`, urls: [url], connections, durationS: warmupS })
       const t0 = ticksOf(sy.proc.pids)
+      const u0 = userTicksOf(sy.proc.pids)
       const from = Number(process.hrtime.bigint() / 1000n)
       const load = await runLoad({ title: c.name, urls: [url], connections, durationS })
       const to = Number(process.hrtime.bigint() / 1000n)
       const t1 = ticksOf(sy.proc.pids)
+      const u1 = userTicksOf(sy.proc.pids)
       const usPerReq = (((t1 - t0) * 1e6) / clkTck()) / load.requests
+      const userPerReq = (((u1 - u0) * 1e6) / clkTck()) / load.requests
       process.kill(sy.proc.pid, 'SIGTERM')
       await sy.proc.exited
       const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'))
       if (file === undefined) throw new Error(`${c.name}: no .cpuprofile written in ${profDir}`)
       const profile = JSON.parse(readFileSync(join(profDir, file), 'utf8')) as CpuProfile
-      const head = `${c.name}: GET ${c.path}, ${connections} connections, ${durationS} s after ${warmupS} s warm-up: ${Math.round(load.rps)} req/s, proxy ${usPerReq.toFixed(1)} µs/req under the profiler (profile: the measured run only), ${load.errors + load.non2xx} errors/non-2xx`
+      const head = `${c.name}: GET ${c.path}, ${connections} connections, ${durationS} s after ${warmupS} s warm-up: ${Math.round(load.rps)} req/s, proxy ${usPerReq.toFixed(1)} µs/req under the profiler (user ${userPerReq.toFixed(1)}, system ${(usPerReq - userPerReq).toFixed(1)}; profile: the measured run only), ${load.errors + load.non2xx} errors/non-2xx`
       const s = summarise(profile, head, { from, to })
       const base = join(out, `profile-${c.name}${tag}`)
       writeFileSync(`${base}.txt`, s.text)

@@ -43,7 +43,9 @@ export async function runSoak(o: RunOptions): Promise<number> {
     const pid = sy.proc.pid
     const soakS = o.soakS ?? 300
     process.stdout.write(`soak: ${soakS} s, ${o.connections} connections (${useWrk ? 'wrk' : 'autocannon'}), ${PATHS.join(' ')} in turn, ${STEP_S} s each; proxy pid ${pid}\n`)
-    process.stdout.write('   t s  path       req/s   RSS MiB  peak MiB  heap used MiB  heap total MiB  external MiB\n')
+    // RSS = anonymous memory (the V8 heap, malloc: what this process allocated) + file-backed
+    // pages (the node binary and libraries, shared with every other node process).
+    process.stdout.write('   t s  path       req/s   RSS MiB  peak MiB  anon MiB  file MiB  heap used MiB  heap total MiB  new space MiB  old space MiB  external MiB\n')
     const t0 = Date.now()
     for (let i = 0; !stop && (Date.now() - t0) / 1000 < soakS; i++) {
       const path = PATHS[i % PATHS.length]
@@ -58,8 +60,12 @@ export async function runSoak(o: RunOptions): Promise<number> {
         load.rps.toFixed(0).padStart(7),
         (statusKb(pid, 'VmRSS') / 1024).toFixed(1).padStart(8),
         (statusKb(pid, 'VmHWM') / 1024).toFixed(1).padStart(8),
+        (statusKb(pid, 'RssAnon') / 1024).toFixed(1).padStart(8),
+        (statusKb(pid, 'RssFile') / 1024).toFixed(1).padStart(8),
         (metric(m, 'nodejs_heap_size_used_bytes') / MIB).toFixed(1).padStart(13),
         (metric(m, 'nodejs_heap_size_total_bytes') / MIB).toFixed(1).padStart(14),
+        (metric(m, 'nodejs_heap_space_size_total_bytes\\{space="new"\\}') / MIB).toFixed(1).padStart(13),
+        (metric(m, 'nodejs_heap_space_size_total_bytes\\{space="old"\\}') / MIB).toFixed(1).padStart(13),
         (metric(m, 'nodejs_external_memory_bytes') / MIB).toFixed(1).padStart(12)
       ]
       process.stdout.write(`${cells.join('  ')}\n`)

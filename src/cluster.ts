@@ -10,7 +10,7 @@ import { AggregatorRegistry, Registry } from 'prom-client'
 import { collectProcessMetrics } from './metrics/proxy-metrics.js'
 import { shareSelfSigned } from './tls/self-signed.js'
 import type { Logger } from 'pino'
-import { buildApp, type SwitchyardApp } from './app.js'
+import type { SwitchyardApp } from './app.js'
 import type { Config } from './config/schema.js'
 import { Supervisor } from './sidecars/supervisor.js'
 import { buildAdminServer } from './control/admin-server.js'
@@ -72,6 +72,8 @@ export async function runWorker(): Promise<WorkerHandle> {
   const logger = createLogger(config).child({ worker: process.pid })
   let app: SwitchyardApp | undefined
   try {
+    // Only workers load the proxy: the primary stays small (admin listener, sidecars, the workers).
+    const { buildApp } = await import('./app.js')
     app = await buildApp(config, { logger, sidecars: false })
     // Let the primary's AggregatorRegistry read this worker's registry.
     new AggregatorRegistry()

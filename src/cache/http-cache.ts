@@ -48,6 +48,7 @@ import { ForwardSink } from '../routing/forward-sink.js'
 import { forClient, forLibrary, mustRevalidate, requestForLibrary, storedStatus, type RuleOptions } from './response-rules.js'
 import type { CacheEntry, CacheStore } from './store.js'
 import { responseTags } from './tags.js'
+import { HitHeaders } from './hit-headers.js'
 import type { FillLock } from './fill-lock.js'
 
 type Headers = Record<string, string | string[] | undefined>
@@ -73,6 +74,8 @@ interface Stored {
   readonly id: string
   /** The Vary names it is stored under (keyVary). */
   readonly vary: string
+  /** The policy's header memo (hit-headers.ts), when it has one. */
+  readonly hits?: HitHeaders
 }
 
 /** A parsed meta, remembered by its text. */
@@ -80,6 +83,7 @@ interface Parsed {
   readonly policy: CachePolicy
   readonly id: string
   readonly vary: string
+  readonly hits: HitHeaders | undefined
 }
 
 /** Result of a cache fill that other requests for the same key waited on. */
@@ -283,13 +287,14 @@ export class HttpCache {
       parsed = {
         policy,
         id: meta.id ?? `meta-${sha256Hex(got.meta)}`,
-        vary: meta.vary ?? keyVary((policy.responseHeaders() as Headers).vary)
+        vary: meta.vary ?? keyVary((policy.responseHeaders() as Headers).vary),
+        hits: HitHeaders.install(policy)
       }
       if (this.parsed.size >= PARSED_POLICIES) this.parsed.clear()
       this.parsed.set(got.meta, parsed)
     }
-    const policy = got.invalidatedAt !== undefined ? staleSince(parsed.policy, got.invalidatedAt) : parsed.policy
-    return { policy, body: got.body, id: parsed.id, vary: parsed.vary }
+    if (got.invalidatedAt !== undefined) return { policy: staleSince(parsed.policy, got.invalidatedAt), body: got.body, id: parsed.id, vary: parsed.vary }
+    return { policy: parsed.policy, body: got.body, id: parsed.id, vary: parsed.vary, hits: parsed.hits }
   }
 
   private async serve(routed: RoutedRequest, writer: ClientWriter, cfg: RouteCacheConfig, deps: AttemptDeps, dropUnderscores: boolean, again = false): Promise<void> {
@@ -372,7 +377,7 @@ export class HttpCache {
   /** Replays a stored answer (or a 304 for the client's own conditional) through the client writer. */
   sendStored(routed: RoutedRequest, writer: ClientWriter, stored: Stored, libraryHeaders: Headers, xcache: string, detail: string): void {
     writer.cacheStatus = xcache
-    const headers = forClient(libraryHeaders)
+    const headers = stored.hits?.client(libraryHeaders) ?? forClient(libraryHeaders)
     const cfg = routed.route.cache as RouteCacheConfig
     for (const name of ruleOptions(cfg).strip) delete headers[name]
     const h = writer.headersFrom(headers)

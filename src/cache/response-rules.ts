@@ -337,6 +337,11 @@ export function forClient(h: Headers): Headers {
   return out
 }
 
+/** The origin sent a Date: forClient() gives the client that one, whatever Date the library set. */
+export function keepsOriginDate(h: Headers): boolean {
+  return `${SIDE}date` in h
+}
+
 /** The status to replay: the origin's, where the library was given 200 in its place. */
 export function storedStatus(libraryStatus: number, h: Headers): number {
   const s = h[SIDE_STATUS]

@@ -3,7 +3,6 @@ import { watch } from 'node:fs'
 import cluster from 'node:cluster'
 import { ConfigError, loadConfigFile } from '../../config/load.js'
 import type { Config } from '../../config/schema.js'
-import { startServer } from '../../server.js'
 import { forwardLogReopen, runPrimary, runWorker, workerCount } from '../../cluster.js'
 import type { Control } from '../../control/control.js'
 import { LogFormatError, createLogger, exportLogFormat, resolveLogFormat } from '../../control/logger.js'
@@ -83,6 +82,8 @@ export async function run(argv: string[]): Promise<number> {
         throw err
       }
     } else {
+      // Imported here: a cluster primary never loads the proxy (undici, the cache, the routes).
+      const { startServer } = await import('../../server.js')
       const server = await startServer(configPath, logger, config)
       control = server.app.control
       reopen.logs = () => server.app.reopenLogs()
