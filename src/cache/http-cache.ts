@@ -292,11 +292,13 @@ export class HttpCache {
       const meta = parseMeta(got)
       if (meta === undefined) return undefined
       const policy = CachePolicy.fromObject(meta.policy)
+      // Installed first: the memo makes the library's header view once, and Vary is read from it.
+      const hits = HitHeaders.install(policy)
       parsed = {
         policy,
         id: meta.id ?? `meta-${sha256Hex(got.meta)}`,
         vary: meta.vary ?? keyVary((policy.responseHeaders() as Headers).vary),
-        hits: HitHeaders.install(policy)
+        hits
       }
       if (this.parsed.size >= PARSED_POLICIES) this.parsed.clear()
       this.parsed.set(got.meta, parsed)

@@ -232,7 +232,6 @@ export async function proxyPlugin(app: FastifyInstance, deps: ProxyDeps): Promis
     serveRequest(deps.cache, attemptDeps, routed, body, writer, !rt.config.limits.underscores_in_headers)
   }
 
-
   // Proxy every method Node's parser accepts (WebDAV and friends too), except CONNECT: we never tunnel.
   for (const m of METHODS) {
     if (m !== 'CONNECT' && !app.supportedMethods.includes(m)) app.addHttpMethod(m, { hasBody: true })
